@@ -1,0 +1,76 @@
+"""How fast is pk.count? U-Net at 1×1×640×400 against PyTorch's FlopCounterMode on a real forward
+(and thop / ptflops / fvcore when installed), all measured in this one run.
+
+    python benchmarks/cost_speed.py [--repeats 5] [--size 640,400]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).parent))
+import prunekit as pk  # noqa: E402
+from _timing import fmt_seconds, median_time, timed  # noqa: E402
+
+
+def flop_counter_macs(model, x) -> int:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def third_party(model, x) -> dict:
+    """Other counters, if installed: name -> function returning MACs."""
+    found = {}
+    if importlib.util.find_spec("thop"):
+        import thop
+
+        found["thop"] = lambda: int(thop.profile(model, inputs=(x,), verbose=False)[0])
+    if importlib.util.find_spec("ptflops"):
+        from ptflops import get_model_complexity_info
+
+        found["ptflops"] = lambda: int(get_model_complexity_info(
+            model, tuple(x.shape[1:]), as_strings=False, print_per_layer_stat=False, verbose=False)[0])
+    if importlib.util.find_spec("fvcore"):
+        from fvcore.nn import FlopCountAnalysis
+
+        found["fvcore"] = lambda: int(FlopCountAnalysis(model, x).unsupported_ops_warnings(False).total())
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", default="640,400")
+    args = parser.parse_args()
+    h, w = (int(v) for v in args.size.split(","))
+    torch.manual_seed(0)
+    model = pk.get("model", "unet").eval()
+    x = torch.randn(1, 1, h, w)
+
+    cold_pk, report = timed(lambda: pk.count(model, x))
+    cold_fc, fc_macs = timed(lambda: flop_counter_macs(model, x))
+    methods = {"prunekit count (meta)": lambda: pk.count(model, x).macs,
+               "FlopCounterMode (real forward)": lambda: flop_counter_macs(model, x)}
+    methods.update(third_party(model, x))
+    results = {name: (median_time(fn, args.repeats), fn()) for name, fn in methods.items()}
+
+    base = results["prunekit count (meta)"][0]
+    print(f"U-Net (width 64) at 1×1×{h}×{w}, {torch.get_num_threads()} threads, median of {args.repeats}\n")
+    print(f"{'method':34} {'time':>12} {'× prunekit':>11} {'conv MACs':>16}")
+    for name, (seconds, macs) in results.items():
+        print(f"{name:34} {fmt_seconds(seconds)} {seconds / base:10.1f}× {macs:16,}")
+    print(f"\nfirst call in this process (one-time imports included): prunekit {fmt_seconds(cold_pk).strip()}, "
+          f"FlopCounterMode {fmt_seconds(cold_fc).strip()}")
+    same = report.macs == fc_macs
+    print(f"conv MACs identical to FlopCounterMode/2: {same} ({report.macs:,})")
+    print(f"speed-up over FlopCounterMode: {results['FlopCounterMode (real forward)'][0] / base:.0f}× (target ≥ 30×)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""prunekit: iterative structured filter pruning under a MACs or parameter budget.
+
+The public API::
+
+    import prunekit as pk
+    report = pk.count(model, example_input)          # CostReport
+    pk.get("model", "unet", n_classes=4)             # a plugin object by name
+"""
+from __future__ import annotations
+
+from .cost import CostReport, count
+from .errors import ConfigError, PluginError, PruneError, PrunekitError
+from .hookspecs import hookimpl
+from .plugin_manager import configure as configure_plugins, get, manager, registered
+from .types import DataSplits, Flow, LayerShape, LayerType, Spec, Traversal, cut_parameter, numel
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError", "CostReport", "DataSplits", "Flow", "LayerShape", "LayerType", "PluginError", "PruneError",
+    "PrunekitError", "Spec", "Traversal", "configure_plugins", "count", "cut_parameter", "get", "hookimpl",
+    "manager", "numel", "registered",
+]

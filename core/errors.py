@@ -1,0 +1,29 @@
+"""The typed errors prunekit raises for bad input, and the "did you mean" helper."""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class PrunekitError(Exception):
+    """Base of every error caused by bad input; the CLI prints its message on one line."""
+
+
+class ConfigError(PrunekitError, ValueError):
+    """A configuration key, type or value is invalid."""
+
+
+class PluginError(PrunekitError, LookupError):
+    """A plugin is unknown, broken, or registers a name twice."""
+
+
+class PruneError(PrunekitError, ValueError):
+    """A pruning request cannot be carried out; the model is left untouched."""
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """Return `did you mean 'x'? ` (or an empty string) followed by the valid choices."""
+    choices = sorted(set(choices))
+    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}valid: {', '.join(choices) if choices else '(none)'}"

@@ -1,0 +1,130 @@
+"""The small records plugins hand to prunekit, and the layer-type base class."""
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .errors import PruneError
+
+#: Cost categories of layer types. ``conv`` and ``linear`` are always counted;
+#: the others only when ``include`` names them (see the README's convention table).
+COST_KINDS = ("conv", "linear", "norm", "activation", "pooling", "upsample", "other")
+OPTIONAL_COST_KINDS = ("norm", "activation", "pooling", "upsample")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A named factory: what model, dataset, criterion, loss and logger hooks return.
+
+    ``factory(**params)`` builds the object; ``description`` is shown by ``prunekit plugins``.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Traversal:
+    """What a traversal plugin knows about a model it recognises.
+
+    ``blocks`` are module paths; a layer belongs to the longest block path that prefixes its
+    name (layers outside every block form their own block). ``protected`` layers keep all their
+    output channels. ``taps`` are the default module paths tapped for feature distillation.
+    """
+
+    name: str
+    blocks: tuple[str, ...] = ()
+    protected: tuple[str, ...] = ()
+    taps: tuple[str, ...] = ()
+
+
+class Flow(enum.Enum):
+    """How a layer's output channels relate to its input channels."""
+
+    PRODUCER = "producer"  # reads every input channel, writes `out_channels` new ones (conv, linear)
+    CHANNELWISE = "channelwise"  # output channel c depends on input channel c only (BN, ReLU, pooling)
+    DEPTHWISE = "depthwise"  # output channel j depends on input channel j // multiplier only
+    OPAQUE = "opaque"  # mixes channels in a way pruning cannot follow (grouped conv, LayerNorm)
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """Sizes seen by one call of a layer: first input, first output, and their channel counts."""
+
+    input: tuple[int, ...]
+    output: tuple[int, ...]
+    in_channels: int
+    out_channels: int
+
+    @property
+    def batch(self) -> int:
+        return self.input[0] if self.input else 1
+
+
+class LayerType:
+    """How prunekit counts and cuts one module class. Subclass it once per layer type.
+
+    ``in_dim`` / ``out_dim`` are the activation dims that hold the channels (1 for NCHW layers,
+    -1 for Linear). ``macs`` and ``params`` are pure functions of the module's static attributes
+    and a :class:`LayerShape`, so the cost of any channel count can be predicted without running
+    the model. ``prune_out`` / ``prune_in`` keep the given channel indices, physically.
+    """
+
+    name: ClassVar[str]
+    module: ClassVar[type[nn.Module]]
+    kind: ClassVar[str] = "other"
+    in_dim: ClassVar[int] = 1
+    out_dim: ClassVar[int] = 1
+    #: True when each output element depends on the same input element only (activations):
+    #: such a layer passes channels along whichever dim holds them.
+    elementwise: ClassVar[bool] = False
+
+    def flow(self, module: nn.Module) -> Flow:
+        return Flow.CHANNELWISE
+
+    def macs(self, module: nn.Module, shape: LayerShape) -> int:
+        return 0
+
+    def params(self, module: nn.Module, shape: LayerShape) -> int:
+        """Parameters as a function of the channel counts; channel-independent by default."""
+        return sum(p.numel() for p in module.parameters(recurse=False))
+
+    def prune_out(self, module: nn.Module, keep: torch.Tensor) -> None:
+        raise PruneError(f"layer type {self.name!r} cannot remove output channels")
+
+    def prune_in(self, module: nn.Module, keep: torch.Tensor) -> None:
+        raise PruneError(f"layer type {self.name!r} cannot remove input channels")
+
+
+def numel(size: tuple[int, ...]) -> int:
+    return math.prod(size)
+
+
+def cut_parameter(module: nn.Module, name: str, keep: torch.Tensor, dim: int) -> None:
+    """Replace parameter or buffer ``name`` by its slice ``keep`` along ``dim`` (if it exists)."""
+    tensor = getattr(module, name, None)
+    if tensor is None:
+        return
+    data = tensor.detach().index_select(dim, keep.to(tensor.device)).clone()
+    if isinstance(tensor, nn.Parameter):
+        setattr(module, name, nn.Parameter(data, requires_grad=tensor.requires_grad))
+    else:
+        setattr(module, name, data)
+
+
+@dataclass
+class DataSplits:
+    """What a dataset plugin builds: training and validation sets of ``{"image", "mask"}`` dicts."""
+
+    train: Any
+    val: Any
+    n_classes: int
+    in_channels: int
+    class_names: tuple[str, ...] = ()

@@ -1,0 +1,1 @@
+"""Built-in prunekit plugins, registered through the ``prunekit`` entry-point group like any other."""

@@ -1,0 +1,247 @@
+"""Built-in layer types: convolutions, transposed convolutions, linear, norms, activations,
+pooling, upsampling. One small class per family; each counts MACs/params from a shape record
+and cuts channels physically."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from prunekit import Flow, LayerShape, LayerType, cut_parameter, hookimpl, numel
+
+
+def _kernel(module: nn.Module) -> int:
+    return math.prod(module.kernel_size)
+
+
+def _bias(module: nn.Module, channels: int) -> int:
+    return channels if getattr(module, "bias", None) is not None else 0
+
+
+class Conv(LayerType):
+    """Conv1d/2d/3d. MACs = output elements × (input channels per group) × kernel size.
+
+    Grouped convolutions are opaque (never pruned); depthwise ones (groups == in_channels)
+    pass each input channel to its ``out/in`` output channels, which are pruned with it.
+    """
+
+    kind = "conv"
+
+    def __init__(self, module: type[nn.Module]) -> None:
+        self.module = module
+        self.name = module.__name__.lower()
+
+    @staticmethod
+    def depthwise(m: nn.Module) -> bool:
+        return m.groups > 1 and m.groups == m.in_channels
+
+    def flow(self, m: nn.Module) -> Flow:
+        if m.groups == 1:
+            return Flow.PRODUCER
+        return Flow.DEPTHWISE if self.depthwise(m) else Flow.OPAQUE
+
+    def _in_per_group(self, m: nn.Module, shape: LayerShape) -> int:
+        return 1 if self.depthwise(m) else shape.in_channels // m.groups
+
+    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+        return numel(shape.output) * self._in_per_group(m, shape) * _kernel(m)
+
+    def params(self, m: nn.Module, shape: LayerShape) -> int:
+        return shape.out_channels * self._in_per_group(m, shape) * _kernel(m) + _bias(m, shape.out_channels)
+
+    def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
+        multiplier = m.out_channels // m.in_channels if self.depthwise(m) else None
+        cut_parameter(m, "weight", keep, 0)
+        cut_parameter(m, "bias", keep, 0)
+        m.out_channels = len(keep)
+        if multiplier is not None:
+            m.in_channels = m.groups = len(keep) // multiplier
+
+    def prune_in(self, m: nn.Module, keep: torch.Tensor) -> None:
+        cut_parameter(m, "weight", keep, 1)
+        m.in_channels = len(keep)
+
+
+class ConvTranspose(Conv):
+    """ConvTranspose1d/2d/3d: the weight is in × out/groups, and MACs use the *input* size.
+
+    MACs = input elements × (output channels per group) × kernel size.
+    """
+
+    @staticmethod
+    def depthwise(m: nn.Module) -> bool:
+        return m.groups > 1 and m.groups == m.in_channels == m.out_channels
+
+    def _out_per_group(self, m: nn.Module, shape: LayerShape) -> int:
+        return 1 if self.depthwise(m) else shape.out_channels // m.groups
+
+    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+        return numel(shape.input) * self._out_per_group(m, shape) * _kernel(m)
+
+    def params(self, m: nn.Module, shape: LayerShape) -> int:
+        return shape.in_channels * self._out_per_group(m, shape) * _kernel(m) + _bias(m, shape.out_channels)
+
+    def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
+        if self.depthwise(m):
+            cut_parameter(m, "weight", keep, 0)
+            m.in_channels = m.groups = len(keep)
+        else:
+            cut_parameter(m, "weight", keep, 1)
+        cut_parameter(m, "bias", keep, 0)
+        m.out_channels = len(keep)
+
+    def prune_in(self, m: nn.Module, keep: torch.Tensor) -> None:
+        cut_parameter(m, "weight", keep, 0)
+        m.in_channels = len(keep)
+
+
+class Linear(LayerType):
+    """Linear: MACs = output elements × in_features; channels live on the last dim."""
+
+    name, module, kind = "linear", nn.Linear, "linear"
+    in_dim = out_dim = -1
+
+    def flow(self, m: nn.Module) -> Flow:
+        return Flow.PRODUCER
+
+    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+        return numel(shape.output) * shape.in_channels
+
+    def params(self, m: nn.Module, shape: LayerShape) -> int:
+        return shape.out_channels * shape.in_channels + _bias(m, shape.out_channels)
+
+    def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
+        cut_parameter(m, "weight", keep, 0)
+        cut_parameter(m, "bias", keep, 0)
+        m.out_features = len(keep)
+
+    def prune_in(self, m: nn.Module, keep: torch.Tensor) -> None:
+        cut_parameter(m, "weight", keep, 1)
+        m.in_features = len(keep)
+
+
+class Norm(LayerType):
+    """BatchNorm / InstanceNorm: one multiply-add per element; γ and β per channel."""
+
+    kind = "norm"
+
+    def __init__(self, module: type[nn.Module]) -> None:
+        self.module = module
+        self.name = module.__name__.lower()
+
+    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+        return numel(shape.output)
+
+    def params(self, m: nn.Module, shape: LayerShape) -> int:
+        return 2 * shape.out_channels if m.affine else 0
+
+    def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            cut_parameter(m, name, keep, 0)
+        m.num_features = len(keep)
+
+
+class Opaque(LayerType):
+    """Layers that mix channels in a way pruning cannot follow (LayerNorm, GroupNorm):
+    counted, never cut; the channels around them are left unprunable."""
+
+    def __init__(self, module: type[nn.Module], kind: str) -> None:
+        self.module, self.kind = module, kind
+        self.name = module.__name__.lower()
+
+    def flow(self, m: nn.Module) -> Flow:
+        return Flow.OPAQUE
+
+    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+        return numel(shape.output)
+
+
+class Elementwise(LayerType):
+    """Activations (one op per element) and identities such as dropout (none)."""
+
+    elementwise = True
+
+    def __init__(self, module: type[nn.Module], kind: str = "activation") -> None:
+        self.module, self.kind = module, kind
+        self.name = module.__name__.lower()
+
+    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+        return numel(shape.output) if self.kind == "activation" else 0
+
+
+class PReLU(Elementwise):
+    """PReLU: an activation with one slope per channel (or one shared slope)."""
+
+    elementwise = False
+
+    def __init__(self) -> None:
+        super().__init__(nn.PReLU)
+
+    def params(self, m: nn.Module, shape: LayerShape) -> int:
+        return shape.out_channels if m.num_parameters > 1 else 1
+
+    def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
+        if m.num_parameters > 1:
+            cut_parameter(m, "weight", keep, 0)
+            m.num_parameters = len(keep)
+
+
+class Pool(LayerType):
+    """Pooling: output elements × window size (adaptive: every input element once)."""
+
+    kind = "pooling"
+
+    def __init__(self, module: type[nn.Module]) -> None:
+        self.module = module
+        self.name = module.__name__.lower()
+
+    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+        if not hasattr(m, "kernel_size"):
+            return numel(shape.input)
+        spatial = len(shape.output) - 2
+        kernel = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size,) * spatial
+        return numel(shape.output) * math.prod(kernel)
+
+
+#: multiply-adds per output element of each interpolation mode
+INTERPOLATION_MACS = {"nearest": 0, "nearest-exact": 0, "linear": 2, "bilinear": 4, "bicubic": 16, "trilinear": 8}
+
+
+class Upsample(LayerType):
+    """Upsampling: output elements × points interpolated (nearest: a copy, 0)."""
+
+    name, module, kind = "upsample", nn.Upsample, "upsample"
+
+    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+        return numel(shape.output) * INTERPOLATION_MACS.get(m.mode, 0)
+
+
+ACTIVATIONS = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Softsign,
+    nn.Tanhshrink, nn.Threshold, nn.LogSigmoid,
+)
+IDENTITIES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+POOLS = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+)
+NORMS = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+)
+
+
+@hookimpl
+def prunekit_layer_types() -> list[LayerType]:
+    types: list[LayerType] = [Conv(c) for c in (nn.Conv1d, nn.Conv2d, nn.Conv3d)]
+    types += [ConvTranspose(c) for c in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)]
+    types += [Linear(), Upsample(), PReLU()]
+    types += [Norm(c) for c in NORMS]
+    types += [Opaque(nn.LayerNorm, "norm"), Opaque(nn.GroupNorm, "norm")]
+    types += [Elementwise(c) for c in ACTIVATIONS]
+    types += [Elementwise(c, "other") for c in IDENTITIES]
+    types += [Pool(c) for c in POOLS]
+    return types

@@ -1,0 +1,99 @@
+"""The bilinear U-Net (Ronneberger et al. 2015, in the layout of milesial's Pytorch-UNet) with
+the module names IPAD uses (``inc.conv1``, ``down1.conv.conv1`` … ``up4.conv.conv2``, ``outc``),
+and the traversal that names its blocks."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunekit import Spec, Traversal, hookimpl
+
+
+class DoubleConv(nn.Module):
+    """(3×3 conv → BN → ReLU) twice."""
+
+    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None) -> None:
+        super().__init__()
+        mid_channels = mid_channels or out_channels
+        self.conv1 = nn.Conv2d(in_channels, mid_channels, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(mid_channels)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(mid_channels, out_channels, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.relu2 = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.bn1(self.conv1(x)))
+        return self.relu2(self.bn2(self.conv2(x)))
+
+
+class Down(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.maxpool = nn.MaxPool2d(2)
+        self.conv = DoubleConv(in_channels, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.maxpool(x))
+
+
+class Up(nn.Module):
+    """Bilinear ×2 upsampling, padding to the skip's size, concatenation [skip, up], DoubleConv."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+        self.conv = DoubleConv(in_channels, out_channels, in_channels // 2)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)
+        dy, dx = skip.shape[2] - x.shape[2], skip.shape[3] - x.shape[3]
+        if dy or dx:
+            x = F.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+        return self.conv(torch.cat([skip, x], dim=1))
+
+
+class UNet(nn.Module):
+    def __init__(self, in_channels: int = 1, n_classes: int = 4, width: int = 64) -> None:
+        super().__init__()
+        w = width
+        self.inc = DoubleConv(in_channels, w)
+        self.down1 = Down(w, 2 * w)
+        self.down2 = Down(2 * w, 4 * w)
+        self.down3 = Down(4 * w, 8 * w)
+        self.down4 = Down(8 * w, 8 * w)
+        self.up1 = Up(16 * w, 4 * w)
+        self.up2 = Up(8 * w, 2 * w)
+        self.up3 = Up(4 * w, w)
+        self.up4 = Up(2 * w, w)
+        self.outc = nn.Conv2d(w, n_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.inc(x)
+        x2 = self.down1(x1)
+        x3 = self.down2(x2)
+        x4 = self.down3(x3)
+        x = self.down4(x4)
+        x = self.up1(x, x4)
+        x = self.up2(x, x3)
+        x = self.up3(x, x2)
+        x = self.up4(x, x1)
+        return self.outc(x)
+
+
+BLOCKS = ("inc", "down1.conv", "down2.conv", "down3.conv", "down4.conv",
+          "up1.conv", "up2.conv", "up3.conv", "up4.conv")
+
+
+@hookimpl
+def prunekit_models() -> list[Spec]:
+    return [Spec("unet", UNet, "bilinear U-Net; args in_channels, n_classes, width (64)")]
+
+
+@hookimpl
+def prunekit_traversal(model: nn.Module) -> Traversal | None:
+    names = dict(model.named_modules())
+    if not all(name in names for name in (*BLOCKS, "outc")):
+        return None
+    return Traversal("unet", blocks=BLOCKS, protected=("outc",), taps=("down4.conv", "up2.conv", "up4.conv"))
