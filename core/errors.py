@@ -21,9 +21,13 @@ class PruneError(PrunekitError, ValueError):
     """A pruning request cannot be carried out; the model is left untouched."""
 
 
-def suggest(name: str, choices: Iterable[str]) -> str:
-    """Return `did you mean 'x'? ` (or an empty string) followed by the valid choices."""
+def suggest(name: str, choices: Iterable[str], limit: int = 12) -> str:
+    """``did you mean 'x'?`` (when one is close) and the valid choices — the closest few when
+    there are more than ``limit``."""
     choices = sorted(set(choices))
     close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
+    if len(choices) > limit:
+        nearest = difflib.get_close_matches(str(name), choices, n=5, cutoff=0)
+        return f"{hint}closest of {len(choices)}: {', '.join(nearest)}"
     return f"{hint}valid: {', '.join(choices) if choices else '(none)'}"

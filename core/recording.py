@@ -98,13 +98,13 @@ def record(
     model: nn.Module,
     example_input: Any,
     layers: dict[str, nn.Module],
-    mode: Callable[[], contextlib.AbstractContextManager] | None = None,
+    mode: Callable[[tuple], contextlib.AbstractContextManager] | None = None,
     keep_tensors: bool = False,
 ) -> Recording:
     """Run ``model`` once in eval mode and record every call of the modules in ``layers``.
 
-    ``mode`` builds a context (e.g. a TorchFunctionMode) entered around the forward; it is
-    built afresh if the meta forward fails and the model is run for real.
+    ``mode(args)`` builds a context (e.g. a TorchFunctionMode) entered around the forward on
+    ``args``; it is built afresh if the meta forward fails and the model is run for real.
     """
     calls: list[Call] = []
     names = {id(m): name for name, m in layers.items()}
@@ -118,13 +118,14 @@ def record(
     try:
         with eval_mode(model), torch.no_grad():
             try:
-                with mode() if mode else contextlib.nullcontext(), FastMeta():
-                    output = torch.func.functional_call(model, _meta_state(model), _to_meta(args), strict=False)
+                meta_args = _to_meta(args)
+                with FastMeta(), mode(meta_args) if mode else contextlib.nullcontext():
+                    output = torch.func.functional_call(model, _meta_state(model), meta_args, strict=False)
                 return Recording(calls, output)
             except Exception as exc:  # an op without a meta kernel, a device move, .item() ...
                 reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             calls.clear()
-            with mode() if mode else contextlib.nullcontext():
+            with mode(args) if mode else contextlib.nullcontext():
                 output = model(*args)
             return Recording(calls, output, fallback=f"shape-only pass failed ({reason}); ran a real forward")
     finally:

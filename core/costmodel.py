@@ -1,0 +1,101 @@
+"""Predicting cost after removing channels, from the layer types' formulas (no model run).
+
+Removing a group channel shrinks every member layer: a producer's outputs, a consumer's inputs
+(as many as the channel occupies there: twice after ``cat([x, x])``, H×W times after a flatten),
+both sides of a norm. Each affected layer is re-evaluated with its new channel counts, so the
+prediction is exact — cross terms included when a layer loses inputs and outputs at once.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .cost import channels
+from .graph import ChannelGraph, LayerNode
+from .types import LayerShape
+
+
+@dataclass(frozen=True)
+class Cost:
+    macs: int
+    params: int
+
+
+def _shrunk(size: tuple[int, ...], dim: int, by: int) -> tuple[int, ...]:
+    if not by:
+        return size
+    dim = dim % len(size)
+    return size[:dim] + (size[dim] - by,) + size[dim + 1:]
+
+
+class CostModel:
+    """MACs and parameters of a traced model and of any removal of its group channels."""
+
+    def __init__(self, graph: ChannelGraph) -> None:
+        self.graph = graph
+        self.effects: dict[tuple[int, int], list[tuple[str, str, int | None, int]]] = {}
+        for group in graph.groups:
+            counts: dict[int, Counter] = defaultdict(Counter)
+            for m in group.members:
+                for ch in m.channel:
+                    counts[ch][(m.layer, m.role, m.call)] += 1
+            for ch, counter in counts.items():
+                self.effects[(group.id, ch)] = [(*key, n) for key, n in counter.items()]
+        self.base = {name: self.layer_cost(node, {}) for name, node in graph.layers.items()}
+        self.macs = sum(c.macs for c in self.base.values())
+        self.params = graph.params
+
+    def layer_cost(self, node: LayerNode, shrink: dict[int | None, list[int]]) -> Cost:
+        """The layer's MACs (all calls) and parameters with fewer channels: ``shrink[call]`` is
+        ``[inputs, outputs]`` lost at that call, ``shrink[None]`` at every call."""
+        rule = node.rule
+        macs, params = 0, None
+        every = shrink.get(None, (0, 0))
+        for i, call in enumerate(node.calls):
+            at = shrink.get(i, (0, 0))
+            d_in, d_out = every[0] + at[0], every[1] + at[1]
+            shape = LayerShape(_shrunk(call.input, rule.in_dim, d_in), _shrunk(call.output, rule.out_dim, d_out),
+                               channels(call.input, rule.in_dim) - d_in, channels(call.output, rule.out_dim) - d_out)
+            if rule.kind in self.graph.include:
+                macs += rule.macs(node.module, shape)
+            if params is None:
+                params = rule.params(node.module, shape)
+        return Cost(macs, params or 0)
+
+    def deltas(self, removal: Mapping[int, Iterable[int]]) -> dict[str, dict[int | None, list[int]]]:
+        """Channels each layer loses: name -> {call (None: every call) -> [inputs, outputs]}."""
+        deltas: dict[str, dict[int | None, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+        for gid, chans in removal.items():
+            for ch in set(chans):
+                for layer, role, call, n in self.effects.get((gid, ch), ()):
+                    d_in, d_out = self.shrinkage(layer, role, n)
+                    deltas[layer][call][0] += d_in
+                    deltas[layer][call][1] += d_out
+        return deltas
+
+    def shrinkage(self, layer: str, role: str, n: int) -> tuple[int, int]:
+        """(inputs, outputs) a layer loses when ``n`` of its channels in ``role`` go."""
+        if role == "in":
+            return n, 0
+        if role == "out":
+            return 0, n
+        if role == "dw":  # n output rows of one input channel
+            node = self.graph.layers[layer]
+            return n // max(1, node.channels("out") // node.channels("in")), n
+        return n, n  # norm, pass: the same channels in and out
+
+    def predict(self, removal: Mapping[int, Iterable[int]]) -> Cost:
+        """Total MACs and parameters after removing ``{group id: channels}``."""
+        macs, params = self.macs, self.params
+        for layer, shrink in self.deltas(removal).items():
+            if layer in self.graph.layers:
+                before, after = self.base[layer], self.layer_cost(self.graph.layers[layer], shrink)
+                macs -= before.macs - after.macs
+                params -= before.params - after.params
+        return Cost(macs, params)
+
+    def marginal(self, group: int, channel: int) -> Cost:
+        """What removing this one channel saves."""
+        after = self.predict({group: [channel]})
+        return Cost(self.macs - after.macs, self.params - after.params)

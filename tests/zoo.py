@@ -1,0 +1,161 @@
+"""Small models covering the topologies the channel tracer must get exactly right."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import prunekit as pk
+
+
+def conv_bn(cin, cout, k=3, stride=1, groups=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c, r=4):
+        super().__init__()
+        self.fc1 = nn.Conv2d(c, c // r, 1)
+        self.fc2 = nn.Conv2d(c // r, c, 1)
+
+    def forward(self, x):
+        s = F.adaptive_avg_pool2d(x, 1)
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = conv_bn(cin, cout, 3, stride)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.se = SqueezeExcite(cout)
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return F.relu(self.se(self.bn2(self.conv2(self.conv1(x)))) + self.shortcut(x))
+
+
+class ResNetTiny(nn.Module):
+    """Residual adds (identity and projection shortcuts), squeeze-excite gating, global pooling,
+    flatten and a linear classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = conv_bn(3, 8)
+        self.layer1 = Block(8, 8, 1)
+        self.layer2 = Block(8, 16, 2)
+        self.layer3 = Block(16, 16, 1)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class EncoderDecoder(nn.Module):
+    """Depthwise (with and without multiplier), grouped (left unprunable), transposed and
+    depthwise-transposed convolutions, a flatten into a linear layer for an auxiliary head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = conv_bn(2, 8)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.pw = nn.Conv2d(8, 12, 1)
+        self.grouped = nn.Conv2d(12, 12, 3, padding=1, groups=3)
+        self.pw2 = nn.Conv2d(12, 12, 1)
+        self.dw2 = nn.Conv2d(12, 24, 3, stride=2, padding=1, groups=12)
+        self.bn = nn.BatchNorm2d(24)
+        self.up = nn.ConvTranspose2d(24, 10, 2, stride=2)
+        self.up_dw = nn.ConvTranspose2d(10, 10, 3, padding=1, groups=10)
+        self.prelu = nn.PReLU(10)
+        self.head = nn.Conv2d(10, 3, 1)
+        self.aux = nn.Linear(24 * 4 * 4, 2)
+
+    def forward(self, x):
+        x = self.pw(self.dw(self.stem(x)))
+        x = F.relu(self.bn(self.dw2(self.pw2(self.grouped(x)))))
+        aux = self.aux(x.flatten(1))
+        y = self.head(self.prelu(self.up_dw(self.up(x))))
+        return y, aux
+
+
+class DenseCascade(nn.Module):
+    """Cascaded dense concatenation: every layer reads the concatenation of all before it."""
+
+    def __init__(self, c=4, growth=3, layers=4):
+        super().__init__()
+        self.stem = nn.Conv2d(1, c, 3, padding=1)
+        self.layers = nn.ModuleList(nn.Sequential(nn.BatchNorm2d(c + i * growth), nn.ReLU(),
+                                                  nn.Conv2d(c + i * growth, growth, 3, padding=1))
+                                    for i in range(layers))
+        self.head = nn.Conv2d(c + layers * growth, 2, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for layer in self.layers:
+            x = torch.cat([x, layer(x)], dim=1)
+        return self.head(x)
+
+
+class CatTwice(nn.Module):
+    """The same tensor concatenated with itself, and a cat of cats with repeats."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 4, 3, padding=1)
+        self.b = nn.Conv2d(1, 3, 3, padding=1)
+        self.c = nn.Conv2d(1, 5, 3, padding=1)
+        self.mix = nn.Conv2d(8, 6, 1)
+        self.head = nn.Conv2d(6 + 7 + 5 + 9, 2, 1)
+
+    def forward(self, x):
+        a, b, c = self.a(x), self.b(x), self.c(x)
+        twice = self.mix(torch.cat([a, a], 1))
+        nested = torch.cat([torch.cat([a, b], 1), c, torch.cat([c, a], 1)], 1)
+        return self.head(torch.cat([twice, nested], 1))
+
+
+class SplitChunk(nn.Module):
+    """chunk along channels (coupled halves), split with fixed sizes (unprunable), split and
+    slicing along space (channels pass)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.left = nn.Conv2d(4, 3, 3, padding=1)
+        self.right = nn.Conv2d(4, 3, 3, padding=1)
+        self.fixed = nn.Conv2d(1, 6, 1)
+        self.p = nn.Conv2d(2, 2, 1)
+        self.q = nn.Conv2d(4, 2, 1)
+        self.head = nn.Conv2d(3 + 3 + 2 + 2 + 8, 2, 1)
+
+    def forward(self, x):
+        s = self.stem(x)
+        a, b = s.chunk(2, dim=1)
+        p, q = torch.split(self.fixed(x), [2, 4], dim=1)
+        top, bottom = s.split(s.shape[2] // 2, dim=2)
+        spatial = torch.cat([top, bottom[:, :, :, :]], dim=2)
+        return self.head(torch.cat([self.left(a), self.right(b), self.p(p), self.q(q), spatial], 1))
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random weights and BN statistics, double precision, eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    model = model.double().eval()
+    with torch.no_grad():
+        for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+            if tensor.is_floating_point():
+                value = torch.rand(tensor.shape, generator=gen, dtype=tensor.dtype)
+                tensor.copy_(value + 0.5 if name.endswith("running_var") else value * 2 - 1)
+    return model
+
+
+MODELS = {
+    "unet": (lambda: pk.get("model", "unet", width=4, n_classes=3), (2, 1, 32, 48)),
+    "densenet": (lambda: pk.get("model", "densenet", channel_size=6), (2, 1, 32, 32)),
+    "resnet": (ResNetTiny, (2, 3, 16, 16)),
+    "encoder_decoder": (EncoderDecoder, (2, 2, 8, 8)),
+    "dense_cascade": (DenseCascade, (2, 1, 8, 8)),
+    "cat_twice": (CatTwice, (2, 1, 6, 6)),
+    "split_chunk": (SplitChunk, (2, 1, 8, 8)),
+}
