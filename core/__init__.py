@@ -14,15 +14,15 @@ from .cost import CostReport, count
 from .graph import ChannelGraph, Group, Member, trace
 from .plan import Plan, apply_plan
 from .surgery import prune
-from .errors import ConfigError, PluginError, PruneError, PrunekitError
+from .errors import ConfigError, DataError, PluginError, PruneError, PrunekitError
 from .hookspecs import hookimpl
 from .plugin_manager import configure as configure_plugins, get, manager, registered
-from .types import DataSplits, Flow, LayerShape, LayerType, Spec, Traversal, cut_parameter, numel
+from .types import DataSplits, Flow, LayerShape, LayerType, Outputs, Spec, Traversal, cut_parameter, numel
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ChannelGraph", "ConfigError", "CostReport", "DataSplits", "Flow", "Group", "Member", "Plan", "apply_plan",
+    "ChannelGraph", "ConfigError", "CostReport", "DataError", "DataSplits", "Outputs", "Flow", "Group", "Member", "Plan", "apply_plan",
     "prune", "trace", "LayerShape", "LayerType", "PluginError", "PruneError",
     "PrunekitError", "Spec", "Traversal", "configure_plugins", "count", "cut_parameter", "get", "hookimpl",
     "manager", "numel", "registered",

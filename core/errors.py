@@ -17,6 +17,10 @@ class PluginError(PrunekitError, LookupError):
     """A plugin is unknown, broken, or registers a name twice."""
 
 
+class DataError(PrunekitError, ValueError):
+    """A dataset file or folder is missing, unreadable or inconsistent."""
+
+
 class PruneError(PrunekitError, ValueError):
     """A pruning request cannot be carried out; the model is left untouched."""
 

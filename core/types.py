@@ -128,3 +128,12 @@ class DataSplits:
     n_classes: int
     in_channels: int
     class_names: tuple[str, ...] = ()
+
+
+@dataclass
+class Outputs:
+    """A network's output for a distillation loss: ``logits`` (N×K×H×W) and the tapped
+    ``features`` (module path -> that module's output)."""
+
+    logits: torch.Tensor
+    features: dict[str, torch.Tensor]

@@ -36,8 +36,8 @@ class Block(nn.Module):
 
 
 class ResNetTiny(nn.Module):
-    """Residual adds (identity and projection shortcuts), squeeze-excite gating, global pooling,
-    flatten and a linear classifier."""
+    """Residual adds (identity and projection shortcuts), squeeze-excite gating, global mean and
+    a linear classifier."""
 
     def __init__(self):
         super().__init__()
@@ -49,12 +49,13 @@ class ResNetTiny(nn.Module):
 
     def forward(self, x):
         x = self.layer3(self.layer2(self.layer1(self.stem(x))))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        return self.fc(x.mean(dim=(2, 3)))
 
 
 class EncoderDecoder(nn.Module):
     """Depthwise (with and without multiplier), grouped (left unprunable), transposed and
-    depthwise-transposed convolutions, a flatten into a linear layer for an auxiliary head."""
+    depthwise-transposed convolutions, a channels-last linear layer, a flatten into a linear
+    layer for an auxiliary head."""
 
     def __init__(self):
         super().__init__()
@@ -68,6 +69,7 @@ class EncoderDecoder(nn.Module):
         self.up = nn.ConvTranspose2d(24, 10, 2, stride=2)
         self.up_dw = nn.ConvTranspose2d(10, 10, 3, padding=1, groups=10)
         self.prelu = nn.PReLU(10)
+        self.mlp = nn.Linear(10, 10)
         self.head = nn.Conv2d(10, 3, 1)
         self.aux = nn.Linear(24 * 4 * 4, 2)
 
@@ -75,7 +77,9 @@ class EncoderDecoder(nn.Module):
         x = self.pw(self.dw(self.stem(x)))
         x = F.relu(self.bn(self.dw2(self.pw2(self.grouped(x)))))
         aux = self.aux(x.flatten(1))
-        y = self.head(self.prelu(self.up_dw(self.up(x))))
+        y = self.prelu(self.up_dw(self.up(x)))
+        y = y + self.mlp(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # channels-last MLP, residual
+        y = self.head(y)
         return y, aux
 
 
@@ -116,8 +120,8 @@ class CatTwice(nn.Module):
 
 
 class SplitChunk(nn.Module):
-    """chunk along channels (coupled halves), split with fixed sizes (unprunable), split and
-    slicing along space (channels pass)."""
+    """chunk along channels (coupled halves), split with fixed sizes (unprunable), split,
+    slicing and padding along space (channels pass)."""
 
     def __init__(self):
         super().__init__()
@@ -134,7 +138,7 @@ class SplitChunk(nn.Module):
         a, b = s.chunk(2, dim=1)
         p, q = torch.split(self.fixed(x), [2, 4], dim=1)
         top, bottom = s.split(s.shape[2] // 2, dim=2)
-        spatial = torch.cat([top, bottom[:, :, :, :]], dim=2)
+        spatial = F.pad(torch.cat([top, bottom[:, :, 1:]], dim=2), [0, 0, 0, 1])
         return self.head(torch.cat([self.left(a), self.right(b), self.p(p), self.q(q), spatial], 1))
 
 
