@@ -83,6 +83,23 @@ def cmd_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    from .pruner import Pruner
+    from .report import comparison_table, kept_channels, kept_table
+
+    pruner = Pruner.from_config(args.config)
+    result = pruner.prune(resume=args.resume)
+    final = count(result.model, pruner.example, overrides=pruner.config.cost.overrides,
+                  include=pruner.config.cost.include or None)
+    traversal = manager().traversal(pruner.teacher)
+    print()
+    print(kept_table(kept_channels(pruner.original, final, traversal.blocks if traversal else ())))
+    print()
+    print(comparison_table(pruner.original, final))
+    print(f"\ncheckpoints: {pruner.run_dir / 'checkpoints'}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import torch
 
@@ -113,6 +130,11 @@ def build_parser() -> Parser:
     p.add_argument("--depth", type=int, help="sum layers to module paths of this depth")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("prune", help="the iterative pruning loop of a run config (with its retraining)")
+    p.add_argument("config", help="run config (YAML)")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("demo", help="the built-in demonstration")
     p.set_defaults(func=cmd_demo)

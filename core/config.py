@@ -154,6 +154,12 @@ class LossTerm:
 
 
 @dataclass
+class LossScheduleConfig:
+    name: Literal["none", "ritnet"] = field("none", doc="ritnet: Dice weight 1 → 0 and surface 0 → 1 over epochs")
+    epochs: int = field(125, min=1)
+
+
+@dataclass
 class Config:
     seed: int = 0
     device: str = field("auto", doc="auto, cpu, cuda or cuda:N")
@@ -168,6 +174,7 @@ class Config:
     retrain: Union[RetrainConfig, Literal["none"]] = field(RetrainConfig())
     finetune: FinetuneConfig = field(FinetuneConfig())
     loss: dict[str, LossTerm] = dataclasses.field(default_factory=lambda: {"cross_entropy": LossTerm()})
+    loss_schedule: LossScheduleConfig = field(LossScheduleConfig())
     distillation: dict[str, LossTerm] = field({})
     logging: list[str] = field(["console", "jsonl"])
 

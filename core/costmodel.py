@@ -99,3 +99,33 @@ class CostModel:
         """What removing this one channel saves."""
         after = self.predict({group: [channel]})
         return Cost(self.macs - after.macs, self.params - after.params)
+
+
+class CostTracker:
+    """Running totals while channels are removed one unit at a time (selection)."""
+
+    def __init__(self, model: CostModel) -> None:
+        self.model = model
+        self.shrink: dict[str, dict[int | None, list[int]]] = {}
+        self.layer: dict[str, Cost] = dict(model.base)
+        self.macs, self.params = model.macs, model.params
+
+    def preview(self, group: int, channels: Iterable[int]) -> dict[str, tuple[dict, Cost]]:
+        """New per-layer shrinkage and cost if ``channels`` of ``group`` went too."""
+        out = {}
+        for layer, shrink in self.model.deltas({group: channels}).items():
+            if layer not in self.model.graph.layers:
+                continue
+            merged = {call: list(v) for call, v in self.shrink.get(layer, {}).items()}
+            for call, (d_in, d_out) in shrink.items():
+                now = merged.setdefault(call, [0, 0])
+                now[0] += d_in
+                now[1] += d_out
+            out[layer] = (merged, self.model.layer_cost(self.model.graph.layers[layer], merged))
+        return out
+
+    def commit(self, preview: dict[str, tuple[dict, Cost]]) -> None:
+        for layer, (merged, cost) in preview.items():
+            self.macs += cost.macs - self.layer[layer].macs
+            self.params += cost.params - self.layer[layer].params
+            self.shrink[layer], self.layer[layer] = merged, cost

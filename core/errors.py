@@ -21,6 +21,10 @@ class DataError(PrunekitError, ValueError):
     """A dataset file or folder is missing, unreadable or inconsistent."""
 
 
+class CheckpointError(PrunekitError, ValueError):
+    """A checkpoint or export is missing, corrupt, or does not match the model."""
+
+
 class PruneError(PrunekitError, ValueError):
     """A pruning request cannot be carried out; the model is left untouched."""
 

@@ -100,7 +100,7 @@ def build(cls: type, data: Any, path: str = "") -> Any:
     for key in data:
         if key not in fields:
             where = f"{path}.{key}" if path else str(key)
-            raise ConfigError(f"unknown key {where!r}; {suggest(str(key), fields)}")
+            raise ConfigError(f"unknown key {where!r}; {suggest(str(key), fields, limit=40)}")
     values = {}
     for name, f in fields.items():
         if name not in data:
@@ -122,12 +122,12 @@ def build(cls: type, data: Any, path: str = "") -> Any:
 def check_range(value: Any, meta: Any, path: str) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return
-    low, high = meta.get("min"), meta.get("max")
-    if low is not None and (value < low or (meta.get("open_min") and value == low)):
-        bound = f"> {low}" if meta.get("open_min") else f">= {low}"
-        raise ConfigError(f"{path}: {value!r} is out of range; it must be {bound}" + (f" and <= {high}" if high is not None else ""))
-    if high is not None and value > high:
-        raise ConfigError(f"{path}: {value!r} is out of range; it must be <= {high}")
+    low, high, open_min = meta.get("min"), meta.get("max"), meta.get("open_min")
+    too_low = low is not None and (value < low or (open_min and value == low))
+    if too_low or (high is not None and value > high):
+        bounds = ([f"> {low}" if open_min else f">= {low}"] if low is not None else []) + (
+            [f"<= {high}"] if high is not None else [])
+        raise ConfigError(f"{path}: {value!r} is out of range; it must be {' and '.join(bounds)}")
 
 
 def to_dict(obj: Any) -> Any:

@@ -96,6 +96,10 @@ class LayerType:
         """Parameters as a function of the channel counts; channel-independent by default."""
         return sum(p.numel() for p in module.parameters(recurse=False))
 
+    def weight_rows(self, module: nn.Module) -> torch.Tensor | None:
+        """The weights of each output channel, one row per channel (for weight criteria)."""
+        return None
+
     def prune_out(self, module: nn.Module, keep: torch.Tensor) -> None:
         raise PruneError(f"layer type {self.name!r} cannot remove output channels")
 

@@ -1,0 +1,55 @@
+"""Per-step checkpoints of a run: written completely, then moved into place, so a kill at any
+moment leaves the last complete step intact and ``--resume`` continues from it."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .files import atomic_write_json, load_weights, read_json, replace_dir, save_weights
+from .plan import Plan
+
+DIR = "checkpoints"
+LAST = "last.json"
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    plan: Plan
+    weights: dict[str, torch.Tensor]
+    state: dict[str, Any]
+
+
+def save(run_dir: Path, step: int, model: nn.Module, plan: Plan, state: dict[str, Any]) -> Path:
+    root = Path(run_dir) / DIR
+    final, tmp = root / f"step_{step:04d}", root / f".step_{step:04d}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_weights(tmp / "weights.safetensors", model)
+    atomic_write_json(tmp / "plan.json", plan.to_dict())
+    atomic_write_json(tmp / "state.json", {"step": step, **state})
+    replace_dir(tmp, final)
+    atomic_write_json(root / LAST, {"step": step, "dir": final.name})
+    return final
+
+
+def load_last(run_dir: Path) -> Checkpoint | None:
+    """The last complete checkpoint of a run, or ``None`` when it has none."""
+    root = Path(run_dir) / DIR
+    if not (root / LAST).is_file():
+        return None
+    last = read_json(root / LAST, "checkpoint index")
+    folder = root / str(last.get("dir", ""))
+    state = read_json(folder / "state.json", "checkpoint state")
+    plan = Plan.from_dict(read_json(folder / "plan.json", "checkpoint plan"))
+    return Checkpoint(int(last["step"]), plan, load_weights(folder / "weights.safetensors"), state)
+
+
+def exists(run_dir: Path) -> bool:
+    return (Path(run_dir) / DIR / LAST).is_file()

@@ -1,0 +1,46 @@
+"""Export and load: a pruned model is its builder, its plan and its weights — never a pickle."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .errors import CheckpointError
+from .files import atomic_write_json, load_into, load_weights, read_json, replace_dir, save_weights
+from .plan import Plan, apply_plan
+from .plugin_manager import manager
+
+FORMAT = "prunekit-export"
+
+
+def export(folder: Path, config: Any, model: nn.Module, plan: Plan) -> Path:
+    """Write ``model.json`` (builder and arguments), ``plan.json`` and ``weights.safetensors``."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    atomic_write_json(tmp / "model.json", {"format": FORMAT, "version": 1, "name": config.model.name,
+                                           "args": config.model.args})
+    atomic_write_json(tmp / "plan.json", plan.to_dict())
+    save_weights(tmp / "weights.safetensors", model)
+    replace_dir(tmp, folder)
+    return folder
+
+
+def load(path: str | Path) -> nn.Module:
+    """Rebuild a pruned model from a run directory or its export folder, weights loaded, eval mode."""
+    path = Path(path)
+    folder = path / "export" if (path / "export" / "model.json").is_file() else path
+    if not (folder / "model.json").is_file():
+        raise CheckpointError(f"{str(path)!r} is neither a run directory with an export nor an export folder "
+                              "(no model.json)")
+    meta = read_json(folder / "model.json", "export description")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{str(folder / 'model.json')!r} is not a prunekit export description")
+    model = manager().get("model", meta["name"], **meta.get("args", {}))
+    apply_plan(model, Plan.from_dict(read_json(folder / "plan.json", "export plan")))
+    load_into(model, load_weights(folder / "weights.safetensors"), f"export {str(folder)!r}")
+    return model.eval()

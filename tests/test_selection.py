@@ -1,0 +1,94 @@
+"""Budgeted selection: limits are never exceeded, budgets are met, nothing selectable ends cleanly."""
+import copy
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import prunekit as pk
+from prunekit.cost import block_of
+from prunekit.costmodel import CostModel
+from prunekit.scoring import group_scores
+from prunekit.selection import Budget, Limits, Reference, select, units
+from prunekit.surgery import remove
+
+X = torch.zeros(1, 1, 32, 32)
+
+
+def reference(graph):
+    base = CostModel(graph).base
+    blocks = graph.traversal.blocks if graph.traversal else ()
+    owner = {n: block_of(n, blocks) for n in base}
+    totals = {}
+    for n, c in base.items():
+        totals[owner[n]] = totals.get(owner[n], 0) + c.params
+    return Reference({n: c.params for n, c in base.items()}, totals, owner)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {"unet": pk.get("model", "unet", width=4), "densenet": pk.get("model", "densenet", channel_size=6)}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["unet", "densenet"]),
+       layer=st.floats(5, 100), block=st.floats(5, 100), min_channels=st.integers(1, 3),
+       round_to=st.sampled_from([None, 2, 4]), kind=st.sampled_from(["macs", "params", "filters"]),
+       fraction=st.floats(0.05, 0.9), criterion=st.sampled_from(["weight_norm", "random"]))
+def test_limits_hold_for_random_configs(models, name, layer, block, min_channels, round_to, kind, fraction, criterion):
+    model = copy.deepcopy(models[name])
+    graph = pk.trace(model, X)
+    cost = CostModel(graph)
+    ref = reference(graph)
+    scores = group_scores(graph, {criterion: (pk.get("criterion", criterion), 1.0)})
+    total = {"macs": cost.macs, "params": cost.params, "filters": sum(len(g.prunable) for g in graph.groups)}[kind]
+    limits = Limits(layer, block, min_channels, round_to)
+    selection = select(graph, scores, cost, ref, limits, Budget(kind, fraction * total))
+    remove(model, graph, selection.removal)
+
+    after = reference(pk.trace(model, X))
+    for name_, original in ref.layers.items():
+        if original:
+            assert 100 * (original - after.layers[name_]) / original <= layer + 1e-6, name_
+    for name_, original in ref.blocks.items():
+        if original:
+            assert 100 * (original - after.blocks[name_]) / original <= block + 1e-6, name_
+    for group in graph.groups:
+        kept = group.channels - len(selection.removal.get(group.id, ()))
+        if group.id in selection.removal:
+            assert kept >= min_channels
+            if round_to:
+                assert kept % round_to == 0
+    removed = {"macs": cost.macs - selection.macs, "params": cost.params - selection.params,
+               "filters": selection.filters}[kind]
+    assert selection.exhausted or removed >= fraction * total
+    recount = pk.count(model, X)
+    assert (recount.macs, recount.params) == (selection.macs, selection.params)
+
+
+def test_floor_stops_the_step_at_the_overall_target():
+    model = pk.get("model", "unet", width=8)
+    graph = pk.trace(model, X)
+    cost = CostModel(graph)
+    scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm"), 1.0)})
+    selection = select(graph, scores, cost, reference(graph), Limits(), Budget("macs", cost.macs, floor_macs=0.6 * cost.macs))
+    assert 0.5 * cost.macs < selection.macs <= 0.6 * cost.macs
+
+
+def test_nothing_selectable_returns_an_empty_exhausted_selection():
+    model = pk.get("model", "unet", width=4)
+    graph = pk.trace(model, X)
+    cost = CostModel(graph)
+    scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm"), 1.0)})
+    selection = select(graph, scores, cost, reference(graph), Limits(layer_percent=0.0), Budget("filters", 10))
+    assert selection.removal == {} and selection.exhausted and selection.at_limit
+
+
+def test_units_respect_round_to_and_min_channels():
+    group = pk.Group(0, 10, [pk.Member("a", "out", tuple(range(10)), tuple(range(10)))])
+    scores = torch.arange(10, dtype=torch.float64).flip(0)  # channel 9 is the least important
+    assert units(group, scores, Limits(min_channels=3)) == [[9], [8], [7], [6], [5], [4], [3]]
+    assert units(group, scores, Limits(round_to=4)) == [[9, 8], [7, 6, 5, 4]]
+    group.pinned = {9: ("is protected",)}
+    assert units(group, scores, Limits(min_channels=8)) == [[8], [7]]
