@@ -5,7 +5,9 @@ import argparse
 import json
 import re
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
@@ -100,14 +102,71 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    import torch
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import distributed
 
-    for name in ("unet", "densenet"):
-        report = count(manager().get("model", name), torch.zeros(1, 1, 640, 400))
-        print(f"== {name} at 1×1×640×400 ==\n")
-        print(report.table(depth=2 if name == "unet" else None))
+    if args.nproc > 1 and not distributed.launched():
+        return launch(args)
+    return finish_run(args.config, args.resume)
+
+
+def finish_run(source: Any, resume: bool) -> int:
+    from . import distributed
+    from .pruner import Pruner
+    from .report import summary_table
+
+    pruner = Pruner.from_config(source)
+    result = pruner.run(resume=resume)
+    if distributed.is_main():
         print()
+        print(summary_table(result.summary))
+        print(f"\nrun directory: {pruner.run_dir} (export/, report.md, log.jsonl, checkpoints/)")
+    distributed.shutdown()
+    return 0
+
+
+def launch(args: argparse.Namespace) -> int:
+    """Re-run this command under torchrun with ``--nproc`` processes on this machine."""
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+               "-m", "prunekit", "run", args.config] + (["--resume"] if args.resume else [])
+    code = subprocess.call(command)
+    if code:
+        print(f"prunekit: error: a worker process failed (exit code {code}); the last complete checkpoint of the "
+              "run is intact and `prunekit run CONFIG --resume` continues from it", file=sys.stderr)
+    return code
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    text = config_mod.demo_text()
+    if args.config_only:
+        print(text, end="")
+        return 0
+    data = yaml.safe_load(text)
+    data["run_dir"] = f"{data['run_dir']}-{time.strftime('%Y%m%d-%H%M%S')}"  # never overwrite an earlier demo
+    return finish_run(config_mod.load(data), resume=False)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import load
+    from .onnx_export import to_onnx
+
+    model = load(args.run)
+    if args.onnx:
+        error = to_onnx(model, args.run, args.onnx)
+        print(f"wrote {args.onnx}; largest difference from PyTorch's output: {error:.2e}")
+    else:
+        print(f"{args.run}: loads fine ({sum(p.numel() for p in model.parameters()):,} parameters)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import read_run, summary_table, write_report
+
+    path = write_report(Path(args.run), plots=True)
+    print(summary_table(read_run(Path(args.run))[0]))
+    print(f"\nwrote {path} and its plots")
     return 0
 
 
@@ -136,8 +195,24 @@ def build_parser() -> Parser:
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("demo", help="the built-in demonstration")
+    p = sub.add_parser("run", help="the whole job: baseline, pruning with retraining, fine-tune, export, report")
+    p.add_argument("config", help="run config (YAML)")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--nproc", type=int, default=1, help="processes on this machine, launched with torchrun (DDP)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run the built-in demo config (a small U-Net on synthetic eyes)")
+    p.add_argument("--config-only", action="store_true", help="print the demo config and stop")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("export", help="check a run's export, or convert it to ONNX")
+    p.add_argument("run", help="run directory or export folder")
+    p.add_argument("--onnx", help="write the pruned model as ONNX to this file (needs prunekit[onnx])")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="write report.md and its PNG plots for a finished run")
+    p.add_argument("run", help="run directory")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -104,6 +104,8 @@ def prunekit_criteria() -> list[Spec]:
     ``score(layer) -> Tensor | None``: one value per output channel of ``layer`` (a
     :class:`prunekit.ScoredLayer` with ``name``, ``module``, ``role`` and ``weight_rows()``),
     higher meaning more important, or ``None`` when the criterion has nothing to say about it.
+    Under torchrun, an optional ``all_reduce(sum_)`` is called after calibration: replace each
+    statistic ``t`` by ``sum_(t)`` so every process scores the statistics of all of them.
 
     >>> import torch, prunekit as pk
     >>> class MaxWeight:

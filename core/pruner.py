@@ -18,17 +18,19 @@ import torch
 import yaml
 from torch import nn
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .calibration import calibrate, needs
 from .config import Config, load as load_config
 from .cost import block_of, count
 from .costmodel import CostModel
 from .errors import CheckpointError, ConfigError
 from .export import export
-from .files import atomic_write_text, load_into, load_weights, save_weights
+from .files import atomic_write_json, atomic_write_text, load_into, load_weights, save_weights
+from .latency import measure
 from .graph import ChannelGraph, trace
 from .plan import Plan, apply_plan
 from .plugin_manager import Manager, configure
+from .report import kept_channels, write_report
 from .runtime import RunData, build_data, resolve_device, seed_everything, step_seed
 from .scoring import group_scores
 from .selection import Budget, Limits, Reference, Selection, select
@@ -78,7 +80,8 @@ class Pruner:
         self.progress = progress
         self.run_dir = Path(config.run_dir)
         self.plugins: Manager = configure(config.plugins.load, config.plugins.disable, config.plugins.autoload)
-        self.device = resolve_device(config.device)
+        distributed.init()
+        self.device = distributed.device_for(resolve_device(config.device))
         self.model: nn.Module | None = None
         self.teacher: nn.Module | None = None
         self.plan = Plan()
@@ -110,7 +113,8 @@ class Pruner:
         seed_everything(cfg.seed)
         self._guard_run_dir(resume)
         self.data: RunData = build_data(cfg, self.plugins)
-        self.loggers = [self.plugins.get("logger", name, run_dir=self.run_dir) for name in cfg.logging]
+        self.loggers = [self.plugins.get("logger", name, run_dir=self.run_dir) for name in cfg.logging] \
+            if distributed.is_main() else []
         self.teacher = self._baseline(resume)
         self.teacher_hash = weights_hash(self.teacher)
         self.example = self._example_input()
@@ -123,7 +127,7 @@ class Pruner:
         last = checkpoint.load_last(self.run_dir) if resume else None
         self.model = self._fresh_model() if last is None else self._restore(last)
         self.model.to(self.device)
-        if last is None:
+        if last is None and distributed.is_main():
             self.plugins.notify("run_started", run=self)
         return 1 if last is None else last.step + 1
 
@@ -137,7 +141,9 @@ class Pruner:
         elif saved.exists():
             raise ConfigError(f"run directory {str(self.run_dir)!r} already holds a run; "
                               "pass --resume to continue it, or choose another run_dir")
-        atomic_write_text(saved, resolved)
+        distributed.barrier()  # every process has checked before the first one writes
+        if distributed.is_main():
+            atomic_write_text(saved, resolved)
 
     def _build(self) -> nn.Module:
         return self.plugins.get("model", self.config.model.name, **self.config.model.args)
@@ -153,7 +159,9 @@ class Pruner:
         elif cfg.train.epochs:
             Trainer(cfg, None, self.data, self.device, self.loggers, self.plugins, self.progress).fit(
                 model, "train", cfg.train, cfg.train.epochs, seed=cfg.seed)
-        save_weights(path, model)
+        if distributed.is_main():
+            save_weights(path, model)
+        distributed.barrier()
         return model.to(self.device).eval()
 
     def _fresh_model(self) -> nn.Module:
@@ -220,9 +228,12 @@ class Pruner:
                           100.0 * current.params / self.original.params, selection.filters,
                           len(selection.at_limit), time.perf_counter() - began, metrics)
             self.steps.append(record)
-            checkpoint.save(self.run_dir, step, self.model, self.plan, {"steps": [s.__dict__ for s in self.steps]})
-            self._log(record.record())
-            self.plugins.notify("step_done", run=self, record=record.record())
+            self._check_ranks_agree(record)
+            if distributed.is_main():
+                checkpoint.save(self.run_dir, step, self.model, self.plan, {"steps": [s.__dict__ for s in self.steps]})
+                self._log(record.record())
+                self.plugins.notify("step_done", run=self, record=record.record())
+            distributed.barrier()
             step += 1
 
     def _select(self, step: int) -> Selection:
@@ -235,11 +246,15 @@ class Pruner:
             calibrate(self.model, graph, {n: c for n, (c, _) in criteria.items()},
                       self.data.calibration(p.calibration_batches, step_seed(cfg.seed, step)),
                       loss=self.trainer.task_loss, device=self.device, progress=self.progress)
+            for criterion, _ in criteria.values():
+                if distributed.active() and hasattr(criterion, "all_reduce"):
+                    criterion.all_reduce(distributed.all_reduce_sum)
+        self._graph = graph
+        if not distributed.is_main():  # rank 0 selects; everyone cuts the same channels
+            return distributed.broadcast(None)
         scores = group_scores(graph, criteria, p.criterion.normalize, p.criterion.reduce)
         limits = Limits(p.layer_limit_percent, p.block_limit_percent, p.min_channels, p.round_to)
-        selection = select(graph, scores, CostModel(graph), self.reference, limits, self._budget())
-        self._graph = graph
-        return selection
+        return distributed.broadcast(select(graph, scores, CostModel(graph), self.reference, limits, self._budget()))
 
     def _apply(self, step: int, selection: Selection):
         self.plan = self.plan.then(remove(self.model, self._graph, selection.removal))
@@ -259,13 +274,25 @@ class Pruner:
         if ft.epochs:
             self.trainer.fit(self.model, "finetune", ft, ft.epochs, seed=step_seed(self.config.seed, 10_000))
 
+    def _check_ranks_agree(self, record: Step) -> None:
+        """Every process must hold the same plan and weights after a step; stop if not."""
+        if not distributed.active():
+            return
+        digest = hashlib.sha256((self.plan.to_json() + weights_hash(self.model)).encode()).hexdigest()
+        digests = distributed.gather(digest)
+        record.metrics["ranks_identical"] = float(len(set(digests)) == 1)
+        if len(set(digests)) != 1:
+            raise CheckpointError(f"step {record.step}: the processes disagree on the pruned model "
+                                  f"({len(set(digests))} different states); the last checkpoint is kept")
+
     # -- the end ---------------------------------------------------------------------------
     def _summary(self) -> dict[str, Any]:
         cfg = self.config
         final = count(self.model, self.example, overrides=cfg.cost.overrides, include=cfg.cost.include or None)
         teacher_after = weights_hash(self.teacher)
         if teacher_after != self.teacher_hash:
-            raise CheckpointError("the teacher's weights changed during the run; this is a bug, please report it")
+            raise RuntimeError("the teacher's weights changed during the run; this is a bug, please report it")
+        self._final = final
         return {
             "event": "summary",
             "macs": final.macs, "params": final.params,
@@ -278,12 +305,36 @@ class Pruner:
 
     def _finish(self) -> dict[str, Any]:
         summary = self._summary()
-        export(self.run_dir / "export", self.config, self.model, self.plan)
-        self._log(summary)
-        self.plugins.notify("run_finished", run=self, summary=summary)
+        if self.data.val is not None:
+            summary["baseline_metrics"] = evaluate(self.teacher, self.data, self.device, self.progress)
+            summary["metrics"] = evaluate(self.model, self.data, self.device, self.progress)
+        if distributed.is_main():
+            summary["latency"] = self._latency()
+            traversal = self.plugins.traversal(self.teacher)
+            summary["kept"] = [k.__dict__ for k in kept_channels(self.original, self._final,
+                                                                  traversal.blocks if traversal else ())]
+            summary["class_names"] = list(self.data.splits.class_names)
+            summary["input_size"] = list(self.example.shape)
+            summary["blocks"] = {"baseline": {b.name: b.macs for b in self.original.blocks},
+                                 "pruned": {b.name: b.macs for b in self._final.blocks}}
+            export(self.run_dir / "export", self.config, self.model, self.plan)
+            atomic_write_json(self.run_dir / "summary.json", summary)
+            write_report(self.run_dir)
+            self._log({k: v for k, v in summary.items() if not isinstance(v, (list, dict))})
+            self.plugins.notify("run_finished", run=self, summary=summary)
         for logger in self.loggers:
             logger.close()
+        distributed.barrier()
         return summary
+
+    def _latency(self, repeats: int = 10) -> dict[str, float]:
+        """Measured CPU or GPU seconds per forward, baseline and pruned, batch 1 and a full batch."""
+        out = {}
+        for batch in sorted({1, self.data.batch_size}):
+            x = self.example.expand(batch, *self.example.shape[1:]).contiguous().to(self.device)
+            base, pruned = measure([self.teacher, self.model], x, repeats)
+            out[f"baseline_batch{batch}"], out[f"pruned_batch{batch}"] = base, pruned
+        return out
 
     def _log(self, record: dict[str, Any]) -> None:
         for logger in self.loggers:

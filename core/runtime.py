@@ -5,13 +5,13 @@ import random
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from . import distributed
 from .config import Config
 from .errors import ConfigError, DataError
 from .plugin_manager import Manager
@@ -59,16 +59,21 @@ class RunData:
     def n_classes(self) -> int:
         return self.splits.n_classes
 
-    def loader(self, dataset: Any, seed: int | None, sampler: Any = None) -> DataLoader:
-        """Shuffled by ``seed`` (``None``: in order)."""
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=seed is not None and sampler is None,
-                          generator=generator, sampler=sampler, num_workers=self.num_workers,
-                          drop_last=False)
+    def loader(self, dataset: Any, seed: int | None) -> DataLoader:
+        """Shuffled by ``seed`` (``None``: in order); under torchrun each process gets its share."""
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist() \
+            if seed is not None else list(range(len(dataset)))
+        return self._batches(dataset, order[distributed.rank()::distributed.world()])
 
     def calibration(self, batches: int, seed: int) -> Iterator[dict]:
-        """The calibration pass: ``batches`` training batches in a seeded order, no augmentation."""
-        return islice(iter(self.loader(self.train, seed)), batches)
+        """``batches`` training batches in a seeded order. Under torchrun the same samples are
+        shared out among the processes, so the summed statistics equal a single process's."""
+        order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed)).tolist()
+        chosen = order[:batches * self.batch_size]
+        return iter(self._batches(self.train, chosen[distributed.rank()::distributed.world()]))
+
+    def _batches(self, dataset: Any, indices: list[int]) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=indices, num_workers=self.num_workers)
 
 
 def build_data(cfg: Config, plugins: Manager) -> RunData:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .config import Config
 from .errors import ConfigError, PrunekitError, suggest
 from .metrics import ConfusionMatrix
@@ -37,6 +38,7 @@ def evaluate(model: nn.Module, data: RunData, device: torch.device, progress: bo
         for batch in tqdm(data.loader(data.val, None), desc="validate", leave=False, disable=not progress):
             matrix.update(model(batch["image"].to(device)), batch["mask"].to(device))
     model.train(was_training)
+    distributed.all_reduce_sum(matrix.counts)  # every process scored its share of the images
     return matrix.summary()
 
 
@@ -76,14 +78,19 @@ class Trainer:
         self.cfg, self.teacher, self.data, self.device = cfg, teacher, data, device
         self.loggers, self.plugins, self.progress = loggers, plugins, progress
         self.losses = {n: (plugins.get("task_loss", n, **t.args), t.weight) for n, t in cfg.loss.items()}
-        self.distill = {n: (plugins.get("distillation", n, **t.args).to(device), t.weight)
-                        for n, t in cfg.distillation.items()} if teacher is not None else {}
+        self.distill = self._distillation_losses()
         default_taps = tuple(getattr(plugins.traversal(teacher), "taps", ())) if teacher is not None else ()
         # each loss sees its own taps, in forward order; the hooks serve their union
         self.loss_taps = {n: tuple(loss.taps) if loss.taps is not None else default_taps
                           for n, (loss, _) in self.distill.items()}
         self.taps = sorted({p for taps in self.loss_taps.values() for p in taps})
         self.epoch_weights = (1.0, 1.0)
+
+    def _distillation_losses(self) -> dict[str, tuple[nn.Module, float]]:
+        if self.teacher is None:
+            return {}
+        return {n: (self.plugins.get("distillation", n, **t.args).to(self.device), t.weight)
+                for n, t in self.cfg.distillation.items()}
 
     # -- losses ----------------------------------------------------------------------------
     def task_loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -111,17 +118,21 @@ class Trainer:
     def fit(self, model: nn.Module, phase: str, phase_cfg: Any, epochs: int, seed: int, step: int | None = None) -> dict:
         """Train ``model`` in place for ``epochs``; keep the weights of the best validation mIoU."""
         model.to(self.device)
+        # fresh losses every phase: adapters start from the current student, so a resumed run
+        # trains exactly what an uninterrupted one does
+        self.distill = self._distillation_losses()
         student_taps = Taps(model, self.taps) if self.distill else None
         teacher_taps = Taps(self.teacher, self.taps) if self.distill else None
         try:
             self._setup_distillation(model, student_taps, teacher_taps, seed)
-            params = list(model.parameters()) + [p for loss, _ in self.distill.values() for p in loss.parameters()]
-            optimizer = _optimizer(phase_cfg.optimizer, params)
+            extra = [p for loss, _ in self.distill.values() for p in loss.parameters()]
+            optimizer = _optimizer(phase_cfg.optimizer, list(model.parameters()) + extra)
+            net = nn.parallel.DistributedDataParallel(model) if distributed.active() else model
             scheduler = _scheduler(phase_cfg.schedule, optimizer, epochs)
             best, best_state, last = -math.inf, None, {}
             for epoch in range(epochs):
                 self.epoch_weights = self._schedule(epoch)
-                loss = self._epoch(model, optimizer, phase_cfg, student_taps, teacher_taps,
+                loss = self._epoch(net, optimizer, phase_cfg, student_taps, teacher_taps, extra,
                                    step_seed(seed, epoch), f"{phase} {epoch + 1}/{epochs}")
                 last = evaluate(model, self.data, self.device, self.progress) if self.data.val is not None else {}
                 record = {"event": "epoch", "phase": phase, "epoch": epoch + 1, "loss": loss,
@@ -173,7 +184,7 @@ class Trainer:
         return student, Outputs(t_logits, dict(teacher_taps.features))
 
     def _epoch(self, model: nn.Module, optimizer: torch.optim.Optimizer, phase_cfg: Any, student_taps: Taps | None,
-               teacher_taps: Taps | None, seed: int, desc: str) -> float:
+               teacher_taps: Taps | None, extra: list[nn.Parameter], seed: int, desc: str) -> float:
         model.train()
         total, batches, bad = 0.0, 0, 0
         for batch in tqdm(self.data.loader(self.data.train, seed), desc=desc, leave=False, disable=not self.progress):
@@ -183,9 +194,9 @@ class Trainer:
                 loss = self.task_loss(student.logits.float(), batch_dev)
                 if teacher is not None:
                     loss = loss + self.distill_loss(student, teacher)
-            if not torch.isfinite(loss):
+            if not _finite_everywhere(loss):
                 bad += 1
-                warnings.warn(f"{desc}: non-finite loss ({float(loss)}), batch skipped", RuntimeWarning, stacklevel=2)
+                warnings.warn(f"{desc}: non-finite loss ({loss.item()}), batch skipped", RuntimeWarning, stacklevel=2)
                 if bad >= phase_cfg.max_bad_batches:
                     raise TrainingError(f"{desc}: the loss was not finite for {bad} batches in a row; "
                                         "lower the learning rate or enable grad_clip (the last complete "
@@ -195,11 +206,13 @@ class Trainer:
             bad = 0
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            _average_gradients(extra)  # adapters live outside the DDP-wrapped student
             if phase_cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), phase_cfg.grad_clip)
             optimizer.step()
-            total, batches = total + float(loss), batches + 1
-        return total / max(1, batches)
+            total, batches = total + loss.item(), batches + 1
+        mean = distributed.all_reduce_sum(torch.tensor([total, batches], dtype=torch.float64))
+        return float(mean[0] / mean[1].clamp_min(1))
 
     def _autocast(self):
         # bf16 needs no loss scaling; without it, stay in fp32
@@ -208,9 +221,23 @@ class Trainer:
         return nullcontext()
 
     def _log(self, record: dict[str, Any]) -> None:
-        for logger in self.loggers:
-            logger.log(record)
-        self.plugins.notify("epoch_done", run=self, record=record)
+        if distributed.is_main():
+            for logger in self.loggers:
+                logger.log(record)
+            self.plugins.notify("epoch_done", run=self, record=record)
+
+
+def _finite_everywhere(loss: torch.Tensor) -> bool:
+    """Whether every process's loss is finite: under DDP all must skip a batch together."""
+    bad = distributed.all_reduce_sum(torch.tensor([0.0 if torch.isfinite(loss) else 1.0]))
+    return float(bad[0]) == 0.0
+
+
+def _average_gradients(params: list[nn.Parameter]) -> None:
+    if distributed.active():
+        for p in params:
+            if p.grad is not None:
+                distributed.all_reduce_sum(p.grad).div_(distributed.world())
 
 
 def _optimizer(cfg: Any, params: list[nn.Parameter]) -> torch.optim.Optimizer:

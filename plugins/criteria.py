@@ -7,6 +7,7 @@ dim 1 (N×C×…), and, for gradient criteria, the loss gradient with respect to
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 
 import torch
 
@@ -52,6 +53,12 @@ class _Streaming:
 
     def score(self, layer: ScoredLayer) -> torch.Tensor | None:
         return self.finish(*self.stats[layer.name]) if layer.name in self.stats else None
+
+    def all_reduce(self, sum_: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Sum the statistics of all processes (under torchrun), so every rank scores alike."""
+        for layer in sorted(self.stats):
+            self.stats[layer] = [sum_(v) if torch.is_tensor(v) else int(sum_(torch.tensor([v], dtype=torch.float64))[0])
+                                 for v in self.stats[layer]]
 
     def _add(self, layer: str, *values: torch.Tensor | int) -> None:
         if layer in self.stats:

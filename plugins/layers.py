@@ -50,6 +50,9 @@ class Conv(LayerType):
     def params(self, m: nn.Module, shape: LayerShape) -> int:
         return shape.out_channels * self._in_per_group(m, shape) * _kernel(m) + _bias(m, shape.out_channels)
 
+    def weight_rows(self, m: nn.Module) -> torch.Tensor:
+        return m.weight.detach().flatten(1)
+
     def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
         multiplier = m.out_channels // m.in_channels if self.depthwise(m) else None
         cut_parameter(m, "weight", keep, 0)
@@ -82,6 +85,10 @@ class ConvTranspose(Conv):
     def params(self, m: nn.Module, shape: LayerShape) -> int:
         return shape.in_channels * self._out_per_group(m, shape) * _kernel(m) + _bias(m, shape.out_channels)
 
+    def weight_rows(self, m: nn.Module) -> torch.Tensor:
+        weight = m.weight.detach()
+        return weight.flatten(1) if self.depthwise(m) else weight.transpose(0, 1).flatten(1)
+
     def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
         if self.depthwise(m):
             cut_parameter(m, "weight", keep, 0)
@@ -111,6 +118,9 @@ class Linear(LayerType):
     def params(self, m: nn.Module, shape: LayerShape) -> int:
         return shape.out_channels * shape.in_channels + _bias(m, shape.out_channels)
 
+    def weight_rows(self, m: nn.Module) -> torch.Tensor:
+        return m.weight.detach()
+
     def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
         cut_parameter(m, "weight", keep, 0)
         cut_parameter(m, "bias", keep, 0)
@@ -135,6 +145,9 @@ class Norm(LayerType):
 
     def params(self, m: nn.Module, shape: LayerShape) -> int:
         return 2 * shape.out_channels if m.affine else 0
+
+    def weight_rows(self, m: nn.Module) -> torch.Tensor | None:
+        return m.weight.detach()[:, None] if m.affine else None
 
     def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
         for name in ("weight", "bias", "running_mean", "running_var"):

@@ -1,0 +1,125 @@
+"""The end-to-end run: export/load, report, resume after a kill, distillation, the teacher."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+import prunekit as pk
+from prunekit.pruner import Pruner
+
+
+def tiny(tmp_path, name="run", **extra):
+    cfg = {
+        "seed": 1,
+        "run_dir": str(tmp_path / name),
+        "model": {"name": "unet", "args": {"width": 4, "n_classes": 4}},
+        "data": {"name": "synthetic_eyes", "args": {"size": [32, 48], "n_train": 16, "n_val": 8}, "batch_size": 8},
+        "train": {"epochs": 1},
+        "pruning": {"prune_away_percent": 50, "step": {"percent": 25}, "criterion": {"omega": 0.5},
+                    "layer_limit_percent": 90, "block_limit_percent": 90, "calibration_batches": 1},
+        "retrain": {"epochs_per_step": 1},
+        "finetune": {"epochs": 1},
+        "distillation": {"hinton": {"weight": 1.0}, "attention": {"weight": 1.0}, "fsp": {"weight": 0.5}},
+        "logging": ["jsonl"],
+    }
+    cfg.update(extra)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    pruner = Pruner.from_config(tiny(tmp), progress=False)
+    return pruner, pruner.run(), tmp / "run"
+
+
+def test_export_loads_and_matches_the_pruned_model(finished):
+    pruner, result, run_dir = finished
+    loaded = pk.load(run_dir)
+    x = torch.randn(2, 1, 32, 48)
+    result.model.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), result.model(x))
+    assert result.summary["macs_percent"] <= 50.0
+    assert pk.count(loaded, x).macs == pk.count(result.model, x).macs
+
+
+def test_teacher_is_unchanged_by_the_run(finished):
+    _, result, _ = finished
+    assert result.summary["teacher_hash_before"] == result.summary["teacher_hash_after"]
+
+
+def test_run_directory_holds_everything(finished):
+    _, result, run_dir = finished
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "log.jsonl", "checkpoints", "export", "summary.json", "report.md", "baseline.safetensors"} <= names
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert {"train", "retrain", "finetune"} <= {r["phase"] for r in log if r["event"] == "epoch"}
+    assert sum(r["event"] == "step" for r in log) == len(result.steps) >= 2
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["latency"]["pruned_batch1"] > 0 and 0 <= summary["metrics"]["miou"] <= 1
+
+
+def test_report_writes_its_plots(finished):
+    _, _, run_dir = finished
+    result = subprocess.run([sys.executable, "-m", "prunekit", "report", str(run_dir)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for name in ("steps.png", "channels.png", "blocks.png"):
+        data = (run_dir / name).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000
+    assert "![MACs and mIoU per step](steps.png)" in (run_dir / "report.md").read_text()
+    assert "mIoU" in result.stdout
+
+
+def test_corrupt_or_mismatched_export_is_a_clear_error(finished, tmp_path):
+    _, _, run_dir = finished
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir / "export", broken)
+    (broken / "weights.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(pk.CheckpointError, match="corrupt or not a weights file"):
+        pk.load(broken)
+    meta = json.loads((broken / "model.json").read_text())
+    shutil.copy(run_dir / "export" / "weights.safetensors", broken / "weights.safetensors")
+    (broken / "model.json").write_text(json.dumps({**meta, "args": {"width": 8, "n_classes": 4}}))
+    with pytest.raises(pk.PruneError, match=r"plan expects layer .* to have \d+ \w+ channels, the model has \d+"):
+        pk.load(broken)
+    with pytest.raises(pk.CheckpointError, match="no model.json"):
+        pk.load(tmp_path)
+
+
+def test_resume_after_a_kill_between_steps_finishes_with_the_same_plan(tmp_path):
+    cfg = tiny(tmp_path, "killed", finetune={"epochs": 0}, distillation={"hinton": {"weight": 1.0}})
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    process = subprocess.Popen([sys.executable, "-m", "prunekit", "run", str(path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "checkpoints" / "last.json"
+    deadline = time.time() + 120
+    while not last.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert last.exists()
+    assert not (tmp_path / "killed" / "export").exists()  # it died before the end
+    resumed = subprocess.run([sys.executable, "-m", "prunekit", "run", str(path), "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = Pruner.from_config({**cfg, "run_dir": str(tmp_path / "straight")}, progress=False).run()
+    plan = json.loads((tmp_path / "killed" / "export" / "plan.json").read_text())
+    assert plan["keep"] == straight.plan.keep
+
+
+def test_demo_config_is_printed_and_valid():
+    result = subprocess.run([sys.executable, "-m", "prunekit", "demo", "--config-only"], capture_output=True, text=True)
+    assert result.returncode == 0
+    cfg = pk.config.load(yaml.safe_load(result.stdout))
+    assert cfg.model.name == "unet" and cfg.data.name == "synthetic_eyes"
+    assert cfg.pruning.criterion.resolved() == {"weight_norm": 0.5, "activation_deviation": 0.5}
+    assert "hinton" in cfg.distillation
