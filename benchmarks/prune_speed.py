@@ -24,7 +24,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import prunekit as pk  # noqa: E402
 from _timing import fmt_seconds  # noqa: E402
-from prunekit.cost import block_of  # noqa: E402
 from prunekit.latency import measure  # noqa: E402
 from prunekit.costmodel import CostModel  # noqa: E402
 from prunekit.scoring import group_scores  # noqa: E402
@@ -35,12 +34,7 @@ from prunekit.surgery import remove  # noqa: E402
 def prunekit_one_shot(model: torch.nn.Module, x: torch.Tensor, keep_percent: float) -> None:
     graph = pk.trace(model, x)
     cost = CostModel(graph)
-    blocks = graph.traversal.blocks if graph.traversal else ()
-    owner = {name: block_of(name, blocks) for name in cost.base}
-    totals: dict[str, int] = {}
-    for name, c in cost.base.items():
-        totals[owner[name]] = totals.get(owner[name], 0) + c.params
-    reference = Reference({n: c.params for n, c in cost.base.items()}, totals, owner)
+    reference = Reference.of(graph)
     scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm", p=1), 1.0)})
     floor = keep_percent / 100 * cost.macs
     selection = select(graph, scores, cost, reference, Limits(90.0, 90.0), Budget("macs", cost.macs, floor_macs=floor))

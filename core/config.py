@@ -12,8 +12,6 @@ import yaml
 from .errors import ConfigError
 from .schema import build, field, to_dict
 
-NORMALIZATIONS = ("none", "max", "l2", "mean", "rank")
-
 
 @dataclass
 class ModelConfig:
@@ -49,7 +47,7 @@ class CriterionConfig:
                                    doc="IPAD shortcut: weight_norm ω, activation_deviation 1 − ω")
     weights: dict[str, float] = field({}, doc="criterion name -> weight of its normalised score")
     args: dict[str, dict[str, Any]] = field({}, doc="criterion name -> its arguments")
-    normalize: Literal["none", "max", "l2", "mean", "rank"] = field("mean", doc="per-layer normalisation")
+    normalize: Literal["none", "max", "l2", "mean", "rank"] = field("l2", doc="per-layer normalisation")
     reduce: Literal["mean", "sum", "max"] = field("mean", doc="how coupled layers' scores combine")
 
     def check(self, path: str) -> None:

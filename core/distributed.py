@@ -71,6 +71,13 @@ def gather(value: Any) -> list[Any]:
     return out
 
 
+def sync_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's buffers (BN statistics) everywhere: DDP leaves the last batch's update local."""
+    if active():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def barrier() -> None:
     if active():
         dist.barrier()

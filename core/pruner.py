@@ -21,7 +21,7 @@ from torch import nn
 from . import checkpoint, distributed
 from .calibration import calibrate, needs
 from .config import Config, load as load_config
-from .cost import block_of, count
+from .cost import count
 from .costmodel import CostModel
 from .errors import CheckpointError, ConfigError
 from .export import export
@@ -95,7 +95,7 @@ class Pruner:
     # -- the whole job ---------------------------------------------------------------------
     def run(self, resume: bool = False) -> Result:
         """Baseline → pruning loop → fine-tune → export → summary."""
-        start = self._prepare(resume)
+        start = self.prepare(resume)
         self._loop(start)
         self._finetune()
         summary = self._finish()
@@ -103,12 +103,12 @@ class Pruner:
 
     def prune(self, resume: bool = False) -> Result:
         """Only the pruning loop (with its retraining), for ``prunekit prune``."""
-        start = self._prepare(resume)
+        start = self.prepare(resume)
         self._loop(start)
         return Result(self.model, self.plan, self.steps, self._summary())
 
     # -- set-up ----------------------------------------------------------------------------
-    def _prepare(self, resume: bool) -> int:
+    def prepare(self, resume: bool = False) -> int:
         cfg = self.config
         seed_everything(cfg.seed)
         self._guard_run_dir(resume)
@@ -118,9 +118,8 @@ class Pruner:
         self.teacher = self._baseline(resume)
         self.teacher_hash = weights_hash(self.teacher)
         self.example = self._example_input()
-        self.original = count(self.teacher, self.example, overrides=cfg.cost.overrides, include=cfg.cost.include or None)
-        self.reference = self._reference(trace(self.teacher, self.example, protected=cfg.pruning.protected,
-                                               overrides=cfg.cost.overrides, include=cfg.cost.include or None))
+        self.original = self._count(self.teacher)
+        self.reference = Reference.of(self._trace(self.teacher))
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.trainer = Trainer(cfg, self.teacher, self.data, self.device, self.loggers, self.plugins, self.progress)
@@ -182,14 +181,14 @@ class Pruner:
             return torch.zeros(self.config.input_size)
         return self.data.val[0]["image"][None].clone()
 
-    def _reference(self, graph: ChannelGraph) -> Reference:
-        base = CostModel(graph).base
-        blocks = graph.traversal.blocks if graph.traversal else ()
-        block_of_layer = {name: block_of(name, blocks) for name in base}
-        totals: dict[str, int] = {}
-        for name, cost in base.items():
-            totals[block_of_layer[name]] = totals.get(block_of_layer[name], 0) + cost.params
-        return Reference({n: c.params for n, c in base.items()}, totals, block_of_layer)
+    def _count(self, model: nn.Module):
+        cost = self.config.cost
+        return count(model, self.example, overrides=cost.overrides, include=cost.include or None)
+
+    def _trace(self, model: nn.Module) -> ChannelGraph:
+        cfg = self.config
+        return trace(model, self.example, protected=cfg.pruning.protected, overrides=cfg.cost.overrides,
+                     include=cfg.cost.include or None)
 
     # -- the loop ----------------------------------------------------------------------------
     def _targets(self) -> tuple[float, float]:
@@ -214,7 +213,7 @@ class Pruner:
 
     def _loop(self, start: int) -> None:
         cfg = self.config
-        current = count(self.model, self.example, overrides=cfg.cost.overrides, include=cfg.cost.include or None)
+        current = self._count(self.model)
         step = start
         while step <= cfg.pruning.max_steps and not self.done(current.macs, current.params):
             began = time.perf_counter()
@@ -238,8 +237,7 @@ class Pruner:
 
     def _select(self, step: int) -> Selection:
         cfg, p = self.config, self.config.pruning
-        graph = trace(self.model, self.example, protected=p.protected, overrides=cfg.cost.overrides,
-                      include=cfg.cost.include or None)
+        graph = self._trace(self.model)
         criteria = {name: (self.plugins.get("criterion", name, **p.criterion.args.get(name, {})), weight)
                     for name, weight in p.criterion.resolved().items()}
         if needs({n: c for n, (c, _) in criteria.items()}) & {"activations", "gradients"}:
@@ -259,15 +257,17 @@ class Pruner:
     def _apply(self, step: int, selection: Selection):
         self.plan = self.plan.then(remove(self.model, self._graph, selection.removal))
         self.model.to(self.device)
-        cfg = self.config
-        return count(self.model, self.example, overrides=cfg.cost.overrides, include=cfg.cost.include or None)
+        return self._count(self.model)
 
     def _retrain_and_evaluate(self, step: int) -> dict[str, float]:
-        retrain = self.config.retrain
+        """Retrain (validation after each epoch) or, one-shot, just validate."""
+        retrain, metrics = self.config.retrain, {}
         if retrain != "none" and retrain.epochs_per_step:
-            self.trainer.fit(self.model, "retrain", retrain, retrain.epochs_per_step, seed=step_seed(self.config.seed, step),
-                             step=step)
-        return evaluate(self.model, self.data, self.device, self.progress) if self.data.val is not None else {}
+            metrics = self.trainer.fit(self.model, "retrain", retrain, retrain.epochs_per_step,
+                                       seed=step_seed(self.config.seed, step), step=step)
+        if not metrics and self.data.val is not None:
+            metrics = evaluate(self.model, self.data, self.device, self.progress)
+        return metrics
 
     def _finetune(self) -> None:
         ft = self.config.finetune
@@ -287,8 +287,7 @@ class Pruner:
 
     # -- the end ---------------------------------------------------------------------------
     def _summary(self) -> dict[str, Any]:
-        cfg = self.config
-        final = count(self.model, self.example, overrides=cfg.cost.overrides, include=cfg.cost.include or None)
+        final = self._count(self.model)
         teacher_after = weights_hash(self.teacher)
         if teacher_after != self.teacher_hash:
             raise RuntimeError("the teacher's weights changed during the run; this is a bug, please report it")

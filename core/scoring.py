@@ -50,7 +50,12 @@ def scored_layers(graph: ChannelGraph) -> list[ScoredLayer]:
 
 
 def normalize(scores: torch.Tensor, method: str) -> torch.Tensor:
-    """Per-layer normalisation, so that one layer's scale does not decide for all layers."""
+    """Per-layer normalisation, so that one layer's scale does not decide for all layers.
+
+    ``l2`` (the default) divides by the norm of the layer's scores, which grows with the square
+    root of its width: wide layers, the most redundant, are pruned first. ``max``, ``mean`` and
+    ``rank`` make every layer's scores alike, so global ranking prunes all layers about equally.
+    """
     s = scores.double()
     if method == "none":
         return s
@@ -68,7 +73,7 @@ def normalize(scores: torch.Tensor, method: str) -> torch.Tensor:
 def group_scores(
     graph: ChannelGraph,
     criteria: Mapping[str, tuple[Any, float]],
-    normalization: str = "mean",
+    normalization: str = "l2",
     reduction: str = "mean",
 ) -> dict[int, torch.Tensor]:
     """Importance of every group channel (``inf`` where no criterion said anything)."""

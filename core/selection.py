@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .cost import block_of
 from .costmodel import CostModel, CostTracker
 from .graph import ChannelGraph, Group
 
@@ -56,6 +57,17 @@ class Reference:
     layers: dict[str, int]
     blocks: dict[str, int]
     block_of: dict[str, str]
+
+    @classmethod
+    def of(cls, graph: ChannelGraph) -> Reference:
+        """The reference of a traced (original) model; blocks come from its traversal."""
+        base = CostModel(graph).base
+        blocks = graph.traversal.blocks if graph.traversal else ()
+        owner = {name: block_of(name, blocks) for name in base}
+        totals: dict[str, int] = defaultdict(int)
+        for name, cost in base.items():
+            totals[owner[name]] += cost.params
+        return cls({n: c.params for n, c in base.items()}, dict(totals), owner)
 
 
 def units(group: Group, scores: torch.Tensor, limits: Limits) -> list[list[int]]:

@@ -129,7 +129,7 @@ class Trainer:
             optimizer = _optimizer(phase_cfg.optimizer, list(model.parameters()) + extra)
             net = nn.parallel.DistributedDataParallel(model) if distributed.active() else model
             scheduler = _scheduler(phase_cfg.schedule, optimizer, epochs)
-            best, best_state, last = -math.inf, None, {}
+            best, best_state, best_metrics = -math.inf, None, {}
             for epoch in range(epochs):
                 self.epoch_weights = self._schedule(epoch)
                 loss = self._epoch(net, optimizer, phase_cfg, student_taps, teacher_taps, extra,
@@ -144,10 +144,11 @@ class Trainer:
                 elif scheduler is not None:
                     scheduler.step()
                 if score > best:
-                    best, best_state = score, copy.deepcopy(model.state_dict())
+                    best, best_state, best_metrics = score, copy.deepcopy(model.state_dict()), last
             if best_state is not None:
                 model.load_state_dict(best_state)
-            return last
+            distributed.sync_buffers(model)
+            return best_metrics
         finally:
             for taps in (student_taps, teacher_taps):
                 if taps:

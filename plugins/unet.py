@@ -7,21 +7,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunekit import Spec, Traversal, hookimpl
+from prunekit import ConfigError, Spec, Traversal, hookimpl
+
+
+ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True)}
 
 
 class DoubleConv(nn.Module):
-    """(3×3 conv → BN → ReLU) twice."""
+    """(3×3 conv → BN → activation) twice."""
 
-    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None) -> None:
+    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None,
+                 activation: str = "relu") -> None:
         super().__init__()
         mid_channels = mid_channels or out_channels
         self.conv1 = nn.Conv2d(in_channels, mid_channels, 3, padding=1)
         self.bn1 = nn.BatchNorm2d(mid_channels)
-        self.relu1 = nn.ReLU(inplace=True)
+        self.relu1 = ACTIVATIONS[activation]()
         self.conv2 = nn.Conv2d(mid_channels, out_channels, 3, padding=1)
         self.bn2 = nn.BatchNorm2d(out_channels)
-        self.relu2 = nn.ReLU(inplace=True)
+        self.relu2 = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu1(self.bn1(self.conv1(x)))
@@ -29,10 +33,10 @@ class DoubleConv(nn.Module):
 
 
 class Down(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, activation: str) -> None:
         super().__init__()
         self.maxpool = nn.MaxPool2d(2)
-        self.conv = DoubleConv(in_channels, out_channels)
+        self.conv = DoubleConv(in_channels, out_channels, activation=activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.maxpool(x))
@@ -41,10 +45,10 @@ class Down(nn.Module):
 class Up(nn.Module):
     """Bilinear ×2 upsampling, padding to the skip's size, concatenation [skip, up], DoubleConv."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, activation: str) -> None:
         super().__init__()
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
-        self.conv = DoubleConv(in_channels, out_channels, in_channels // 2)
+        self.conv = DoubleConv(in_channels, out_channels, in_channels // 2, activation)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
@@ -55,18 +59,23 @@ class Up(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, in_channels: int = 1, n_classes: int = 4, width: int = 64) -> None:
+    """``activation``: ``relu`` as published, or ``leaky_relu`` (slope 0.1), which keeps very
+    narrow (heavily pruned) networks from losing whole classes to units that never fire."""
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 4, width: int = 64, activation: str = "relu") -> None:
         super().__init__()
-        w = width
-        self.inc = DoubleConv(in_channels, w)
-        self.down1 = Down(w, 2 * w)
-        self.down2 = Down(2 * w, 4 * w)
-        self.down3 = Down(4 * w, 8 * w)
-        self.down4 = Down(8 * w, 8 * w)
-        self.up1 = Up(16 * w, 4 * w)
-        self.up2 = Up(8 * w, 2 * w)
-        self.up3 = Up(4 * w, w)
-        self.up4 = Up(2 * w, w)
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"unet activation: {activation!r} is not allowed; valid: {', '.join(ACTIVATIONS)}")
+        w, a = width, activation
+        self.inc = DoubleConv(in_channels, w, activation=a)
+        self.down1 = Down(w, 2 * w, a)
+        self.down2 = Down(2 * w, 4 * w, a)
+        self.down3 = Down(4 * w, 8 * w, a)
+        self.down4 = Down(8 * w, 8 * w, a)
+        self.up1 = Up(16 * w, 4 * w, a)
+        self.up2 = Up(8 * w, 2 * w, a)
+        self.up3 = Up(4 * w, w, a)
+        self.up4 = Up(2 * w, w, a)
         self.outc = nn.Conv2d(w, n_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,7 +97,7 @@ BLOCKS = ("inc", "down1.conv", "down2.conv", "down3.conv", "down4.conv",
 
 @hookimpl
 def prunekit_models() -> list[Spec]:
-    return [Spec("unet", UNet, "bilinear U-Net; args in_channels, n_classes, width (64)")]
+    return [Spec("unet", UNet, "bilinear U-Net; args in_channels, n_classes, width (64), activation (relu)")]
 
 
 @hookimpl

@@ -8,26 +8,16 @@ import yaml
 import prunekit as pk
 from prunekit import checkpoint
 from prunekit.pruner import Pruner
+from tiny import tiny_config
 
 
 def config(tmp_path, **overrides):
-    cfg = {
-        "seed": 3,
-        "run_dir": str(tmp_path / "run"),
-        "model": {"name": "unet", "args": {"width": 4, "n_classes": 4}},
-        "data": {"name": "synthetic_eyes", "args": {"size": [32, 48], "n_train": 16, "n_val": 8}, "batch_size": 8},
-        "pruning": {"prune_away_percent": 74, "step": {"percent": 74}, "criterion": {"weights": {"weight_norm": 1.0}},
-                    "layer_limit_percent": 95, "block_limit_percent": 95, "calibration_batches": 1},
-        "retrain": "none",
-        "logging": ["jsonl"],
-    }
-    for key, value in overrides.items():
-        section, _, name = key.partition("__")
-        if name:
-            cfg[section] = {**cfg[section], name: value}
-        else:
-            cfg[key] = value
-    return cfg
+    """One-shot by default: no training, no retraining, weight norms only."""
+    base = {"seed": 3, "train": {"epochs": 0}, "retrain": "none", "finetune": {"epochs": 0}, "distillation": {},
+            "pruning": {**tiny_config(tmp_path)["pruning"], "prune_away_percent": 74, "step": {"percent": 74},
+                        "criterion": {"weights": {"weight_norm": 1.0}}, "layer_limit_percent": 95,
+                        "block_limit_percent": 95}}
+    return tiny_config(tmp_path / "run", **{**base, **overrides})
 
 
 def test_one_shot_unet_to_74_percent_of_macs_removed(tmp_path):

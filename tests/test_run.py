@@ -12,24 +12,11 @@ import yaml
 
 import prunekit as pk
 from prunekit.pruner import Pruner
+from tiny import tiny_config
 
 
 def tiny(tmp_path, name="run", **extra):
-    cfg = {
-        "seed": 1,
-        "run_dir": str(tmp_path / name),
-        "model": {"name": "unet", "args": {"width": 4, "n_classes": 4}},
-        "data": {"name": "synthetic_eyes", "args": {"size": [32, 48], "n_train": 16, "n_val": 8}, "batch_size": 8},
-        "train": {"epochs": 1},
-        "pruning": {"prune_away_percent": 50, "step": {"percent": 25}, "criterion": {"omega": 0.5},
-                    "layer_limit_percent": 90, "block_limit_percent": 90, "calibration_batches": 1},
-        "retrain": {"epochs_per_step": 1},
-        "finetune": {"epochs": 1},
-        "distillation": {"hinton": {"weight": 1.0}, "attention": {"weight": 1.0}, "fsp": {"weight": 0.5}},
-        "logging": ["jsonl"],
-    }
-    cfg.update(extra)
-    return cfg
+    return tiny_config(tmp_path / name, **extra)
 
 
 @pytest.fixture(scope="module")

@@ -7,23 +7,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import prunekit as pk
-from prunekit.cost import block_of
 from prunekit.costmodel import CostModel
 from prunekit.scoring import group_scores
 from prunekit.selection import Budget, Limits, Reference, select, units
 from prunekit.surgery import remove
 
 X = torch.zeros(1, 1, 32, 32)
-
-
-def reference(graph):
-    base = CostModel(graph).base
-    blocks = graph.traversal.blocks if graph.traversal else ()
-    owner = {n: block_of(n, blocks) for n in base}
-    totals = {}
-    for n, c in base.items():
-        totals[owner[n]] = totals.get(owner[n], 0) + c.params
-    return Reference({n: c.params for n, c in base.items()}, totals, owner)
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +29,14 @@ def test_limits_hold_for_random_configs(models, name, layer, block, min_channels
     model = copy.deepcopy(models[name])
     graph = pk.trace(model, X)
     cost = CostModel(graph)
-    ref = reference(graph)
+    ref = Reference.of(graph)
     scores = group_scores(graph, {criterion: (pk.get("criterion", criterion), 1.0)})
     total = {"macs": cost.macs, "params": cost.params, "filters": sum(len(g.prunable) for g in graph.groups)}[kind]
     limits = Limits(layer, block, min_channels, round_to)
     selection = select(graph, scores, cost, ref, limits, Budget(kind, fraction * total))
     remove(model, graph, selection.removal)
 
-    after = reference(pk.trace(model, X))
+    after = Reference.of(pk.trace(model, X))
     for name_, original in ref.layers.items():
         if original:
             assert 100 * (original - after.layers[name_]) / original <= layer + 1e-6, name_
@@ -72,7 +61,7 @@ def test_floor_stops_the_step_at_the_overall_target():
     graph = pk.trace(model, X)
     cost = CostModel(graph)
     scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm"), 1.0)})
-    selection = select(graph, scores, cost, reference(graph), Limits(), Budget("macs", cost.macs, floor_macs=0.6 * cost.macs))
+    selection = select(graph, scores, cost, Reference.of(graph), Limits(), Budget("macs", cost.macs, floor_macs=0.6 * cost.macs))
     assert 0.5 * cost.macs < selection.macs <= 0.6 * cost.macs
 
 
@@ -81,7 +70,7 @@ def test_nothing_selectable_returns_an_empty_exhausted_selection():
     graph = pk.trace(model, X)
     cost = CostModel(graph)
     scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm"), 1.0)})
-    selection = select(graph, scores, cost, reference(graph), Limits(layer_percent=0.0), Budget("filters", 10))
+    selection = select(graph, scores, cost, Reference.of(graph), Limits(layer_percent=0.0), Budget("filters", 10))
     assert selection.removal == {} and selection.exhausted and selection.at_limit
 
 

@@ -1,0 +1,77 @@
+"""How does retraining scale with processes? Images per second of one retraining epoch of the
+demo's U-Net, at 1 and N processes launched by torchrun (gloo on CPU, nccl on GPUs), side by side.
+
+    python benchmarks/ddp_scaling.py [--nproc 2] [--epochs 2]
+
+On CPU every process gets cores/N threads, so the total compute is the same: the ratio shows
+what DDP's gradient exchange costs (or, on a GPU machine, what N GPUs gain).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+
+def worker(out: Path, epochs: int) -> None:
+    """Run under torchrun: time `epochs` retraining epochs; rank 0 writes images/s."""
+    import prunekit as pk
+    from prunekit import distributed
+    from prunekit.runtime import build_data, resolve_device
+    from prunekit.training import Trainer
+
+    distributed.init()
+    cfg = pk.config.load({**yaml.safe_load(pk.config.demo_text()), "distillation": {}})
+    data = build_data(cfg, pk.manager())
+    device = distributed.device_for(resolve_device(cfg.device))
+    model = pk.get("model", cfg.model.name, **cfg.model.args)
+    data.splits.val = None  # time training only
+    trainer = Trainer(cfg, None, data, device, [], pk.manager(), progress=False)
+    trainer.fit(model, "retrain", cfg.retrain, 1, seed=0)  # warm-up
+    distributed.barrier()
+    start = time.perf_counter()
+    trainer.fit(model, "retrain", cfg.retrain, epochs, seed=1)
+    distributed.barrier()
+    seconds = time.perf_counter() - start
+    if distributed.is_main():
+        out.write_text(json.dumps({"images_per_second": epochs * len(data.train) / seconds, "seconds": seconds}))
+    distributed.shutdown()
+
+
+def launch(nproc: int, epochs: int) -> dict:
+    threads = max(1, (torch.get_num_threads() if not torch.cuda.is_available() else 1) // nproc)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                        __file__, "--worker", str(out), "--epochs", str(epochs)], check=True,
+                       env={**os.environ, "OMP_NUM_THREADS": str(threads)}, stdout=subprocess.DEVNULL)
+        return json.loads(out.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nproc", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(Path(args.worker), args.epochs)
+        return
+    device = "GPU" if torch.cuda.is_available() else "CPU"
+    single, multi = launch(1, args.epochs), launch(args.nproc, args.epochs)
+    print(f"retraining the demo U-Net, {args.epochs} epochs, {device}, {torch.get_num_threads()} threads in all\n")
+    print(f"{'processes':>9} {'images/s':>10} {'ratio':>7}")
+    print(f"{1:>9} {single['images_per_second']:10.1f} {1.0:7.2f}")
+    print(f"{args.nproc:>9} {multi['images_per_second']:10.1f} {multi['images_per_second'] / single['images_per_second']:7.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Which criterion keeps the most accuracy? One trained U-Net on synthetic_eyes, pruned to the same
+MACs with an identical retraining budget by: IPAD (ω = 0.5) with distillation, IPAD without,
+weight norm only (ω = 1), random, and Torch-Pruning's global magnitude pruner (when installed).
+One table: mIoU, MACs, parameters and CPU latency of each, measured in this run.
+
+    python benchmarks/quality.py [--remove 74] [--steps 4] [--normalize l2] [--out runs/quality]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+import prunekit as pk
+from prunekit.files import load_into, load_weights
+from prunekit.latency import measure
+from prunekit.pruner import Pruner
+from prunekit.runtime import build_data, resolve_device, step_seed
+from prunekit.training import Trainer, evaluate
+
+
+def base_config(args: argparse.Namespace, run_dir: Path) -> dict:
+    cfg = yaml.safe_load(pk.config.demo_text())
+    cfg.update(run_dir=str(run_dir), seed=args.seed, logging=["jsonl"])
+    cfg["train"]["epochs"] = args.train_epochs
+    cfg["data"]["args"]["n_train"] = 512
+    cfg["pruning"].update(prune_away_percent=args.remove, step={"percent": args.remove / args.steps},
+                          layer_limit_percent=95, block_limit_percent=95)
+    cfg["pruning"]["criterion"]["normalize"] = args.normalize
+    cfg["retrain"]["epochs_per_step"] = args.retrain_epochs
+    cfg["finetune"]["epochs"] = args.finetune_epochs
+    return cfg
+
+
+def variants(cfg: dict, baseline: Path) -> dict[str, dict]:
+    def variant(criterion: dict, distill: bool) -> dict:
+        out = copy.deepcopy(cfg)
+        out["model"]["checkpoint"] = str(baseline)
+        out["train"]["epochs"] = 0
+        out["pruning"]["criterion"] = {**criterion, "normalize": cfg["pruning"]["criterion"]["normalize"]}
+        if not distill:
+            out["distillation"] = {}
+        return out
+
+    return {
+        "IPAD ω=0.5 + KD": variant({"omega": 0.5}, True),
+        "IPAD ω=0.5, no KD": variant({"omega": 0.5}, False),
+        "weight norm (ω=1)": variant({"omega": 1.0}, False),
+        "random": variant({"weights": {"random": 1.0}}, False),
+    }
+
+
+def torch_pruning_run(cfg: dict, baseline: Path, steps: int, remove: float) -> tuple[torch.nn.Module, dict]:
+    """Torch-Pruning's global magnitude pruner with the same retraining: step, retrain, …, fine-tune."""
+    import torch_pruning as tp
+
+    config = pk.config.load({**cfg, "distillation": {}, "train": {"epochs": 0}})
+    model = pk.get("model", config.model.name, **config.model.args)
+    load_into(model, load_weights(baseline), "baseline")
+    plugins, device = pk.manager(), resolve_device(config.device)
+    data = build_data(config, plugins)
+    x = data.val[0]["image"][None]
+    trainer = Trainer(config, None, data, device, [], plugins, progress=False)
+    base_macs = tp.utils.count_ops_and_params(model, x)[0]
+    pruner = tp.pruner.MagnitudePruner(model, x, importance=tp.importance.MagnitudeImportance(p=1), global_pruning=True,
+                                       pruning_ratio=0.95, iterative_steps=100, ignored_layers=[model.outc])
+    for step in range(1, steps + 1):
+        target = (1 - remove / 100 * step / steps) * base_macs
+        while tp.utils.count_ops_and_params(model, x)[0] > target and pruner.current_step < 100:
+            pruner.step()
+        trainer.fit(model, "retrain", config.retrain, config.retrain.epochs_per_step, seed=step_seed(config.seed, step))
+    trainer.fit(model, "finetune", config.finetune, config.finetune.epochs, seed=step_seed(config.seed, 10_000))
+    return model, evaluate(model, data, device, progress=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--remove", type=float, default=74.0, help="percent of the MACs to remove")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--train-epochs", type=int, default=20)
+    parser.add_argument("--retrain-epochs", type=int, default=1)
+    parser.add_argument("--finetune-epochs", type=int, default=4)
+    parser.add_argument("--normalize", default="l2")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/quality")
+    args = parser.parse_args()
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+
+    teacher = Pruner.from_config({**base_config(args, out / "baseline"), "retrain": "none",
+                                  "pruning": {"max_steps": 1, "step": {"filters": 1}}}, progress=False)
+    teacher.prepare()  # trains and saves the baseline
+    baseline = out / "baseline" / "baseline.safetensors"
+    cfg = base_config(args, out)
+    x = teacher.example
+    results = {"baseline": (teacher.teacher, evaluate(teacher.teacher, teacher.data, teacher.device, False))}
+    for name, variant in variants(cfg, baseline).items():
+        variant["run_dir"] = str(out / name.replace(" ", "_").replace("=", "").replace(",", "").replace("+", "and"))
+        result = Pruner.from_config(variant, progress=False).run()
+        results[name] = (result.model, result.summary["metrics"])
+        print(f"{name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
+    if importlib.util.find_spec("torch_pruning"):
+        results["Torch-Pruning magnitude"] = torch_pruning_run(cfg, baseline, args.steps, args.remove)
+    else:
+        print("torch-pruning is not installed (pip install 'prunekit[bench]'): its row is missing")
+
+    models = [model for model, _ in results.values()]
+    latencies = measure(models, x, repeats=20)
+    base = pk.count(results["baseline"][0], x)
+    print(f"\nU-Net width {cfg['model']['args']['width']} on synthetic_eyes {cfg['data']['args']['size']}, "
+          f"{args.remove:.0f} % of MACs removed in {args.steps} steps, {args.retrain_epochs} retraining epoch(s) per step, "
+          f"{args.finetune_epochs} fine-tuning epochs, per-layer normalisation {args.normalize}; "
+          f"latency: batch 1, median of 20, {torch.get_num_threads()} threads\n")
+    print(f"{'method':26} {'mIoU':>7} {'MACs %':>7} {'params %':>9} {'latency':>10} {'speed-up':>9}")
+    for (name, (model, metrics)), lat in zip(results.items(), latencies):
+        cost = pk.count(model, x)
+        print(f"{name:26} {metrics['miou']:7.4f} {100 * cost.macs / base.macs:7.1f} {100 * cost.params / base.params:9.1f} "
+              f"{lat * 1e3:8.1f}ms {latencies[0] / lat:8.2f}×")
+    print(f"\n({time.perf_counter() - started:.0f} s in all)")
+
+
+if __name__ == "__main__":
+    main()
