@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-all bench clean
+.PHONY: demo test test-all clean
 
 $(BIN)/prunekit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -11,7 +11,6 @@ import argparse
 import copy
 import importlib.util
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ def base_config(args: argparse.Namespace, run_dir: Path) -> dict:
     cfg["pruning"]["criterion"]["normalize"] = args.normalize
     cfg["retrain"]["epochs_per_step"] = args.retrain_epochs
     cfg["finetune"]["epochs"] = args.finetune_epochs
+    cfg["distillation"]["hinton"]["args"]["T"] = args.temperature
     return cfg
 
 
@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--retrain-epochs", type=int, default=1)
     parser.add_argument("--finetune-epochs", type=int, default=4)
     parser.add_argument("--normalize", default="l2")
+    parser.add_argument("--temperature", type=float, default=1.0, help="Hinton distillation temperature")
+    parser.add_argument("--baseline", help="trained baseline weights to reuse (default: train one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/quality")
     args = parser.parse_args()
@@ -95,10 +97,12 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
 
-    teacher = Pruner.from_config({**base_config(args, out / "baseline"), "retrain": "none",
-                                  "pruning": {"max_steps": 1, "step": {"filters": 1}}}, progress=False)
-    teacher.prepare()  # trains and saves the baseline
-    baseline = out / "baseline" / "baseline.safetensors"
+    setup = {**base_config(args, out / "baseline"), "retrain": "none", "pruning": {"max_steps": 1, "step": {"filters": 1}}}
+    baseline = Path(args.baseline) if args.baseline else out / "baseline" / "baseline.safetensors"
+    if args.baseline:
+        setup["model"]["checkpoint"], setup["train"]["epochs"] = str(baseline), 0
+    teacher = Pruner.from_config(setup, progress=False)
+    teacher.prepare()  # trains and saves the baseline, or loads the given one
     cfg = base_config(args, out)
     x = teacher.example
     results = {"baseline": (teacher.teacher, evaluate(teacher.teacher, teacher.data, teacher.device, False))}

@@ -72,8 +72,5 @@ class Atoms:
         for atom in atoms:
             self.reasons.setdefault(self.find(atom), set()).add(reason)
 
-    def pinned(self, atom: int) -> set[str]:
-        return self.reasons.get(self.find(atom), set())
-
     def space(self, atom: int) -> Space:
         return self.spaces[self.space_of[atom]]

@@ -11,6 +11,8 @@ from tqdm.auto import tqdm
 
 from .errors import ConfigError
 from .graph import ChannelGraph
+from .recording import eval_mode
+from .runtime import to_device
 from .scoring import scored_layers
 
 
@@ -41,22 +43,20 @@ def calibrate(
     layers = [l for l in scored_layers(graph) if l.role in ("out", "dw")]
     handles = [modules[l.name].register_forward_hook(_observer(l.name, graph.layers[l.name].rule.out_dim, criteria))
                for l in layers]
-    was_training = model.training
-    model.eval()
     seen = 0
     try:
-        for batch in tqdm(batches, desc="calibrate", leave=False, disable=not progress):
-            image = batch["image"].to(device)
-            with torch.set_grad_enabled(with_grad):
-                logits = model(image)
-                if with_grad:
-                    loss(logits, {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}).backward()
-            seen += image.shape[0]
+        with eval_mode(model):
+            for batch in tqdm(batches, desc="calibrate", leave=False, disable=not progress):
+                image = batch["image"].to(device)
+                with torch.set_grad_enabled(with_grad):
+                    logits = model(image)
+                    if with_grad:
+                        loss(logits, to_device(batch, device)).backward()
+                seen += image.shape[0]
     finally:
         for h in handles:
             h.remove()
         model.zero_grad(set_to_none=True)
-        model.train(was_training)
     return seen
 
 

@@ -2,7 +2,6 @@
 moment leaves the last complete step intact and ``--resume`` continues from it."""
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .files import atomic_write_json, load_weights, read_json, replace_dir, save_weights
+from .errors import CheckpointError
+from .files import atomic_write_json, load_weights, read_json, save_weights, staged_dir
 from .plan import Plan
 
 DIR = "checkpoints"
@@ -27,14 +27,11 @@ class Checkpoint:
 
 def save(run_dir: Path, step: int, model: nn.Module, plan: Plan, state: dict[str, Any]) -> Path:
     root = Path(run_dir) / DIR
-    final, tmp = root / f"step_{step:04d}", root / f".step_{step:04d}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_weights(tmp / "weights.safetensors", model)
-    atomic_write_json(tmp / "plan.json", plan.to_dict())
-    atomic_write_json(tmp / "state.json", {"step": step, **state})
-    replace_dir(tmp, final)
+    final = root / f"step_{step:04d}"
+    with staged_dir(final) as tmp:
+        save_weights(tmp / "weights.safetensors", model)
+        atomic_write_json(tmp / "plan.json", plan.to_dict())
+        atomic_write_json(tmp / "state.json", {"step": step, **state})
     atomic_write_json(root / LAST, {"step": step, "dir": final.name})
     return final
 
@@ -45,11 +42,10 @@ def load_last(run_dir: Path) -> Checkpoint | None:
     if not (root / LAST).is_file():
         return None
     last = read_json(root / LAST, "checkpoint index")
-    folder = root / str(last.get("dir", ""))
+    if not isinstance(last, dict) or not isinstance(last.get("step"), int) or not last.get("dir"):
+        raise CheckpointError(f"{str(root / LAST)!r} is not a checkpoint index (needs 'step' and 'dir')")
+    folder = root / str(last["dir"])
     state = read_json(folder / "state.json", "checkpoint state")
     plan = Plan.from_dict(read_json(folder / "plan.json", "checkpoint plan"))
     return Checkpoint(int(last["step"]), plan, load_weights(folder / "weights.safetensors"), state)
 
-
-def exists(run_dir: Path) -> bool:
-    return (Path(run_dir) / DIR / LAST).is_file()

@@ -15,8 +15,7 @@ import yaml
 from . import config as config_mod
 from .cost import count
 from .errors import ConfigError, PrunekitError
-from .plugin_manager import configure, manager
-from .text import render_table
+from .plugin_manager import EVENTS, configure, manager
 
 
 class Parser(argparse.ArgumentParser):
@@ -52,7 +51,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(f"{row['name']}  ({dist})")
         for kind, names in row["registers"].items():
             print(f"    {kind}: {', '.join(names)}")
-        events = [h for h in row["hooks"] if h.removeprefix("prunekit_") in ("run_started", "step_done", "epoch_done", "run_finished", "traversal")]
+        events = [h for h in row["hooks"] if h.removeprefix("prunekit_") in (*EVENTS, "traversal")]
         if events:
             print(f"    hooks: {', '.join(events)}")
     return 0
@@ -87,17 +86,14 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from .pruner import Pruner
-    from .report import comparison_table, kept_channels, kept_table
+    from .report import Kept, kept_table, summary_table
 
     pruner = Pruner.from_config(args.config)
-    result = pruner.prune(resume=args.resume)
-    final = count(result.model, pruner.example, overrides=pruner.config.cost.overrides,
-                  include=pruner.config.cost.include or None)
-    traversal = manager().traversal(pruner.teacher)
+    summary = pruner.prune(resume=args.resume).summary
     print()
-    print(kept_table(kept_channels(pruner.original, final, traversal.blocks if traversal else ())))
+    print(kept_table([Kept(**k) for k in summary["kept"]]))
     print()
-    print(comparison_table(pruner.original, final))
+    print(summary_table(summary))
     print(f"\ncheckpoints: {pruner.run_dir / 'checkpoints'}")
     return 0
 

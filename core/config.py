@@ -119,8 +119,9 @@ class ScheduleConfig:
 
 
 @dataclass
-class TrainConfig:
-    epochs: int = field(0, min=0, doc="train a baseline from scratch for this many epochs")
+class PhaseConfig:
+    """What every training phase (baseline, retraining, fine-tuning) shares."""
+
     optimizer: OptimizerConfig = field(OptimizerConfig())
     schedule: ScheduleConfig = field(ScheduleConfig())
     grad_clip: Optional[float] = field(None, min=0, open_min=True)
@@ -128,21 +129,19 @@ class TrainConfig:
 
 
 @dataclass
-class RetrainConfig:
-    epochs_per_step: int = field(1, min=0)
-    optimizer: OptimizerConfig = field(OptimizerConfig())
-    schedule: ScheduleConfig = field(ScheduleConfig())
-    grad_clip: Optional[float] = field(None, min=0, open_min=True)
-    max_bad_batches: int = field(5, min=1)
+class TrainConfig(PhaseConfig):
+    epochs: int = field(0, min=0, doc="train a baseline from scratch for this many epochs")
 
 
 @dataclass
-class FinetuneConfig:
+class RetrainConfig(PhaseConfig):
+    epochs_per_step: int = field(1, min=0)
+
+
+@dataclass
+class FinetuneConfig(PhaseConfig):
     epochs: int = field(0, min=0)
-    optimizer: OptimizerConfig = field(OptimizerConfig())
     schedule: ScheduleConfig = field(ScheduleConfig(name="cosine"))
-    grad_clip: Optional[float] = field(None, min=0, open_min=True)
-    max_bad_batches: int = field(5, min=1)
 
 
 @dataclass
@@ -210,6 +209,3 @@ def demo_text() -> str:
     """The built-in demo config, as YAML text."""
     return resources.files("prunekit").joinpath("demo.yaml").read_text()
 
-
-def demo() -> Config:
-    return build(Config, _default_loss(yaml.safe_load(demo_text())))

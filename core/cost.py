@@ -102,7 +102,9 @@ def shape_of(call: Call, rule: Rule) -> LayerShape:
 def parse_include(include: str | Iterable[str] | None) -> tuple[str, ...]:
     if include is None:
         return ALWAYS
-    kinds = OPTIONAL_COST_KINDS if include == "all" else (include,) if isinstance(include, str) else tuple(include)
+    kinds = (include,) if isinstance(include, str) else tuple(include)
+    if "all" in kinds:
+        kinds = OPTIONAL_COST_KINDS
     for kind in kinds:
         if kind not in COST_KINDS:
             raise ConfigError(f"cost.include: unknown kind {kind!r}; {suggest(kind, (*OPTIONAL_COST_KINDS, 'all'))}")

@@ -47,9 +47,15 @@ def device_for(requested: torch.device) -> torch.device:
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum over processes, in place (returned for convenience)."""
-    if active():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    """Sum over processes, in place (returned for convenience). NCCL only reduces GPU tensors,
+    so a CPU tensor makes a round trip through this process's GPU."""
+    if not active():
+        return tensor
+    if dist.get_backend() == "nccl" and tensor.device.type != "cuda":
+        on_gpu = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
+        return tensor.copy_(on_gpu)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 

@@ -1,14 +1,13 @@
 """Export and load: a pruned model is its builder, its plan and its weights — never a pickle."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from .errors import CheckpointError
-from .files import atomic_write_json, load_into, load_weights, read_json, replace_dir, save_weights
+from .files import atomic_write_json, load_into, load_weights, read_json, save_weights, staged_dir
 from .plan import Plan, apply_plan
 from .plugin_manager import manager
 
@@ -18,15 +17,11 @@ FORMAT = "prunekit-export"
 def export(folder: Path, config: Any, model: nn.Module, plan: Plan) -> Path:
     """Write ``model.json`` (builder and arguments), ``plan.json`` and ``weights.safetensors``."""
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    atomic_write_json(tmp / "model.json", {"format": FORMAT, "version": 1, "name": config.model.name,
-                                           "args": config.model.args})
-    atomic_write_json(tmp / "plan.json", plan.to_dict())
-    save_weights(tmp / "weights.safetensors", model)
-    replace_dir(tmp, folder)
+    with staged_dir(folder) as tmp:
+        atomic_write_json(tmp / "model.json", {"format": FORMAT, "version": 1, "name": config.model.name,
+                                               "args": config.model.args})
+        atomic_write_json(tmp / "plan.json", plan.to_dict())
+        save_weights(tmp / "weights.safetensors", model)
     return folder
 
 
@@ -38,7 +33,7 @@ def load(path: str | Path) -> nn.Module:
         raise CheckpointError(f"{str(path)!r} is neither a run directory with an export nor an export folder "
                               "(no model.json)")
     meta = read_json(folder / "model.json", "export description")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("name"), str):
         raise CheckpointError(f"{str(folder / 'model.json')!r} is not a prunekit export description")
     model = manager().get("model", meta["name"], **meta.get("args", {}))
     apply_plan(model, Plan.from_dict(read_json(folder / "plan.json", "export plan")))

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +19,37 @@ from torch import nn
 from .errors import CheckpointError
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
+@contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed over it when the block ends without error."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def staged_dir(folder: Path) -> Iterator[Path]:
+    """A fresh directory beside ``folder``, moved into its place when the block ends without error."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    yield tmp
+    replace_dir(tmp, folder)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``."""
+    with staged(path) as tmp, open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -47,15 +68,8 @@ def read_json(path: Path, what: str) -> Any:
 def save_weights(path: Path, module: nn.Module) -> None:
     """The module's state dict as safetensors (tied tensors stored once each under every name)."""
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with staged(path) as tmp:
+        save_file(tensors, str(tmp))
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -67,7 +81,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorError, RuntimeError, OSError, ValueError, EOFError) as exc:
+    except (SafetensorError, RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         raise CheckpointError(f"weights file {str(path)!r} is corrupt or not a weights file ({str(exc).splitlines()[0]})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

@@ -80,6 +80,7 @@ def prunekit_traversal(model: nn.Module) -> Traversal | None:
 
     The first non-``None`` answer wins; when no plugin answers, every layer's block is its
     parent module and nothing but the layers feeding the model output is protected.
+    ``Traversal.matching(model)`` answers a traversal when the model has every module it names.
 
     >>> import prunekit as pk
     >>> from torch import nn
@@ -260,8 +261,8 @@ def prunekit_step_done(run: Any, record: dict) -> None:
 def prunekit_epoch_done(run: Any, record: dict) -> None:
     """Called after every training, retraining or fine-tuning epoch (broadcast).
 
-    ``record`` holds ``phase`` (``train``, ``retrain``, ``finetune``), ``epoch``, ``loss`` and the
-    validation metrics.
+    ``run`` is the trainer (``run.config``, ``run.device``); ``record`` holds ``phase`` (``train``,
+    ``retrain``, ``finetune``), ``epoch``, ``loss`` and the validation metrics.
 
     >>> import prunekit as pk
     >>> class Watch:

@@ -4,9 +4,12 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 
 import torch
 from torch import nn
+
+from .recording import eval_mode
 
 
 def _sync(device: torch.device) -> None:
@@ -19,10 +22,9 @@ def measure(models: Sequence[nn.Module], example: torch.Tensor, repeats: int = 1
     round, so a noisy machine slows them alike and the ratios stay fair."""
     device = example.device
     times: list[list[float]] = [[] for _ in models]
-    states = [m.training for m in models]
-    for m in models:
-        m.eval()
-    with torch.no_grad():
+    with ExitStack() as modes, torch.no_grad():
+        for m in models:
+            modes.enter_context(eval_mode(m))
         for round_ in range(warmup + repeats):
             for i, model in enumerate(models):
                 _sync(device)
@@ -31,6 +33,4 @@ def measure(models: Sequence[nn.Module], example: torch.Tensor, repeats: int = 1
                 _sync(device)
                 if round_ >= warmup:
                     times[i].append(time.perf_counter() - start)
-    for m, training in zip(models, states):
-        m.train(training)
     return [statistics.median(t) for t in times]

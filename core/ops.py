@@ -51,7 +51,7 @@ class OpCall:
 Handler = Callable[["ChannelTracer", OpCall], None]
 
 
-def _norm(dim: int, ndim: int) -> int:
+def wrap_dim(dim: int, ndim: int) -> int:
     return dim % ndim if ndim else 0
 
 
@@ -150,7 +150,7 @@ def along_dim(index: int, default: int | None) -> Handler:
         if tag is None:
             return
         dim = call.arg(index, "dim", default)
-        if dim is None or _norm(dim, call.x.dim()) == tag.dim:
+        if dim is None or wrap_dim(dim, call.x.dim()) == tag.dim:
             tr.pin_unknown(call.name, [tag])
             return
         for out in call.outputs:
@@ -218,18 +218,18 @@ def permutation(call: OpCall, ndim: int) -> list[int]:
     if name == "permute":
         dims = call.arg(1, "dims")
         dims = dims if isinstance(dims, (list, tuple)) else call.args[1:]
-        return [_norm(d, ndim) for d in dims]
+        return [wrap_dim(d, ndim) for d in dims]
     order = list(range(ndim))
     if name == "t":
         return order[::-1]
     if name in ("transpose", "swapaxes", "swapdims"):
-        a = _norm(call.arg(1, "dim0", call.kwargs.get("axis0")), ndim)
-        b = _norm(call.arg(2, "dim1", call.kwargs.get("axis1")), ndim)
+        a = wrap_dim(call.arg(1, "dim0", call.kwargs.get("axis0")), ndim)
+        b = wrap_dim(call.arg(2, "dim1", call.kwargs.get("axis1")), ndim)
         order[a], order[b] = order[b], order[a]
         return order
     src, dst = call.arg(1, "source"), call.arg(2, "destination")  # movedim / moveaxis
-    src = [_norm(d, ndim) for d in (src if isinstance(src, (list, tuple)) else [src])]
-    dst = [_norm(d, ndim) for d in (dst if isinstance(dst, (list, tuple)) else [dst])]
+    src = [wrap_dim(d, ndim) for d in (src if isinstance(src, (list, tuple)) else [src])]
+    dst = [wrap_dim(d, ndim) for d in (dst if isinstance(dst, (list, tuple)) else [dst])]
     result = [-1] * ndim
     for s, d in zip(src, dst):
         result[d] = s
@@ -264,7 +264,7 @@ def flip(tr: ChannelTracer, call: OpCall) -> None:
     if tag is None:
         return
     dims = call.arg(1, "dims", ())
-    dims = [_norm(d, call.x.dim()) for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
+    dims = [wrap_dim(d, call.x.dim()) for d in (dims if isinstance(dims, (list, tuple)) else [dims])]
     tr.set(call.result, tag.dim, tag.atoms[::-1] if tag.dim in dims else tag.atoms)
 
 
@@ -275,7 +275,7 @@ def index_along(index: int) -> Handler:
         tag = _same_as_input(tr, call)
         if tag is None:
             return
-        dim = _norm(call.arg(index, "dim"), call.x.dim())
+        dim = wrap_dim(call.arg(index, "dim"), call.x.dim())
         out = call.outputs[0]
         if dim == tag.dim and not (call.name.endswith("narrow") and out.shape == call.x.shape):
             tr.pin_unknown(call.name + " (channel selection)", [tag])
@@ -329,7 +329,7 @@ def reduction(dim_index: int, additive: bool) -> Handler:
         if isinstance(dim, torch.Tensor):
             return pointwise(tr, call)  # torch.max(a, b) is element-wise
         dims = set(range(ndim)) if dim is None or dim == () else {
-            _norm(d, ndim) for d in (dim if isinstance(dim, (list, tuple)) else [dim])}
+            wrap_dim(d, ndim) for d in (dim if isinstance(dim, (list, tuple)) else [dim])}
         if tag.dim in dims:
             if not additive:
                 tr.pin_unknown(call.name + " (over channels)", [tag])
@@ -346,7 +346,7 @@ def reduction(dim_index: int, additive: bool) -> Handler:
 def cat(tr: ChannelTracer, call: OpCall) -> None:
     tensors = list(call.arg(0, "tensors"))
     out = call.outputs[0]
-    dim = _norm(call.arg(1, "dim", 0), out.dim())
+    dim = wrap_dim(call.arg(1, "dim", 0), out.dim())
     tags = [tr.tag(t) for t in tensors]
     present = [t for t in tags if t is not None]
     if any(t.dim != present[0].dim for t in present):
@@ -371,7 +371,7 @@ def stack(tr: ChannelTracer, call: OpCall) -> None:
         tr.pin_unknown(call.name, present)
         return
     c = present[0].dim
-    new_dim = _norm(call.arg(1, "dim", 0), tensors[0].dim() + 1)
+    new_dim = wrap_dim(call.arg(1, "dim", 0), tensors[0].dim() + 1)
     _join_aligned(tr, call, tensors, tags, c, c + (1 if new_dim <= c else 0))
 
 
@@ -393,7 +393,7 @@ def split(tr: ChannelTracer, call: OpCall) -> None:
         return
     name = call.name.rsplit(".", 1)[-1]
     dim_index = 1 if name == "unbind" else 2
-    dim = _norm(call.arg(dim_index, "dim", 0), call.x.dim())
+    dim = wrap_dim(call.arg(dim_index, "dim", 0), call.x.dim())
     pieces = list(call.result)
     if dim != tag.dim:
         shift = 1 if name == "unbind" and dim < tag.dim else 0

@@ -57,6 +57,11 @@ class Plan:
             sizes = {str(l): {r: int(n) for r, n in roles.items()} for l, roles in data["sizes"].items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PruneError(f"malformed plan ({type(exc).__name__}: {exc})") from None
+        for layer, roles in keep.items():
+            for role in roles:
+                if role not in ROLES or role not in sizes.get(layer, {}):
+                    raise PruneError(f"malformed plan: layer {layer!r} role {role!r} needs a role in {list(ROLES)} "
+                                     "with an entry in 'sizes'")
         return cls(keep, sizes)
 
     @classmethod

@@ -109,6 +109,8 @@ class Manager:
                 f"plugins.load: {name!r} is neither an installed plugin nor an importable module "
                 f"({exc}); {suggest(name, names)}"
             ) from None
+        if self.pm.is_registered(module):
+            return  # a built-in or installed plugin named by its module path: already there
         self.register(module, name)
         self.info[name] = PluginInfo(name, source="module")
 

@@ -21,7 +21,7 @@ from torch import nn
 from . import checkpoint, distributed
 from .calibration import calibrate, needs
 from .config import Config, load as load_config
-from .cost import count
+from .cost import CostReport, count
 from .costmodel import CostModel
 from .errors import CheckpointError, ConfigError
 from .export import export
@@ -95,16 +95,22 @@ class Pruner:
     # -- the whole job ---------------------------------------------------------------------
     def run(self, resume: bool = False) -> Result:
         """Baseline → pruning loop → fine-tune → export → summary."""
-        start = self.prepare(resume)
-        self._loop(start)
-        self._finetune()
-        summary = self._finish()
+        try:
+            start = self.prepare(resume)
+            self._loop(start)
+            self._finetune()
+            summary = self._finish()
+        finally:
+            self._close_loggers()
         return Result(self.model, self.plan, self.steps, summary)
 
     def prune(self, resume: bool = False) -> Result:
         """Only the pruning loop (with its retraining), for ``prunekit prune``."""
-        start = self.prepare(resume)
-        self._loop(start)
+        try:
+            start = self.prepare(resume)
+            self._loop(start)
+        finally:
+            self._close_loggers()
         return Result(self.model, self.plan, self.steps, self._summary())
 
     # -- set-up ----------------------------------------------------------------------------
@@ -221,7 +227,7 @@ class Pruner:
             if not selection.removal:
                 self._log({"event": "stop", "step": step, "message": _stop_message(selection)})
                 break
-            current = self._apply(step, selection)
+            current = self._apply(selection)
             metrics = self._retrain_and_evaluate(step)
             record = Step(step, current.macs, current.params, 100.0 * current.macs / self.original.macs,
                           100.0 * current.params / self.original.params, selection.filters,
@@ -254,7 +260,7 @@ class Pruner:
         limits = Limits(p.layer_limit_percent, p.block_limit_percent, p.min_channels, p.round_to)
         return distributed.broadcast(select(graph, scores, CostModel(graph), self.reference, limits, self._budget()))
 
-    def _apply(self, step: int, selection: Selection):
+    def _apply(self, selection: Selection) -> CostReport:
         self.plan = self.plan.then(remove(self.model, self._graph, selection.removal))
         self.model.to(self.device)
         return self._count(self.model)
@@ -292,6 +298,8 @@ class Pruner:
         if teacher_after != self.teacher_hash:
             raise RuntimeError("the teacher's weights changed during the run; this is a bug, please report it")
         self._final = final
+        traversal = self.plugins.traversal(self.teacher)
+        kept = kept_channels(self.original, final, traversal.blocks if traversal else ())
         return {
             "event": "summary",
             "macs": final.macs, "params": final.params,
@@ -300,6 +308,7 @@ class Pruner:
             "params_percent": 100.0 * final.params / self.original.params,
             "steps": len(self.steps), "filters_removed": self.plan.removed,
             "teacher_hash_before": self.teacher_hash, "teacher_hash_after": teacher_after,
+            "kept": [k.__dict__ for k in kept],
         }
 
     def _finish(self) -> dict[str, Any]:
@@ -309,9 +318,6 @@ class Pruner:
             summary["metrics"] = evaluate(self.model, self.data, self.device, self.progress)
         if distributed.is_main():
             summary["latency"] = self._latency()
-            traversal = self.plugins.traversal(self.teacher)
-            summary["kept"] = [k.__dict__ for k in kept_channels(self.original, self._final,
-                                                                  traversal.blocks if traversal else ())]
             summary["class_names"] = list(self.data.splits.class_names)
             summary["input_size"] = list(self.example.shape)
             summary["blocks"] = {"baseline": {b.name: b.macs for b in self.original.blocks},
@@ -321,23 +327,27 @@ class Pruner:
             write_report(self.run_dir)
             self._log({k: v for k, v in summary.items() if not isinstance(v, (list, dict))})
             self.plugins.notify("run_finished", run=self, summary=summary)
-        for logger in self.loggers:
-            logger.close()
         distributed.barrier()
         return summary
 
-    def _latency(self, repeats: int = 10) -> dict[str, float]:
+    def _latency(self) -> dict[str, float]:
         """Measured CPU or GPU seconds per forward, baseline and pruned, batch 1 and a full batch."""
         out = {}
+        one = self.example[:1]
         for batch in sorted({1, self.data.batch_size}):
-            x = self.example.expand(batch, *self.example.shape[1:]).contiguous().to(self.device)
-            base, pruned = measure([self.teacher, self.model], x, repeats)
+            x = one.expand(batch, *one.shape[1:]).contiguous().to(self.device)
+            base, pruned = measure([self.teacher, self.model], x, repeats=10)
             out[f"baseline_batch{batch}"], out[f"pruned_batch{batch}"] = base, pruned
         return out
 
     def _log(self, record: dict[str, Any]) -> None:
         for logger in self.loggers:
             logger.log(record)
+
+    def _close_loggers(self) -> None:
+        for logger in self.loggers:
+            logger.close()
+        self.loggers = []
 
 
 def _stop_message(selection: Selection) -> str:

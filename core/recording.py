@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,8 +28,6 @@ class Call:
     module: nn.Module
     input: Size
     output: Size
-    args: tuple = field(default=(), repr=False)
-    result: Any = field(default=None, repr=False)
 
 
 @dataclass
@@ -99,7 +97,6 @@ def record(
     example_input: Any,
     layers: dict[str, nn.Module],
     mode: Callable[[tuple], contextlib.AbstractContextManager] | None = None,
-    keep_tensors: bool = False,
 ) -> Recording:
     """Run ``model`` once in eval mode and record every call of the modules in ``layers``.
 
@@ -110,8 +107,7 @@ def record(
     names = {id(m): name for name, m in layers.items()}
 
     def hook(module: nn.Module, args: tuple, result: Any) -> None:
-        calls.append(Call(names[id(module)], module, size_of(args), size_of(result),
-                          args if keep_tensors else (), result if keep_tensors else None))
+        calls.append(Call(names[id(module)], module, size_of(args), size_of(result)))
 
     handles = [m.register_forward_hook(hook) for m in layers.values()]
     args = as_args(example_input)

@@ -36,17 +36,17 @@ def kept_channels(original: CostReport, pruned: CostReport, blocks: tuple[str, .
 def kept_table(rows: list[Kept]) -> str:
     body = [[r.name, r.block, str(r.original), str(r.kept), f"{r.percent:.0f}%"] for r in rows]
     text = render_table(["layer", "block", "channels", "kept", "kept %"], body, right=(2, 3, 4))
-    blocks = block_totals([r.__dict__ for r in rows])
-    body = [[b, str(o), str(k), f"{100.0 * k / o:.0f}%"] for b, (o, k) in blocks.items()]
+    body = block_rows([r.__dict__ for r in rows])
     return text + "\n\n" + render_table(["block", "channels", "kept", "kept %"], body, right=(1, 2, 3))
 
 
-def block_totals(kept: list[dict[str, Any]]) -> dict[str, list[int]]:
+def block_rows(kept: list[dict[str, Any]]) -> list[list[str]]:
+    """Per block: output channels originally, kept, and the percent kept."""
     blocks: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for r in kept:
         blocks[r["block"]][0] += r["original"]
         blocks[r["block"]][1] += r["kept"]
-    return dict(blocks)
+    return [[b, str(o), str(k), f"{100.0 * k / o:.0f}%"] for b, (o, k) in blocks.items()]
 
 
 def _ms(seconds: float) -> str:
@@ -102,11 +102,9 @@ def write_report(run_dir: Path, plots: bool | None = None) -> Path:
             ["step", "MACs %", "params %", "removed", "at limit", "mIoU"],
             [[str(s["step"]), f"{s['macs_percent']:.2f}", f"{s['params_percent']:.2f}", str(s["removed"]),
               str(s["at_limit"]), f"{s['miou']:.4f}" if "miou" in s else "-"] for s in steps])]
-    blocks = block_totals(summary.get("kept", []))
+    blocks = block_rows(summary.get("kept", []))
     if blocks:
-        parts += ["", "## Output channels kept per block", "", _markdown_table(
-            ["block", "channels", "kept", "kept %"],
-            [[b, str(o), str(k), f"{100 * k / o:.0f}%"] for b, (o, k) in blocks.items()])]
+        parts += ["", "## Output channels kept per block", "", _markdown_table(["block", "channels", "kept", "kept %"], blocks)]
     if have_plots:
         parts += ["", "## Plots", "", "![MACs and mIoU per step](steps.png)", "",
                   "![channels per layer](channels.png)", "", "![MACs per block](blocks.png)"]
@@ -177,9 +175,3 @@ def _blocks_plot(plt: Any, path: Path, blocks: dict[str, dict[str, int]]) -> Non
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def comparison_table(original: CostReport, pruned: CostReport) -> str:
-    body = [["MACs", human(original.macs), human(pruned.macs), f"{100.0 * pruned.macs / original.macs:.1f}%"],
-            ["params", human(original.params), human(pruned.params), f"{100.0 * pruned.params / original.params:.1f}%"]]
-    return render_table(["", "baseline", "pruned", "ratio"], body, right=(1, 2, 3))

@@ -60,7 +60,10 @@ class RunData:
         return self.splits.n_classes
 
     def loader(self, dataset: Any, seed: int | None) -> DataLoader:
-        """Shuffled by ``seed`` (``None``: in order); under torchrun each process gets its share."""
+        """Shuffled by ``seed`` (``None``: in order); under torchrun each process gets its share.
+        A dataset with ``set_epoch`` gets the seed, so random augmentation differs per epoch."""
+        if seed is not None and hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(seed)
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist() \
             if seed is not None else list(range(len(dataset)))
         return self._batches(dataset, order[distributed.rank()::distributed.world()])
@@ -74,6 +77,11 @@ class RunData:
 
     def _batches(self, dataset: Any, indices: list[int]) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, sampler=indices, num_workers=self.num_workers)
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """A batch with its tensors on ``device``."""
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def build_data(cfg: Config, plugins: Manager) -> RunData:

@@ -1,6 +1,6 @@
 """A small validator that turns nested dicts (from YAML) into typed dataclasses.
 
-Every field is checked against its annotation (and ``min`` / ``max`` / ``choices`` in the field's
+Every field is checked against its annotation (a ``Literal`` lists the choices; ``min`` / ``max`` sit in the field's
 metadata); an unknown key, a wrong type or an out-of-range value raises :class:`ConfigError`
 naming the key path, the value and what is allowed.
 """

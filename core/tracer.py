@@ -113,8 +113,9 @@ class ChannelTracer(TorchFunctionMode):
                 self.atoms.pin(tag.atoms, f"layer {name} reads channels on another dim")
         dim = _dim(rule.out_dim, out)
         key = (name, "out", None)
-        atoms = self.members.get(key) or self.atoms.new_space(name, out.shape[dim])
-        self.members[key] = atoms
+        if key not in self.members:
+            self._member(name, "out", self.atoms.new_space(name, out.shape[dim]))
+        atoms = self.members[key]
         self.set(out, dim, atoms)
 
     def _pass(self, name: str, module: nn.Module, rule: LayerType, tag: Tag | None, out: torch.Tensor) -> None:
@@ -130,6 +131,9 @@ class ChannelTracer(TorchFunctionMode):
         self.set(out, tag.dim, tag.atoms)
 
     def _member(self, name: str, role: str, atoms: tuple[int, ...]) -> None:
+        rule = self.layers[name][1]
+        if not rule.can_cut(role):  # a third-party layer type without surgery: keep its channels
+            self.atoms.pin(atoms, f"layer {name} ({rule.name}) cannot remove {'input' if role == 'in' else 'output'} channels")
         key = (name, role, None)
         if key in self.members:  # a shared layer called again: its channels are the same ones
             self.atoms.union_all(self.members[key], atoms)
@@ -155,4 +159,4 @@ class ChannelTracer(TorchFunctionMode):
 
 
 def _dim(dim: int, tensor: torch.Tensor) -> int:
-    return dim % tensor.dim() if tensor.dim() else 0
+    return ops.wrap_dim(dim, tensor.dim())

@@ -21,7 +21,8 @@ from .config import Config
 from .errors import ConfigError, PrunekitError, suggest
 from .metrics import ConfusionMatrix
 from .plugin_manager import Manager
-from .runtime import RunData, step_seed
+from .recording import eval_mode
+from .runtime import RunData, step_seed, to_device
 from .types import Outputs
 
 
@@ -32,12 +33,9 @@ class TrainingError(PrunekitError):
 def evaluate(model: nn.Module, data: RunData, device: torch.device, progress: bool = True) -> dict[str, float]:
     """Validation metrics: ``miou``, ``mean_f1``, ``pixel_accuracy``, ``iou_<k>``."""
     matrix = ConfusionMatrix(data.n_classes, device=device)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for batch in tqdm(data.loader(data.val, None), desc="validate", leave=False, disable=not progress):
             matrix.update(model(batch["image"].to(device)), batch["mask"].to(device))
-    model.train(was_training)
     distributed.all_reduce_sum(matrix.counts)  # every process scored its share of the images
     return matrix.summary()
 
@@ -191,7 +189,7 @@ class Trainer:
         for batch in tqdm(self.data.loader(self.data.train, seed), desc=desc, leave=False, disable=not self.progress):
             with self._autocast():
                 student, teacher = self._outputs(model, batch, student_taps, teacher_taps, train=True)
-                batch_dev = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                batch_dev = to_device(batch, self.device)
                 loss = self.task_loss(student.logits.float(), batch_dev)
                 if teacher is not None:
                     loss = loss + self.distill_loss(student, teacher)

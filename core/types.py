@@ -44,6 +44,11 @@ class Traversal:
     protected: tuple[str, ...] = ()
     taps: tuple[str, ...] = ()
 
+    def matching(self, model: nn.Module) -> Traversal | None:
+        """This traversal if ``model`` has every module it names (blocks, protected, taps), else None."""
+        names = {name for name, _ in model.named_modules()}
+        return self if names.issuperset((*self.blocks, *self.protected, *self.taps)) else None
+
 
 class Flow(enum.Enum):
     """How a layer's output channels relate to its input channels."""
@@ -105,6 +110,11 @@ class LayerType:
 
     def prune_in(self, module: nn.Module, keep: torch.Tensor) -> None:
         raise PruneError(f"layer type {self.name!r} cannot remove input channels")
+
+    def can_cut(self, role: str) -> bool:
+        """Whether this layer type implements ``prune_in`` (role ``in``) or ``prune_out``."""
+        method = "prune_in" if role == "in" else "prune_out"
+        return getattr(type(self), method) is not getattr(LayerType, method)
 
 
 def numel(size: tuple[int, ...]) -> int:

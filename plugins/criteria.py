@@ -20,20 +20,24 @@ def _check_p(p: int) -> int:
     return p
 
 
-class WeightNorm:
-    """‖W_k‖_p of the weights producing channel k (Li et al. 2017, "Pruning Filters for
-    Efficient ConvNets"). Layer scale differences are left to the per-layer normalisation."""
+class _Static:
+    """Criteria that read the model only: nothing to accumulate during calibration."""
 
     needs = frozenset({"weights"})
-
-    def __init__(self, p: int = 1) -> None:
-        self.p = _check_p(p)
 
     def reset(self) -> None:
         pass
 
     def observe(self, layer: str, activation: torch.Tensor, gradient: torch.Tensor | None) -> None:
         pass
+
+
+class WeightNorm(_Static):
+    """‖W_k‖_p of the weights producing channel k (Li et al. 2017, "Pruning Filters for
+    Efficient ConvNets"). Layer scale differences are left to the per-layer normalisation."""
+
+    def __init__(self, p: int = 1) -> None:
+        self.p = _check_p(p)
 
     def score(self, layer: ScoredLayer) -> torch.Tensor | None:
         rows = layer.weight_rows() if layer.role != "norm" else None
@@ -86,7 +90,7 @@ class ActivationDeviation(_Streaming):
 
     def finish(self, total: torch.Tensor, count: int) -> torch.Tensor:
         mean_k = total / count
-        deviation = (mean_k - mean_k.mean(0, keepdim=True)).flatten(1)
+        deviation = (mean_k - mean_k.mean(0, keepdim=True)).reshape(len(mean_k), -1)  # N×C (Linear): one value
         return deviation.abs().mean(1) if self.p == 1 else deviation.pow(2).mean(1).sqrt()
 
 
@@ -110,42 +114,29 @@ class Taylor(_Streaming):
     def observe(self, layer: str, activation: torch.Tensor, gradient: torch.Tensor | None) -> None:
         if gradient is None:
             return
-        product = (activation.detach().double() * gradient.detach().double()).flatten(2).sum(2)
+        product = (activation.detach().double() * gradient.detach().double())
+        product = product.reshape(*product.shape[:2], -1).sum(2)
         self._add(layer, product.abs().sum(0), activation.shape[0])
 
     def finish(self, total: torch.Tensor, count: int) -> torch.Tensor:
         return total / count
 
 
-class BnScale:
+class BnScale(_Static):
     """|γ| of the norm layer following each channel (Liu et al. 2017, "Network Slimming")."""
-
-    needs = frozenset({"weights"})
-
-    def reset(self) -> None:
-        pass
-
-    def observe(self, layer: str, activation: torch.Tensor, gradient: torch.Tensor | None) -> None:
-        pass
 
     def score(self, layer: ScoredLayer) -> torch.Tensor | None:
         rows = layer.weight_rows() if layer.role == "norm" else None
         return None if rows is None else rows[:, 0].double().abs()
 
 
-class Random:
+class Random(_Static):
     """Uniform random scores, a baseline. Deterministic given the seed, the layer and its size."""
 
     needs = frozenset()
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
-
-    def reset(self) -> None:
-        pass
-
-    def observe(self, layer: str, activation: torch.Tensor, gradient: torch.Tensor | None) -> None:
-        pass
 
     def score(self, layer: ScoredLayer) -> torch.Tensor | None:
         rows = layer.weight_rows()

@@ -86,6 +86,7 @@ class DenseNet2D(nn.Module):
 
 
 BLOCKS = tuple(f"down_block{i}" for i in range(1, 6)) + tuple(f"up_block{i}" for i in range(1, 5))
+TRAVERSAL = Traversal("densenet", blocks=BLOCKS, protected=("out_conv1",), taps=("down_block5", "up_block2", "up_block4"))
 
 
 @hookimpl
@@ -96,8 +97,4 @@ def prunekit_models() -> list[Spec]:
 
 @hookimpl
 def prunekit_traversal(model: nn.Module) -> Traversal | None:
-    names = dict(model.named_modules())
-    if not all(name in names for name in (*BLOCKS, "out_conv1")):
-        return None
-    return Traversal("densenet", blocks=BLOCKS, protected=("out_conv1",),
-                     taps=("down_block5", "up_block2", "up_block4"))
+    return TRAVERSAL.matching(model)

@@ -83,9 +83,8 @@ class Transforms:
 
 def flip_rng(seed: int, index: int, epoch: int = 0) -> np.random.Generator:
     """The generator for item ``index``'s flips: a pure function of the dataset's seed, the
-    index and the epoch, so results do not depend on worker count or loading order. Datasets
-    start at epoch 0 (each item then keeps its flips every epoch) unless the trainer calls
-    their ``set_epoch``."""
+    index and the epoch, so results do not depend on worker count or loading order. The run's
+    loader calls the dataset's ``set_epoch`` with each epoch's seed."""
     return np.random.default_rng([seed, _FLIP_STREAM, epoch, index])
 
 

@@ -93,6 +93,7 @@ class UNet(nn.Module):
 
 BLOCKS = ("inc", "down1.conv", "down2.conv", "down3.conv", "down4.conv",
           "up1.conv", "up2.conv", "up3.conv", "up4.conv")
+TRAVERSAL = Traversal("unet", blocks=BLOCKS, protected=("outc",), taps=("down4.conv", "up2.conv", "up4.conv"))
 
 
 @hookimpl
@@ -102,7 +103,4 @@ def prunekit_models() -> list[Spec]:
 
 @hookimpl
 def prunekit_traversal(model: nn.Module) -> Traversal | None:
-    names = dict(model.named_modules())
-    if not all(name in names for name in (*BLOCKS, "outc")):
-        return None
-    return Traversal("unet", blocks=BLOCKS, protected=("outc",), taps=("down4.conv", "up2.conv", "up4.conv"))
+    return TRAVERSAL.matching(model)

@@ -52,6 +52,7 @@ def test_optional_kinds_count_only_when_included(module, size, kind, macs, param
     default = pk.count(module, torch.zeros(size))
     assert default.macs == 0
     assert pk.count(module, torch.zeros(size), include="all").macs == macs
+    assert pk.count(module, torch.zeros(size), include=["all"]).macs == macs  # as YAML and the CLI give it
 
 
 def test_conv_subclass_is_counted_through_the_mro():

@@ -56,6 +56,14 @@ def test_taylor_is_the_absolute_value_of_the_summed_product():
     assert torch.allclose(observed(pk.get("criterion", "taylor"), [ACT[:1], ACT[1:]], [grad[:1], grad[1:]]), scores)
 
 
+@pytest.mark.parametrize("name", ["activation_deviation", "activation_mean", "taylor"])
+def test_activation_criteria_accept_linear_outputs(name):
+    # a Linear layer's output is N×C: the same scores as an N×C×1×1 map
+    flat, grad = ACT.mean((2, 3)), torch.randn(2, 3)
+    as_map = observed(pk.get("criterion", name), [flat[..., None, None]], [grad[..., None, None]])
+    assert torch.allclose(observed(pk.get("criterion", name), [flat], [grad]), as_map)
+
+
 @pytest.mark.parametrize("p, expected", [(1, [6.0, 3.0]), (2, [math.sqrt(14.0), math.sqrt(5.0)])])
 def test_weight_norm_by_hand(p, expected):
     conv = nn.Conv2d(3, 2, 1, bias=False)

@@ -199,7 +199,7 @@ def test_unknown_op_on_channels_warns_once_naming_op_and_layers():
     with pytest.warns(RuntimeWarning) as record:
         graph = pk.trace(MatmulMix(), torch.zeros(1, 1, 4, 4))
     messages = [str(w.message) for w in record]
-    assert messages == ["torch.functional.einsum touches the channels of a; they are left unprunable"]
+    assert messages == graph.warnings == ["torch.functional.einsum touches the channels of a; they are left unprunable"]
     (group, _), = graph.members_of("a")
     assert group.prunable == []
 
@@ -217,3 +217,37 @@ def test_reshape_rule(before, c, after, expected):
     from prunekit.ops import reshaped
 
     assert reshaped(before, c, after) == expected
+
+
+class Gain(nn.Module):
+    """A per-channel learned gain whose layer type counts it but cannot cut it."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.gain = nn.Parameter(torch.ones(c))
+
+    def forward(self, x):
+        return x * self.gain.view(1, -1, 1, 1)
+
+
+class GainType(pk.LayerType):
+    name, module, kind = "gain", Gain, "norm"
+
+
+class GainPlugin:
+    @pk.hookimpl
+    def prunekit_layer_types(self):
+        return [GainType()]
+
+
+def test_layer_type_without_surgery_leaves_its_channels_unprunable():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), Gain(4), nn.Conv2d(4, 2, 1), nn.Conv2d(2, 2, 1))
+    x = torch.randn(1, 1, 6, 6)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pk.registered(GainPlugin()):
+        graph = pk.trace(model, x)
+        group = next(g for g in graph.groups if any(m.layer == "1" for m in g.members))
+        assert not group.prunable and "cannot remove output channels" in str(group.pinned)
+        with pytest.raises(pk.PruneError):
+            pk.prune(model, x, {"0": [1]})
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import pytest
 from torch import nn
@@ -150,6 +149,7 @@ def test_load_by_dotted_module_and_disable(tmp_path, monkeypatch):
     assert manager.info["extra_models"].source == "module"
     with pytest.raises(pk.PluginError, match="neither an installed plugin nor an importable module"):
         Manager(load=("no_such_plugin_module",))
+    assert "unet" in Manager(load=("prunekit.plugins.unet",)).names("model")  # a built-in, by module path
 
 
 def test_lifecycle_events_are_broadcast():

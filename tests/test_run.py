@@ -1,6 +1,5 @@
 """The end-to-end run: export/load, report, resume after a kill, distillation, the teacher."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -80,6 +79,26 @@ def test_corrupt_or_mismatched_export_is_a_clear_error(finished, tmp_path):
         pk.load(broken)
     with pytest.raises(pk.CheckpointError, match="no model.json"):
         pk.load(tmp_path)
+
+
+def test_malformed_files_are_clear_errors(finished, tmp_path):
+    from prunekit.checkpoint import load_last
+    from prunekit.files import load_weights
+
+    _, result, run_dir = finished
+    pickled = tmp_path / "model.pt"
+    torch.save(result.model, pickled)  # a whole pickled model, not a state dict
+    with pytest.raises(pk.CheckpointError, match="corrupt or not a weights file"):
+        load_weights(pickled)
+    plan = result.plan.to_dict()
+    layer = next(iter(plan["keep"]))
+    for broken in ({**plan, "sizes": {}}, {**plan, "keep": {layer: {"sideways": [0]}}}):
+        with pytest.raises(pk.PruneError, match="malformed plan"):
+            pk.Plan.from_dict(broken)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.json").write_text('{"dir": "step_0001"}')
+    with pytest.raises(pk.CheckpointError, match="not a checkpoint index"):
+        load_last(tmp_path)
 
 
 def test_resume_after_a_kill_between_steps_finishes_with_the_same_plan(tmp_path):
