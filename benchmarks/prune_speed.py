@@ -7,7 +7,7 @@ process (iterative steps, stopping at the target — the loop its documentation 
 wall time and ratio, MACs and parameters reached, CPU latency before/after and the ideal ratio.
 Then the same on RITnet's DenseNet (Torch-Pruning's failure is reported if it fails).
 
-    python benchmarks/prune_speed.py [--repeats 20] [--target 26]
+    python benchmarks/prune_speed.py [--repeats 20] [--target 26] [--normalize l2]
 """
 from __future__ import annotations
 
@@ -26,16 +26,16 @@ import prunekit as pk  # noqa: E402
 from _timing import fmt_seconds  # noqa: E402
 from prunekit.latency import measure  # noqa: E402
 from prunekit.costmodel import CostModel  # noqa: E402
-from prunekit.scoring import group_scores  # noqa: E402
+from prunekit.scoring import NORMALIZATIONS, group_scores  # noqa: E402
 from prunekit.selection import Budget, Limits, Reference, select  # noqa: E402
 from prunekit.surgery import remove  # noqa: E402
 
 
-def prunekit_one_shot(model: torch.nn.Module, x: torch.Tensor, keep_percent: float) -> None:
+def prunekit_one_shot(model: torch.nn.Module, x: torch.Tensor, keep_percent: float, normalize: str) -> None:
     graph = pk.trace(model, x)
     cost = CostModel(graph)
     reference = Reference.of(graph)
-    scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm", p=1), 1.0)})
+    scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm", p=1), 1.0)}, normalize)
     floor = keep_percent / 100 * cost.macs
     selection = select(graph, scores, cost, reference, Limits(90.0, 90.0), Budget("macs", cost.macs, floor_macs=floor))
     remove(model, graph, selection.removal)
@@ -54,14 +54,14 @@ def torch_pruning_one_shot(model: torch.nn.Module, x: torch.Tensor, head: torch.
             return
 
 
-def compare(name: str, head: str, size: tuple[int, ...], keep: float, repeats: int) -> None:
+def compare(name: str, head: str, size: tuple[int, ...], keep: float, repeats: int, normalize: str) -> None:
     torch.manual_seed(0)
     base = pk.get("model", name).eval()
     x = torch.randn(size)
     before = pk.count(base, x)
     print(f"== {name} at {'×'.join(map(str, size))}: {before.macs / 1e9:.2f} GMACs, {before.params / 1e6:.2f} M params ==")
     pruned = []
-    tools = [("prunekit", lambda m: prunekit_one_shot(m, x, keep))]
+    tools = [("prunekit", lambda m: prunekit_one_shot(m, x, keep, normalize))]
     if importlib.util.find_spec("torch_pruning"):
         tools.append(("torch-pruning", lambda m: torch_pruning_one_shot(m, x, dict(m.named_modules())[head], keep)))
     else:
@@ -96,11 +96,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--target", type=float, default=26.0, help="percent of the MACs to keep")
+    parser.add_argument("--normalize", default="l2", choices=NORMALIZATIONS, help="prunekit's per-layer normalisation")
     args = parser.parse_args()
     print(f"{torch.get_num_threads()} threads; latency: median of {args.repeats} interleaved rounds after 3 warm-up "
-          "rounds, batch 1\n")
-    compare("unet", "outc", (1, 1, 192, 320), args.target, args.repeats)
-    compare("densenet", "out_conv1", (1, 1, 192, 320), args.target, args.repeats)
+          f"rounds, batch 1; prunekit normalises per layer by {args.normalize}\n")
+    compare("unet", "outc", (1, 1, 192, 320), args.target, args.repeats, args.normalize)
+    compare("densenet", "out_conv1", (1, 1, 192, 320), args.target, args.repeats, args.normalize)
 
 
 if __name__ == "__main__":
