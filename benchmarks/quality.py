@@ -3,7 +3,7 @@ MACs with an identical retraining budget by: IPAD (ω = 0.5) with distillation, 
 weight norm only (ω = 1), random, and Torch-Pruning's global magnitude pruner (when installed).
 One table: mIoU, MACs, parameters and CPU latency of each, measured in this run.
 
-    python benchmarks/quality.py [--remove 74] [--steps 4] [--normalize l2] [--out runs/quality]
+    python benchmarks/quality.py [--remove 74] [--steps 4] [--normalize l2] [--per-cost none] [--out runs/quality]
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from prunekit.files import load_into, load_weights
 from prunekit.latency import measure
 from prunekit.pruner import Pruner
 from prunekit.runtime import build_data, resolve_device, step_seed
+from prunekit.scoring import NORMALIZATIONS
 from prunekit.training import Trainer, evaluate
 
 
@@ -32,7 +33,7 @@ def base_config(args: argparse.Namespace, run_dir: Path) -> dict:
     cfg["data"]["args"]["n_train"] = 512
     cfg["pruning"].update(prune_away_percent=args.remove, step={"percent": args.remove / args.steps},
                           layer_limit_percent=95, block_limit_percent=95)
-    cfg["pruning"]["criterion"]["normalize"] = args.normalize
+    cfg["pruning"]["criterion"].update(normalize=args.normalize, per_cost=args.per_cost)
     cfg["retrain"]["epochs_per_step"] = args.retrain_epochs
     cfg["finetune"]["epochs"] = args.finetune_epochs
     cfg["distillation"]["hinton"]["args"]["T"] = args.temperature
@@ -44,7 +45,8 @@ def variants(cfg: dict, baseline: Path) -> dict[str, dict]:
         out = copy.deepcopy(cfg)
         out["model"]["checkpoint"] = str(baseline)
         out["train"]["epochs"] = 0
-        out["pruning"]["criterion"] = {**criterion, "normalize": cfg["pruning"]["criterion"]["normalize"]}
+        ranking = {key: cfg["pruning"]["criterion"][key] for key in ("normalize", "per_cost")}
+        out["pruning"]["criterion"] = {**criterion, **ranking}
         if not distill:
             out["distillation"] = {}
         return out
@@ -87,7 +89,9 @@ def main() -> None:
     parser.add_argument("--train-epochs", type=int, default=20)
     parser.add_argument("--retrain-epochs", type=int, default=1)
     parser.add_argument("--finetune-epochs", type=int, default=4)
-    parser.add_argument("--normalize", default="l2")
+    parser.add_argument("--normalize", default="l2", choices=NORMALIZATIONS)
+    parser.add_argument("--per-cost", default="none", choices=("none", "macs", "params", "latency"),
+                        help="rank by importance per unit of this cost")
     parser.add_argument("--temperature", type=float, default=1.0, help="Hinton distillation temperature")
     parser.add_argument("--baseline", help="trained baseline weights to reuse (default: train one)")
     parser.add_argument("--seed", type=int, default=0)
@@ -121,7 +125,8 @@ def main() -> None:
     base = pk.count(results["baseline"][0], x)
     print(f"\nU-Net width {cfg['model']['args']['width']} on synthetic_eyes {cfg['data']['args']['size']}, "
           f"{args.remove:.0f} % of MACs removed in {args.steps} steps, {args.retrain_epochs} retraining epoch(s) per step, "
-          f"{args.finetune_epochs} fine-tuning epochs, per-layer normalisation {args.normalize}; "
+          f"{args.finetune_epochs} fine-tuning epochs, per-layer normalisation {args.normalize}, "
+          f"importance per cost: {args.per_cost}; "
           f"latency: batch 1, median of 20, {torch.get_num_threads()} threads\n")
     print(f"{'method':26} {'mIoU':>7} {'MACs %':>7} {'params %':>9} {'latency':>10} {'speed-up':>9}")
     for (name, (model, metrics)), lat in zip(results.items(), latencies):

@@ -11,6 +11,7 @@ import yaml
 
 from .errors import ConfigError
 from .schema import build, field, to_dict
+from .selection import ELEMENT_MACS
 
 
 @dataclass
@@ -49,6 +50,9 @@ class CriterionConfig:
     args: dict[str, dict[str, Any]] = field({}, doc="criterion name -> its arguments")
     normalize: Literal["none", "max", "l2", "mean", "rank"] = field("l2", doc="per-layer normalisation")
     reduce: Literal["mean", "sum", "max"] = field("mean", doc="how coupled layers' scores combine")
+    per_cost: Literal["none", "macs", "params", "latency"] = field(
+        "none", doc="rank by importance per unit of this cost the channel's removal saves")
+    element_macs: float = field(ELEMENT_MACS, min=0.0, doc="latency estimate: MACs one activation element read or written costs")
 
     def check(self, path: str) -> None:
         if self.omega is not None and self.weights:

@@ -7,6 +7,7 @@ prediction is exact — cross terms included when a layer loses inputs and outpu
 """
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .types import LayerShape
 class Cost:
     macs: int
     params: int
+    elements: int = 0  # activation elements read and written, all calls: the memory traffic
 
 
 def _shrunk(size: tuple[int, ...], dim: int, by: int) -> tuple[int, ...]:
@@ -50,7 +52,7 @@ class CostModel:
         """The layer's MACs (all calls) and parameters with fewer channels: ``shrink[call]`` is
         ``[inputs, outputs]`` lost at that call, ``shrink[None]`` at every call."""
         rule = node.rule
-        macs, params = 0, None
+        macs, elements, params = 0, 0, None
         every = shrink.get(None, (0, 0))
         for i, call in enumerate(node.calls):
             at = shrink.get(i, (0, 0))
@@ -59,9 +61,10 @@ class CostModel:
                                channels(call.input, rule.in_dim) - d_in, channels(call.output, rule.out_dim) - d_out)
             if rule.kind in self.graph.include:
                 macs += rule.macs(node.module, shape)
+            elements += math.prod(shape.input) + math.prod(shape.output)
             if params is None:
                 params = rule.params(node.module, shape)
-        return Cost(macs, params or 0)
+        return Cost(macs, params or 0, elements)
 
     def deltas(self, removal: Mapping[int, Iterable[int]]) -> dict[str, dict[int | None, list[int]]]:
         """Channels each layer loses: name -> {call (None: every call) -> [inputs, outputs]}."""
@@ -97,8 +100,13 @@ class CostModel:
 
     def marginal(self, group: int, channel: int) -> Cost:
         """What removing this one channel saves."""
-        after = self.predict({group: [channel]})
-        return Cost(self.macs - after.macs, self.params - after.params)
+        saved = [0, 0, 0]
+        for layer, shrink in self.deltas({group: [channel]}).items():
+            if layer in self.graph.layers:
+                before, after = self.base[layer], self.layer_cost(self.graph.layers[layer], shrink)
+                saved = [saved[0] + before.macs - after.macs, saved[1] + before.params - after.params,
+                         saved[2] + before.elements - after.elements]
+        return Cost(*saved)
 
 
 class CostTracker:

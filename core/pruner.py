@@ -33,7 +33,7 @@ from .plugin_manager import Manager, configure
 from .report import kept_channels, write_report
 from .runtime import RunData, build_data, resolve_device, seed_everything, step_seed
 from .scoring import group_scores
-from .selection import Budget, Limits, Reference, Selection, select
+from .selection import Budget, Limits, Reference, Selection, per_cost, select
 from .surgery import remove
 from .training import Trainer, evaluate
 
@@ -256,9 +256,11 @@ class Pruner:
         self._graph = graph
         if not distributed.is_main():  # rank 0 selects; everyone cuts the same channels
             return distributed.broadcast(None)
-        scores = group_scores(graph, criteria, p.criterion.normalize, p.criterion.reduce)
+        scores, cost = group_scores(graph, criteria, p.criterion.normalize, p.criterion.reduce), CostModel(graph)
+        if p.criterion.per_cost != "none":
+            scores = per_cost(scores, cost, p.criterion.per_cost, p.criterion.element_macs)
         limits = Limits(p.layer_limit_percent, p.block_limit_percent, p.min_channels, p.round_to)
-        return distributed.broadcast(select(graph, scores, CostModel(graph), self.reference, limits, self._budget()))
+        return distributed.broadcast(select(graph, scores, cost, self.reference, limits, self._budget()))
 
     def _apply(self, selection: Selection) -> CostReport:
         self.plan = self.plan.then(remove(self.model, self._graph, selection.removal))

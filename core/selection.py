@@ -70,6 +70,40 @@ class Reference:
         return cls({n: c.params for n, c in base.items()}, dict(totals), owner)
 
 
+# The latency estimate's price of one activation element read or written, in MACs. Elementwise
+# layers alone suggest ~10–40 (2 CPU cores: ~40 GMAC/s in a wide convolution, ~1 G elements/s in
+# BN + ReLU), but thin high-resolution convolutions also run far below peak (1 input channel:
+# ~1.4 GMAC/s); 256 is the value that made the estimate rank pruned U-Nets by measured CPU
+# latency (benchmarks/prune_speed.py, 64–1024 tried).
+ELEMENT_MACS = 256.0
+
+
+def per_cost(scores: Mapping[int, torch.Tensor], cost: CostModel, measure: str,
+             element_macs: float = ELEMENT_MACS) -> dict[int, torch.Tensor]:
+    """Importance per unit of cost a channel's removal saves.
+
+    Ranking by this ratio is the greedy solution of the knapsack "remove the budget, lose the least
+    importance" (resource-aware pruning, e.g. HALP, Shen et al. 2022). ``measure`` is ``macs``,
+    ``params`` or ``latency``: a roofline-style estimate, MACs plus ``element_macs`` per activation
+    element every layer reads and writes, so that thin high-resolution layers — memory-bound —
+    are seen to cost more than their MACs. Channels with the same members save the same, so each
+    distinct footprint is costed once.
+    """
+    saved: dict[tuple, float] = {}
+    out = {}
+    for gid, values in scores.items():
+        ratios = values.clone()
+        for ch in range(len(values)):
+            footprint = tuple(cost.effects.get((gid, ch), ()))
+            if footprint not in saved:
+                saving = cost.marginal(gid, ch)
+                saved[footprint] = (saving.macs + element_macs * saving.elements if measure == "latency"
+                                    else float(getattr(saving, measure)))
+            ratios[ch] = values[ch] / max(saved[footprint], 1.0)
+        out[gid] = ratios
+    return out
+
+
 def units(group: Group, scores: torch.Tensor, limits: Limits) -> list[list[int]]:
     """The group's removable channels in removal order, cut into units."""
     candidates = sorted((c for c in group.prunable if math.isfinite(float(scores[c]))),

@@ -163,10 +163,13 @@ def test_marginal_cost_predicts_the_recount():
     assert (cost.macs, cost.params) == (before.macs, before.params)
     group = next(g for g in graph.groups if "down_block2.conv1" in g.producers)
     saved = cost.marginal(group.id, 2)
-    assert saved.macs > 0 and saved.params > 0
+    assert saved.macs > 0 and saved.params > 0 and saved.elements > 0
+    elements = sum(c.elements for c in cost.base.values())
     remove(model, graph, {group.id: {2}})
     after = pk.count(model, x)
     assert (before.macs - after.macs, before.params - after.params) == (saved.macs, saved.params)
+    recount = CostModel(pk.trace(model, x))
+    assert elements - sum(c.elements for c in recount.base.values()) == saved.elements
 
 
 def test_densenet_half_of_every_group_at_full_resolution():

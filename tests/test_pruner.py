@@ -31,6 +31,16 @@ def test_one_shot_unet_to_74_percent_of_macs_removed(tmp_path):
     assert last.step == 1 and last.plan.keep == result.plan.keep
 
 
+def test_ranking_per_latency_changes_the_plan_and_meets_the_budget(tmp_path):
+    plans = {}
+    for per_cost in ("none", "latency"):
+        cfg = config(tmp_path / per_cost, pruning__criterion={"weights": {"weight_norm": 1.0}, "per_cost": per_cost})
+        result = Pruner.from_config(cfg, progress=False).prune()
+        assert result.summary["macs_percent"] <= 26.0
+        plans[per_cost] = result.plan.keep
+    assert plans["none"] != plans["latency"]
+
+
 def test_ipad_criterion_with_calibration_and_limits(tmp_path):
     cfg = config(tmp_path, pruning__criterion={"omega": 0.5}, pruning__step={"percent": 20},
                  pruning__layer_limit_percent=60, pruning__block_limit_percent=50)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import prunekit as pk
 from prunekit.costmodel import CostModel
 from prunekit.scoring import group_scores
-from prunekit.selection import Budget, Limits, Reference, select, units
+from prunekit.selection import Budget, Limits, Reference, per_cost, select, units
 from prunekit.surgery import remove
 
 X = torch.zeros(1, 1, 32, 32)
@@ -81,3 +81,30 @@ def test_units_respect_round_to_and_min_channels():
     assert units(group, scores, Limits(round_to=4)) == [[9, 8], [7, 6, 5, 4]]
     group.pinned = {9: ("is protected",)}
     assert units(group, scores, Limits(min_channels=8)) == [[8], [7]]
+
+
+@pytest.mark.parametrize("measure", ["macs", "params", "latency"])
+def test_per_cost_divides_importance_by_the_saving(measure):
+    model = pk.get("model", "unet", width=8)
+    graph = pk.trace(model, torch.zeros(1, 1, 32, 48))
+    cost = CostModel(graph)
+    scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm"), 1.0)})
+    ratios = per_cost(scores, cost, measure, element_macs=3.0)
+    for group in graph.groups:
+        for ch in group.prunable[:2]:
+            saved = cost.marginal(group.id, ch)
+            price = saved.macs + 3.0 * saved.elements if measure == "latency" else getattr(saved, measure)
+            assert ratios[group.id][ch] == pytest.approx(scores[group.id][ch] / price)
+
+
+def test_latency_ranking_thins_the_full_resolution_layers_first():
+    """Equal importance everywhere: the channels that save the most time per unit go first."""
+    model = pk.get("model", "unet", width=8)
+    x = torch.zeros(1, 1, 64, 96)
+    graph = pk.trace(model, x)
+    cost = CostModel(graph)
+    flat = {g.id: torch.ones(g.channels, dtype=torch.float64) for g in graph.groups}
+    selection = select(graph, per_cost(flat, cost, "latency"), cost, Reference.of(graph), Limits(),
+                       Budget("macs", 0.2 * cost.macs))
+    thinned = {n for g in graph.groups for n in g.producers if g.id in selection.removal}
+    assert thinned and thinned <= {"inc.conv1", "inc.conv2", "up4.conv.conv1", "up4.conv.conv2"}
