@@ -3,7 +3,7 @@ MACs with an identical retraining budget by: IPAD (ω = 0.5) with distillation, 
 weight norm only (ω = 1), random, and Torch-Pruning's global magnitude pruner (when installed).
 One table: mIoU, MACs, parameters and CPU latency of each, measured in this run.
 
-    python benchmarks/quality.py [--remove 74] [--steps 4] [--normalize l2] [--per-cost none] [--out runs/quality]
+    python benchmarks/quality.py [--remove 74] [--steps 4] [--normalize l2] [--per-cost none] [--activations-at output] [--seeds 1] [--out runs/quality]
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import torch
 import yaml
 
 import prunekit as pk
+from prunekit.calibration import TAPS
 from prunekit.files import load_into, load_weights
 from prunekit.latency import measure
 from prunekit.pruner import Pruner
@@ -34,13 +35,14 @@ def base_config(args: argparse.Namespace, run_dir: Path) -> dict:
     cfg["pruning"].update(prune_away_percent=args.remove, step={"percent": args.remove / args.steps},
                           layer_limit_percent=95, block_limit_percent=95)
     cfg["pruning"]["criterion"].update(normalize=args.normalize, per_cost=args.per_cost)
+    cfg["pruning"]["activations_at"] = args.activations_at
     cfg["retrain"]["epochs_per_step"] = args.retrain_epochs
     cfg["finetune"]["epochs"] = args.finetune_epochs
     cfg["distillation"]["hinton"]["args"]["T"] = args.temperature
     return cfg
 
 
-def variants(cfg: dict, baseline: Path) -> dict[str, dict]:
+def variants(cfg: dict, baseline: Path, seed: int) -> dict[str, dict]:
     def variant(criterion: dict, distill: bool) -> dict:
         out = copy.deepcopy(cfg)
         out["model"]["checkpoint"] = str(baseline)
@@ -55,15 +57,15 @@ def variants(cfg: dict, baseline: Path) -> dict[str, dict]:
         "IPAD ω=0.5 + KD": variant({"omega": 0.5}, True),
         "IPAD ω=0.5, no KD": variant({"omega": 0.5}, False),
         "weight norm (ω=1)": variant({"omega": 1.0}, False),
-        "random": variant({"weights": {"random": 1.0}}, False),
+        "random": variant({"weights": {"random": 1.0}, "args": {"random": {"seed": seed}}}, False),
     }
 
 
-def torch_pruning_run(cfg: dict, baseline: Path, steps: int, remove: float) -> tuple[torch.nn.Module, dict]:
+def torch_pruning_run(cfg: dict, baseline: Path, steps: int, remove: float, seed: int) -> tuple[torch.nn.Module, dict]:
     """Torch-Pruning's global magnitude pruner with the same retraining: step, retrain, …, fine-tune."""
     import torch_pruning as tp
 
-    config = pk.config.load({**cfg, "distillation": {}, "train": {"epochs": 0}})
+    config = pk.config.load({**cfg, "seed": seed, "distillation": {}, "train": {"epochs": 0}})
     model = pk.get("model", config.model.name, **config.model.args)
     load_into(model, load_weights(baseline), "baseline")
     plugins, device = pk.manager(), resolve_device(config.device)
@@ -92,9 +94,12 @@ def main() -> None:
     parser.add_argument("--normalize", default="l2", choices=NORMALIZATIONS)
     parser.add_argument("--per-cost", default="none", choices=("none", "macs", "params", "latency"),
                         help="rank by importance per unit of this cost")
+    parser.add_argument("--activations-at", default="output", choices=TAPS,
+                        help="where activation criteria observe a producer's channels")
     parser.add_argument("--temperature", type=float, default=1.0, help="Hinton distillation temperature")
     parser.add_argument("--baseline", help="trained baseline weights to reuse (default: train one)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the baseline and the first pruning run")
+    parser.add_argument("--seeds", type=int, default=1, help="pruning runs per method, seeds seed, seed+1, …")
     parser.add_argument("--out", default="runs/quality")
     args = parser.parse_args()
     out = Path(args.out)
@@ -108,32 +113,40 @@ def main() -> None:
     teacher = Pruner.from_config(setup, progress=False)
     teacher.prepare()  # trains and saves the baseline, or loads the given one
     cfg = base_config(args, out)
-    x = teacher.example
-    results = {"baseline": (teacher.teacher, evaluate(teacher.teacher, teacher.data, teacher.device, False))}
-    for name, variant in variants(cfg, baseline).items():
-        variant["run_dir"] = str(out / name.replace(" ", "_").replace("=", "").replace(",", "").replace("+", "and"))
-        result = Pruner.from_config(variant, progress=False).run()
-        results[name] = (result.model, result.summary["metrics"])
-        print(f"{name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
-    if importlib.util.find_spec("torch_pruning"):
-        results["Torch-Pruning magnitude"] = torch_pruning_run(cfg, baseline, args.steps, args.remove)
-    else:
-        print("torch-pruning is not installed (pip install 'prunekit[bench]'): its row is missing")
+    results = {"baseline": [(teacher.teacher, evaluate(teacher.teacher, teacher.data, teacher.device, False))]}
+    for seed in range(args.seed, args.seed + args.seeds):
+        for name, variant in variants(cfg, baseline, seed).items():
+            slug = name.replace(" ", "_").replace("=", "").replace(",", "").replace("+", "and")
+            variant["run_dir"] = str(out / f"{slug}-seed{seed}")
+            result = Pruner.from_config(variant, progress=False).run()
+            results.setdefault(name, []).append((result.model, result.summary["metrics"]))
+            print(f"{name}, seed {seed}: done ({time.perf_counter() - started:.0f} s)", flush=True)
+        if importlib.util.find_spec("torch_pruning"):
+            results.setdefault("Torch-Pruning magnitude", []).append(
+                torch_pruning_run(cfg, baseline, args.steps, args.remove, seed))
+        else:
+            print("torch-pruning is not installed (pip install 'prunekit[bench]'): its row is missing")
+    report(results, teacher.example, args, cfg)
+    print(f"\n({time.perf_counter() - started:.0f} s in all)")
 
-    models = [model for model, _ in results.values()]
-    latencies = measure(models, x, repeats=20)
-    base = pk.count(results["baseline"][0], x)
+
+def report(results: dict[str, list[tuple[torch.nn.Module, dict]]], x: torch.Tensor, args: argparse.Namespace,
+           cfg: dict) -> None:
+    """mIoU over the seeds (mean, min–max); cost and latency of the first seed's model."""
+    latencies = measure([runs[0][0] for runs in results.values()], x, repeats=20)
+    base = pk.count(results["baseline"][0][0], x)
     print(f"\nU-Net width {cfg['model']['args']['width']} on synthetic_eyes {cfg['data']['args']['size']}, "
           f"{args.remove:.0f} % of MACs removed in {args.steps} steps, {args.retrain_epochs} retraining epoch(s) per step, "
           f"{args.finetune_epochs} fine-tuning epochs, per-layer normalisation {args.normalize}, "
-          f"importance per cost: {args.per_cost}; "
-          f"latency: batch 1, median of 20, {torch.get_num_threads()} threads\n")
-    print(f"{'method':26} {'mIoU':>7} {'MACs %':>7} {'params %':>9} {'latency':>10} {'speed-up':>9}")
-    for (name, (model, metrics)), lat in zip(results.items(), latencies):
-        cost = pk.count(model, x)
-        print(f"{name:26} {metrics['miou']:7.4f} {100 * cost.macs / base.macs:7.1f} {100 * cost.params / base.params:9.1f} "
+          f"importance per cost: {args.per_cost}, activations at: {args.activations_at}, "
+          f"{args.seeds} pruning seed(s); latency: batch 1, median of 20, {torch.get_num_threads()} threads\n")
+    print(f"{'method':26} {'mIoU':>7} {'min–max':>15} {'MACs %':>7} {'params %':>9} {'latency':>10} {'speed-up':>9}")
+    for (name, runs), lat in zip(results.items(), latencies):
+        miou = [metrics["miou"] for _, metrics in runs]
+        cost = pk.count(runs[0][0], x)
+        print(f"{name:26} {sum(miou) / len(miou):7.4f} {min(miou):7.4f}–{max(miou):.4f} "
+              f"{100 * cost.macs / base.macs:7.1f} {100 * cost.params / base.params:9.1f} "
               f"{lat * 1e3:8.1f}ms {latencies[0] / lat:8.2f}×")
-    print(f"\n({time.perf_counter() - started:.0f} s in all)")
 
 
 if __name__ == "__main__":

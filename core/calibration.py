@@ -10,7 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .errors import ConfigError
-from .graph import ChannelGraph
+from .graph import ChannelGraph, Group, Member
 from .recording import eval_mode
 from .runtime import to_device
 from .scoring import scored_layers
@@ -18,6 +18,9 @@ from .scoring import scored_layers
 
 def needs(criteria: Mapping[str, Any]) -> set[str]:
     return set().union(*(set(c.needs) for c in criteria.values())) if criteria else set()
+
+
+TAPS = ("output", "activation")
 
 
 def calibrate(
@@ -28,9 +31,11 @@ def calibrate(
     loss: Callable[[torch.Tensor, dict], torch.Tensor] | None = None,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    tap: str = "output",
 ) -> int:
-    """Run ``batches`` through ``model`` (eval mode) so every criterion observes the raw output of
-    each producer with prunable channels; returns the number of samples seen."""
+    """Run ``batches`` through ``model`` (eval mode) so every criterion observes each producer with
+    prunable channels — its raw output, or with ``tap="activation"`` the output of the activation
+    that follows it (see :func:`tapped`); returns the number of samples seen."""
     for criterion in criteria.values():
         criterion.reset()
     wanted = needs(criteria)
@@ -40,14 +45,13 @@ def calibrate(
     if with_grad and loss is None:
         raise ConfigError("a gradient criterion (taylor) needs a task loss for the calibration pass")
     modules = dict(model.named_modules())
-    layers = [l for l in scored_layers(graph) if l.role in ("out", "dw")]
-    handles = [modules[l.name].register_forward_hook(_observer(l.name, graph.layers[l.name].rule.out_dim, criteria))
-               for l in layers]
+    handles = [modules[at].register_forward_hook(_observer(name, graph.layers[at].rule.out_dim, criteria))
+               for name, at in tapped(graph, tap).items()]
     seen = 0
     try:
         with eval_mode(model):
             for batch in tqdm(batches, desc="calibrate", leave=False, disable=not progress):
-                image = batch["image"].to(device)
+                image = batch["image"].to(device).requires_grad_(with_grad)  # gradients even if frozen
                 with torch.set_grad_enabled(with_grad):
                     logits = model(image)
                     if with_grad:
@@ -58,6 +62,34 @@ def calibrate(
             h.remove()
         model.zero_grad(set_to_none=True)
     return seen
+
+
+def tapped(graph: ChannelGraph, tap: str) -> dict[str, str]:
+    """Producer -> the layer whose output stands for its channels in the calibration pass.
+
+    ``output`` is the producer itself (IPAD's choice). ``activation`` is the one activation module,
+    called once per forward, carrying exactly the producer's channels (conv → norm → activation):
+    in a normalised network the raw output's scale is undone by the norm, so statistics of what
+    the consumers see say more. Producers without such a module keep their raw output.
+    """
+    if tap not in TAPS:
+        raise ConfigError(f"pruning.activations_at: {tap!r} is not allowed; valid: {', '.join(TAPS)}")
+    out = {}
+    for layer in scored_layers(graph):
+        if layer.role not in ("out", "dw"):
+            continue
+        out[layer.name] = layer.name
+        found = graph.members_of(layer.name, (layer.role,))
+        if tap == "activation" and len(found) == 1:
+            out[layer.name] = _activation_after(graph, *found[0]) or layer.name
+    return out
+
+
+def _activation_after(graph: ChannelGraph, group: Group, producer: Member) -> str | None:
+    chain = [m.layer for m in group.members
+             if m.role == "pass" and (m.local, m.channel) == (producer.local, producer.channel)
+             and graph.layers[m.layer].rule.kind == "activation" and len(graph.layers[m.layer].calls) == 1]
+    return chain[0] if len(chain) == 1 else None
 
 
 def _observer(name: str, out_dim: int, criteria: Mapping[str, Any]) -> Callable:

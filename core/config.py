@@ -103,6 +103,8 @@ class PruningConfig:
     min_channels: int = field(1, min=1, doc="channels every layer keeps at least")
     round_to: Optional[int] = field(None, min=1, doc="keep channel counts multiples of this")
     calibration_batches: int = field(8, min=1, doc="batches of the calibration pass")
+    activations_at: Literal["output", "activation"] = field(
+        "output", doc="activation criteria observe the producer's raw output, or the activation after it")
     max_steps: int = field(100, min=1)
     protected: list[str] = field([], doc="layers never pruned, besides the traversal's")
 

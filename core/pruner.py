@@ -249,7 +249,7 @@ class Pruner:
         if needs({n: c for n, (c, _) in criteria.items()}) & {"activations", "gradients"}:
             calibrate(self.model, graph, {n: c for n, (c, _) in criteria.items()},
                       self.data.calibration(p.calibration_batches, step_seed(cfg.seed, step)),
-                      loss=self.trainer.task_loss, device=self.device, progress=self.progress)
+                      loss=self.trainer.task_loss, device=self.device, progress=self.progress, tap=p.activations_at)
             for criterion, _ in criteria.values():
                 if distributed.active() and hasattr(criterion, "all_reduce"):
                     criterion.all_reduce(distributed.all_reduce_sum)

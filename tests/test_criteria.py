@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import prunekit as pk
+from prunekit.calibration import calibrate, tapped
 from prunekit.scoring import ScoredLayer, group_scores, normalize
 
 # N=2, C=3, H=1, W=2; channel means over the batch: [1,2], [4,6], [1,1]; layer mean [2,3]
@@ -163,3 +164,34 @@ def test_omega_shortcut_is_the_ipad_mix():
 
     assert load({"pruning": {"criterion": {"omega": 0.3}}}).pruning.criterion.resolved() == {
         "weight_norm": 0.3, "activation_deviation": 0.7}
+
+
+def _captured(model, names, x):
+    """The outputs of the named modules for input ``x`` (plain forward hooks)."""
+    outputs, modules = {}, dict(model.named_modules())
+    handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o.detach().clone()))
+               for n in names]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return outputs
+
+
+@pytest.mark.parametrize("tap, seen", [("output", "inc.conv2"), ("activation", "inc.relu2")])
+def test_calibration_taps_the_raw_output_or_the_activation_after_it(tap, seen):
+    model = pk.get("model", "unet", width=4, activation="leaky_relu").eval()
+    x = torch.randn(3, 1, 32, 48)
+    graph = pk.trace(model, x)
+    criterion = pk.get("criterion", "activation_deviation", p=2)
+    calibrate(model, graph, {"adc": criterion}, [{"image": x}], progress=False, tap=tap)
+    expected = observed(pk.get("criterion", "activation_deviation", p=2), [_captured(model, [seen], x)[seen]])
+    assert torch.allclose(criterion.score(layer_for(model.inc.conv2, name="inc.conv2")), expected)
+
+
+def test_a_reused_activation_module_is_not_a_tap():
+    model = pk.get("model", "densenet", channel_size=4)
+    graph = pk.trace(model, torch.zeros(1, 1, 32, 32))
+    assert tapped(graph, "activation") == tapped(graph, "output")
+    with pytest.raises(pk.ConfigError, match="activations_at"):
+        tapped(graph, "relu")
