@@ -66,7 +66,8 @@ def compare(name: str, head: str, size: tuple[int, ...], args: argparse.Namespac
     before = pk.count(base, x)
     print(f"== {name} at {'×'.join(map(str, size))}: {before.macs / 1e9:.2f} GMACs, {before.params / 1e6:.2f} M params ==")
     pruned = []
-    tools = [(f"prunekit {label}", lambda m, limit=limit: prunekit_one_shot(m, x, keep, args.normalize, args.per_cost, limit))
+    tools = [(f"prunekit {label}",
+              lambda m, limit=limit: prunekit_one_shot(m, x, keep, args.normalize, args.per_cost, limit))
              for label, limit in ((f"limit {args.limit:.0f}%", args.limit), ("no limits", 100.0))]
     if importlib.util.find_spec("torch_pruning"):
         tools.append(("torch-pruning", lambda m: torch_pruning_one_shot(m, x, dict(m.named_modules())[head], keep)))

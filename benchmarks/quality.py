@@ -3,7 +3,8 @@ MACs with an identical retraining budget by: IPAD (ω = 0.5) with distillation, 
 weight norm only (ω = 1), random, and Torch-Pruning's global magnitude pruner (when installed).
 One table: mIoU, MACs, parameters and CPU latency of each, measured in this run.
 
-    python benchmarks/quality.py [--remove 74] [--steps 4] [--normalize l2] [--per-cost none] [--activations-at output] [--seeds 1] [--out runs/quality]
+    python benchmarks/quality.py [--remove 74] [--steps 4] [--normalize l2] [--per-cost none]
+                                 [--activations-at output] [--seeds 1] [--out runs/quality]
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def variants(cfg: dict, baseline: Path, seed: int) -> dict[str, dict]:
     def variant(criterion: dict, distill: bool) -> dict:
         out = copy.deepcopy(cfg)
         out["model"]["checkpoint"] = str(baseline)
-        out["train"]["epochs"] = 0
+        out["train"]["epochs"], out["seed"] = 0, seed
         ranking = {key: cfg["pruning"]["criterion"][key] for key in ("normalize", "per_cost")}
         out["pruning"]["criterion"] = {**criterion, **ranking}
         if not distill:

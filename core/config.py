@@ -52,7 +52,8 @@ class CriterionConfig:
     reduce: Literal["mean", "sum", "max"] = field("mean", doc="how coupled layers' scores combine")
     per_cost: Literal["none", "macs", "params", "latency"] = field(
         "none", doc="rank by importance per unit of this cost the channel's removal saves")
-    element_macs: float = field(ELEMENT_MACS, min=0.0, doc="latency estimate: MACs one activation element read or written costs")
+    element_macs: float = field(ELEMENT_MACS, min=0.0,
+                                doc="latency estimate: MACs one activation element read or written costs")
 
     def check(self, path: str) -> None:
         if self.omega is not None and self.weights:
