@@ -29,7 +29,7 @@ from _timing import fmt_seconds  # noqa: E402
 from prunekit.latency import measure  # noqa: E402
 from prunekit.costmodel import CostModel  # noqa: E402
 from prunekit.scoring import NORMALIZATIONS, group_scores  # noqa: E402
-from prunekit.selection import Budget, Limits, Reference, per_cost, select  # noqa: E402
+from prunekit.selection import COST_MEASURES, Budget, Limits, Reference, per_cost, select  # noqa: E402
 from prunekit.surgery import remove  # noqa: E402
 
 
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--target", type=float, default=26.0, help="percent of the MACs to keep")
     parser.add_argument("--normalize", default="l2", choices=NORMALIZATIONS, help="prunekit's per-layer normalisation")
-    parser.add_argument("--per-cost", default="latency", choices=("none", "macs", "params", "latency"),
+    parser.add_argument("--per-cost", default="latency", choices=("none", *COST_MEASURES),
                         help="prunekit ranks by importance per unit of this cost")
     parser.add_argument("--limit", type=float, default=90.0, help="prunekit's layer and block limit, percent")
     args = parser.parse_args()

@@ -25,6 +25,7 @@ from prunekit.latency import measure
 from prunekit.pruner import Pruner
 from prunekit.runtime import build_data, resolve_device, step_seed
 from prunekit.scoring import NORMALIZATIONS
+from prunekit.selection import COST_MEASURES
 from prunekit.training import Trainer, evaluate
 
 
@@ -93,7 +94,7 @@ def main() -> None:
     parser.add_argument("--retrain-epochs", type=int, default=1)
     parser.add_argument("--finetune-epochs", type=int, default=4)
     parser.add_argument("--normalize", default="l2", choices=NORMALIZATIONS)
-    parser.add_argument("--per-cost", default="none", choices=("none", "macs", "params", "latency"),
+    parser.add_argument("--per-cost", default="none", choices=("none", *COST_MEASURES),
                         help="rank by importance per unit of this cost")
     parser.add_argument("--activations-at", default="output", choices=TAPS,
                         help="where activation criteria observe a producer's channels")

@@ -47,6 +47,7 @@ class CostModel:
         self.base = {name: self.layer_cost(node, {}) for name, node in graph.layers.items()}
         self.macs = sum(c.macs for c in self.base.values())
         self.params = graph.params
+        self.elements = sum(c.elements for c in self.base.values())
 
     def layer_cost(self, node: LayerNode, shrink: dict[int | None, list[int]]) -> Cost:
         """The layer's MACs (all calls) and parameters with fewer channels: ``shrink[call]`` is
@@ -89,24 +90,20 @@ class CostModel:
         return n, n  # norm, pass: the same channels in and out
 
     def predict(self, removal: Mapping[int, Iterable[int]]) -> Cost:
-        """Total MACs and parameters after removing ``{group id: channels}``."""
-        macs, params = self.macs, self.params
+        """Total MACs, parameters and activation elements after removing ``{group id: channels}``."""
+        macs, params, elements = self.macs, self.params, self.elements
         for layer, shrink in self.deltas(removal).items():
             if layer in self.graph.layers:
                 before, after = self.base[layer], self.layer_cost(self.graph.layers[layer], shrink)
                 macs -= before.macs - after.macs
                 params -= before.params - after.params
-        return Cost(macs, params)
+                elements -= before.elements - after.elements
+        return Cost(macs, params, elements)
 
     def marginal(self, group: int, channel: int) -> Cost:
         """What removing this one channel saves."""
-        saved = [0, 0, 0]
-        for layer, shrink in self.deltas({group: [channel]}).items():
-            if layer in self.graph.layers:
-                before, after = self.base[layer], self.layer_cost(self.graph.layers[layer], shrink)
-                saved = [saved[0] + before.macs - after.macs, saved[1] + before.params - after.params,
-                         saved[2] + before.elements - after.elements]
-        return Cost(*saved)
+        after = self.predict({group: [channel]})
+        return Cost(self.macs - after.macs, self.params - after.params, self.elements - after.elements)
 
 
 class CostTracker:

@@ -76,6 +76,7 @@ class Reference:
 # ~1.4 GMAC/s); 256 is the value that made the estimate rank pruned U-Nets by measured CPU
 # latency (benchmarks/prune_speed.py, 64–1024 tried).
 ELEMENT_MACS = 256.0
+COST_MEASURES = ("macs", "params", "latency")
 
 
 def per_cost(scores: Mapping[int, torch.Tensor], cost: CostModel, measure: str,
