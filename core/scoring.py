@@ -89,8 +89,19 @@ def group_scores(
             seen = ~torch.isnan(values)
             total[gid][seen] += weight * values[seen]
             weights[gid][seen] += weight
-    return {gid: torch.where(weights[gid] > 0, total[gid] / weights[gid].clamp_min(EPS), torch.inf)
-            for gid in total}
+    mixed = {gid: torch.where(weights[gid] > 0, total[gid] / weights[gid].clamp_min(EPS), torch.inf)
+             for gid in total}
+    if normalization == "rank":  # a mix of ranks is no longer uniform per layer: rank it again
+        mixed = {gid: _rerank(values) for gid, values in mixed.items()}
+    return mixed
+
+
+def _rerank(values: torch.Tensor) -> torch.Tensor:
+    """Ranks 1/n … 1 of the scored channels; unscored ones (``inf``) stay unscored."""
+    scored = torch.isfinite(values)
+    out = values.clone()
+    out[scored] = normalize(values[scored], "rank")
+    return out
 
 
 def _reduced(graph: ChannelGraph, layers: list[ScoredLayer], criterion: Any, name: str,

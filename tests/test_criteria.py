@@ -159,6 +159,19 @@ def test_group_scores_reduce_coupled_layers_and_mix_criteria():
     assert torch.allclose(maxed[ab.id], torch.tensor([3.0, 2.0, 3.0], dtype=torch.float64))
 
 
+def test_rank_normalisation_ranks_the_mix_again():
+    """Two criteria that agree on one layer and disagree on another still give every group the
+    same spread of scores, so the global ranking takes equally from both."""
+    graph = pk.trace(Residual(), torch.zeros(1, 1, 2, 2))
+    agree = Fixed({"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0], "c": [1.0, 2.0]})
+    disagree = Fixed({"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0], "c": [2.0, 1.0]})
+    scores = group_scores(graph, {"x": (agree, 0.5), "y": (disagree, 0.5)}, "rank", "mean")
+    for group in graph.groups:
+        if group.id in scores and torch.isfinite(scores[group.id]).all():
+            expected = torch.arange(1, group.channels + 1, dtype=torch.float64) / group.channels
+            assert torch.equal(scores[group.id].sort().values, expected)
+
+
 def test_omega_shortcut_is_the_ipad_mix():
     from prunekit.config import load
 
