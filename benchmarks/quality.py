@@ -33,12 +33,17 @@ from prunekit.selection import COST_MEASURES
 from prunekit.training import Trainer, evaluate
 
 
-def base_config(args: argparse.Namespace, run_dir: Path) -> dict:
+def source_config(args: argparse.Namespace) -> dict:
+    """The validated ``--config``, or the demo's with 512 training images, as a plain dict."""
     if args.config:
-        cfg = yaml.safe_load(Path(args.config).read_text())
-    else:
-        cfg = yaml.safe_load(pk.config.demo_text())
-        cfg["data"]["args"]["n_train"] = 512
+        return pk.config.load(args.config).to_dict()
+    cfg = yaml.safe_load(pk.config.demo_text())
+    cfg["data"]["args"]["n_train"] = 512
+    return pk.config.load(cfg).to_dict()
+
+
+def base_config(source: dict, args: argparse.Namespace, run_dir: Path) -> dict:
+    cfg = copy.deepcopy(source)
     cfg.update(run_dir=str(run_dir), seed=args.seed, logging=["jsonl"])
     cfg["train"]["epochs"] = args.train_epochs
     cfg["pruning"].update(prune_away_percent=args.remove, step={"percent": args.remove / args.steps},
@@ -47,10 +52,8 @@ def base_config(args: argparse.Namespace, run_dir: Path) -> dict:
     cfg["pruning"]["activations_at"] = args.activations_at
     cfg["retrain"]["epochs_per_step"] = args.retrain_epochs
     cfg["finetune"]["epochs"] = args.finetune_epochs
-    hinton = cfg.get("distillation", {}).get("hinton")
-    if hinton is not None and args.temperature is not None:
-        term = {"weight": hinton} if isinstance(hinton, (int, float)) else hinton
-        cfg["distillation"]["hinton"] = {**term, "args": {**term.get("args", {}), "T": args.temperature}}
+    if "hinton" in cfg["distillation"] and args.temperature is not None:
+        cfg["distillation"]["hinton"]["args"]["T"] = args.temperature
     return cfg
 
 
@@ -117,19 +120,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="pruning runs per method, seeds seed, seed+1, …")
     parser.add_argument("--out", default="runs/quality")
     args = parser.parse_args()
-    if args.config and not Path(args.config).is_file():
-        parser.error(f"--config: no file {args.config!r}")
+    try:
+        source = source_config(args)
+    except pk.ConfigError as e:
+        parser.error(f"--config: {e}")
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
 
-    setup = {**base_config(args, out / "baseline"), "retrain": "none", "pruning": {"max_steps": 1, "step": {"filters": 1}}}
+    setup = {**base_config(source, args, out / "baseline"), "retrain": "none", "pruning": {"max_steps": 1, "step": {"filters": 1}}}
     baseline = Path(args.baseline) if args.baseline else out / "baseline" / "baseline.safetensors"
     if args.baseline:
         setup["model"]["checkpoint"], setup["train"]["epochs"] = str(baseline), 0
     teacher = Pruner.from_config(setup, progress=False)
     teacher.prepare()  # trains and saves the baseline, or loads the given one
-    cfg = base_config(args, out)
+    cfg = base_config(source, args, out)
     results = {"baseline": [(teacher.teacher, evaluate(teacher.teacher, teacher.data, teacher.device, False))]}
     for seed in range(args.seed, args.seed + args.seeds):
         for name, variant in variants(cfg, baseline, seed).items():
