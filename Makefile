@@ -1,11 +1,13 @@
-# The two commands of the README. Both set up .venv on first use (CPU build of torch).
+# The two commands of the README, and the checks CI runs. Everything sets up .venv on first use
+# (CPU build of torch).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+TYPED := build/typed
 
-.PHONY: demo test test-all clean
+.PHONY: demo test test-slow test-all lint typecheck clean
 
-$(BIN)/prunekit: pyproject.toml
+$(BIN)/prunekit: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
@@ -18,8 +20,22 @@ demo: $(BIN)/prunekit
 test: $(BIN)/prunekit
 	$(BIN)/python -m pytest -q
 
+test-slow: $(BIN)/prunekit
+	$(BIN)/python -m pytest -q -m slow
+
 test-all: $(BIN)/prunekit
 	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: $(BIN)/prunekit typecheck
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy sees core/ and plugins/ under the names they install as: prunekit, prunekit.plugins
+typecheck: $(BIN)/prunekit
+	rm -rf $(TYPED) && mkdir -p $(TYPED)/prunekit
+	ln -s $(CURDIR)/core/* $(TYPED)/prunekit/
+	ln -s $(CURDIR)/plugins $(TYPED)/prunekit/plugins
+	$(BIN)/mypy $(TYPED)/prunekit benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info

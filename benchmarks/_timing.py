@@ -1,4 +1,5 @@
 """Timing helpers shared by the benchmark scripts."""
+
 from __future__ import annotations
 
 import statistics

@@ -3,6 +3,7 @@ epochs, optimizer and losses) and prints the validation mIoU and IoU per class, 
 
     python benchmarks/baseline_miou.py [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,6 @@ import torch
 import yaml
 
 import prunekit as pk
-from prunekit.pruner import Pruner
-from prunekit.training import evaluate
 
 
 def main() -> None:
@@ -23,15 +22,17 @@ def main() -> None:
     args = parser.parse_args()
     cfg = yaml.safe_load(pk.config.demo_text())
     with tempfile.TemporaryDirectory() as tmp:
-        cfg.update(seed=args.seed, run_dir=tmp, logging=["console"])
-        pruner = Pruner.from_config(cfg)
+        cfg.update(seed=args.seed, run_dir=tmp)
         start = time.perf_counter()
-        pruner.prepare()  # trains the baseline exactly as the demo does
+        state = pk.Pruner.from_config(cfg).prepare()  # trains the baseline exactly as the demo does
         seconds = time.perf_counter() - start
-        metrics = evaluate(pruner.teacher, pruner.data, pruner.device, progress=False)
-    names = pruner.data.splits.class_names
-    print(f"\nU-Net {cfg['model']['args']} on synthetic_eyes {cfg['data']['args']}, {cfg['train']['epochs']} epochs, "
-          f"{torch.get_num_threads()} threads: {seconds:.0f} s")
+        metrics = state.trainer.evaluate(state.teacher)
+        state.log.close()
+    names = state.data.class_names
+    print(
+        f"\nU-Net {cfg['model']['args']} on synthetic_eyes {cfg['data']['args']}, {cfg['train']['epochs']} epochs, "
+        f"{torch.get_num_threads()} threads: {seconds:.0f} s"
+    )
     print(f"validation mIoU {metrics['miou']:.4f} (target ≥ 0.85)")
     for i, name in enumerate(names):
         print(f"  IoU {name:12} {metrics[f'iou_{i}']:.4f}")

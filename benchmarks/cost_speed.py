@@ -3,6 +3,7 @@
 
     python benchmarks/cost_speed.py [--repeats 5] [--size 640,400]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
-import prunekit as pk  # noqa: E402
-from _timing import fmt_seconds, median_time, timed  # noqa: E402
+from _timing import fmt_seconds, median_time, timed
+
+import prunekit as pk
 
 
 def flop_counter_macs(model, x) -> int:
@@ -34,8 +36,11 @@ def third_party(model, x) -> dict:
     if importlib.util.find_spec("ptflops"):
         from ptflops import get_model_complexity_info
 
-        found["ptflops"] = lambda: int(get_model_complexity_info(
-            model, tuple(x.shape[1:]), as_strings=False, print_per_layer_stat=False, verbose=False)[0])
+        found["ptflops"] = lambda: int(
+            get_model_complexity_info(
+                model, tuple(x.shape[1:]), as_strings=False, print_per_layer_stat=False, verbose=False
+            )[0]
+        )
     if importlib.util.find_spec("fvcore"):
         from fvcore.nn import FlopCountAnalysis
 
@@ -55,8 +60,10 @@ def main() -> None:
 
     cold_pk, report = timed(lambda: pk.count(model, x))
     cold_fc, fc_macs = timed(lambda: flop_counter_macs(model, x))
-    methods = {"prunekit count (meta)": lambda: pk.count(model, x).macs,
-               "FlopCounterMode (real forward)": lambda: flop_counter_macs(model, x)}
+    methods = {
+        "prunekit count (meta)": lambda: pk.count(model, x).macs,
+        "FlopCounterMode (real forward)": lambda: flop_counter_macs(model, x),
+    }
     methods.update(third_party(model, x))
     results = {name: (median_time(fn, args.repeats), fn()) for name, fn in methods.items()}
 
@@ -65,8 +72,10 @@ def main() -> None:
     print(f"{'method':34} {'time':>12} {'× prunekit':>11} {'conv MACs':>16}")
     for name, (seconds, macs) in results.items():
         print(f"{name:34} {fmt_seconds(seconds)} {seconds / base:10.1f}× {macs:16,}")
-    print(f"\nfirst call in this process (one-time imports included): prunekit {fmt_seconds(cold_pk).strip()}, "
-          f"FlopCounterMode {fmt_seconds(cold_fc).strip()}")
+    print(
+        f"\nfirst call in this process (one-time imports included): prunekit {fmt_seconds(cold_pk).strip()}, "
+        f"FlopCounterMode {fmt_seconds(cold_fc).strip()}"
+    )
     same = report.macs == fc_macs
     print(f"conv MACs identical to FlopCounterMode/2: {same} ({report.macs:,})")
     print(f"speed-up over FlopCounterMode: {results['FlopCounterMode (real forward)'][0] / base:.0f}× (target ≥ 30×)")

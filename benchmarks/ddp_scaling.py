@@ -6,6 +6,7 @@ demo's U-Net, at 1 and N processes launched by torchrun (gloo on CPU, nccl on GP
 On CPU every process gets cores/N threads, so the total compute is the same: the ratio shows
 what DDP's gradient exchange costs (or, on a GPU machine, what N GPUs gain).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,25 +25,26 @@ import yaml
 def worker(out: Path, epochs: int) -> None:
     """Run under torchrun: time `epochs` retraining epochs; rank 0 writes images/s."""
     import prunekit as pk
-    from prunekit import distributed
-    from prunekit.runtime import build_data, resolve_device
-    from prunekit.training import Trainer
+    from prunekit.run.components import build_model, build_trainer
+    from prunekit.training import distributed
+    from prunekit.training.data import SplitData
 
     distributed.init()
     cfg = pk.config.load({**yaml.safe_load(pk.config.demo_text()), "distillation": {}})
-    data = build_data(cfg, pk.manager())
-    device = distributed.device_for(resolve_device(cfg.device))
-    model = pk.get("model", cfg.model.name, **cfg.model.args)
+    device = distributed.device_for(distributed.resolve_device(cfg.device))
+    trainer = build_trainer(cfg, pk.manager(), device, progress=False)
+    data, retrain = trainer.data, cfg.retrain
+    assert isinstance(data, SplitData) and retrain != "none"
+    model = build_model(cfg.model, pk.manager())
     data.splits.val = None  # time training only
-    trainer = Trainer(cfg, None, data, device, [], pk.manager(), progress=False)
-    trainer.fit(model, "retrain", cfg.retrain, 1, seed=0)  # warm-up
+    trainer.fit(model, "retrain", retrain, 1, seed=0)  # warm-up
     distributed.barrier()
     start = time.perf_counter()
-    trainer.fit(model, "retrain", cfg.retrain, epochs, seed=1)
+    trainer.fit(model, "retrain", retrain, epochs, seed=1)
     distributed.barrier()
     seconds = time.perf_counter() - start
     if distributed.is_main():
-        out.write_text(json.dumps({"images_per_second": epochs * len(data.train) / seconds, "seconds": seconds}))
+        out.write_text(json.dumps({"images_per_second": epochs * len(data.splits.train) / seconds, "seconds": seconds}))
     distributed.shutdown()
 
 
@@ -50,9 +52,23 @@ def launch(nproc: int, epochs: int) -> dict:
     threads = max(1, (torch.get_num_threads() if not torch.cuda.is_available() else 1) // nproc)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                        __file__, "--worker", str(out), "--epochs", str(epochs)], check=True,
-                       env={**os.environ, "OMP_NUM_THREADS": str(threads)}, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc_per_node={nproc}",
+                __file__,
+                "--worker",
+                str(out),
+                "--epochs",
+                str(epochs),
+            ],
+            check=True,
+            env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+            stdout=subprocess.DEVNULL,
+        )
         return json.loads(out.read_text())
 
 
@@ -70,7 +86,8 @@ def main() -> None:
     print(f"retraining the demo U-Net, {args.epochs} epochs, {device}, {torch.get_num_threads()} threads in all\n")
     print(f"{'processes':>9} {'images/s':>10} {'ratio':>7}")
     print(f"{1:>9} {single['images_per_second']:10.1f} {1.0:7.2f}")
-    print(f"{args.nproc:>9} {multi['images_per_second']:10.1f} {multi['images_per_second'] / single['images_per_second']:7.2f}")
+    ratio = multi["images_per_second"] / single["images_per_second"]
+    print(f"{args.nproc:>9} {multi['images_per_second']:10.1f} {ratio:7.2f}")
 
 
 if __name__ == "__main__":

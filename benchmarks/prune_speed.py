@@ -11,30 +11,35 @@ Then the same on RITnet's DenseNet (Torch-Pruning's failure is reported if it fa
 
     python benchmarks/prune_speed.py [--repeats 20] [--target 26] [--normalize l2] [--per-cost latency]
 """
+
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import importlib.util
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import prunekit as pk  # noqa: E402
-from _timing import fmt_seconds  # noqa: E402
-from prunekit.latency import measure  # noqa: E402
-from prunekit.costmodel import CostModel  # noqa: E402
-from prunekit.scoring import NORMALIZATIONS, group_scores  # noqa: E402
-from prunekit.selection import COST_MEASURES, Budget, Limits, Reference, per_cost, select  # noqa: E402
-from prunekit.surgery import remove  # noqa: E402
+from _timing import fmt_seconds
+
+import prunekit as pk
+from prunekit.cost.cost_model import CostModel
+from prunekit.cost.latency import measure
+from prunekit.pruning.scoring import NORMALIZATIONS, group_scores
+from prunekit.pruning.selection import COST_MEASURES, Budget, Limits, Reference, per_cost, select
+from prunekit.pruning.surgery import remove
 
 
-def prunekit_one_shot(model: torch.nn.Module, x: torch.Tensor, keep_percent: float, normalize: str,
-                      by_cost: str, limit: float) -> None:
+def prunekit_one_shot(
+    model: torch.nn.Module, x: torch.Tensor, keep_percent: float, normalize: str, by_cost: str, limit: float
+) -> None:
     graph = pk.trace(model, x)
     cost = CostModel(graph)
     scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm", p=1), 1.0)}, normalize)
@@ -49,9 +54,15 @@ def torch_pruning_one_shot(model: torch.nn.Module, x: torch.Tensor, head: torch.
     import torch_pruning as tp
 
     target = keep_percent / 100 * tp.utils.count_ops_and_params(model, x)[0]
-    pruner = tp.pruner.MagnitudePruner(model, x, importance=tp.importance.MagnitudeImportance(p=1),
-                                       global_pruning=True, pruning_ratio=0.9, iterative_steps=90,
-                                       ignored_layers=[head])
+    pruner = tp.pruner.MagnitudePruner(
+        model,
+        x,
+        importance=tp.importance.MagnitudeImportance(p=1),
+        global_pruning=True,
+        pruning_ratio=0.9,
+        iterative_steps=90,
+        ignored_layers=[head],
+    )
     for _ in range(90):
         pruner.step()
         if tp.utils.count_ops_and_params(model, x)[0] <= target:
@@ -64,11 +75,19 @@ def compare(name: str, head: str, size: tuple[int, ...], args: argparse.Namespac
     base = pk.get("model", name).eval()
     x = torch.randn(size)
     before = pk.count(base, x)
-    print(f"== {name} at {'×'.join(map(str, size))}: {before.macs / 1e9:.2f} GMACs, {before.params / 1e6:.2f} M params ==")
+    print(
+        f"== {name} at {'×'.join(map(str, size))}: {before.macs / 1e9:.2f} GMACs, {before.params / 1e6:.2f} M params =="
+    )
     pruned = []
-    tools = [(f"prunekit {label}",
-              lambda m, limit=limit: prunekit_one_shot(m, x, keep, args.normalize, args.per_cost, limit))
-             for label, limit in ((f"limit {args.limit:.0f}%", args.limit), ("no limits", 100.0))]
+    tools: list[tuple[str, Callable[[torch.nn.Module], None]]] = [
+        (
+            f"prunekit {label}",
+            functools.partial(
+                prunekit_one_shot, x=x, keep_percent=keep, normalize=args.normalize, by_cost=args.per_cost, limit=limit
+            ),
+        )
+        for label, limit in ((f"limit {args.limit:.0f}%", args.limit), ("no limits", 100.0))
+    ]
     if importlib.util.find_spec("torch_pruning"):
         tools.append(("torch-pruning", lambda m: torch_pruning_one_shot(m, x, dict(m.named_modules())[head], keep)))
     else:
@@ -79,8 +98,10 @@ def compare(name: str, head: str, size: tuple[int, ...], args: argparse.Namespac
         try:
             run(model)
         except Exception as exc:  # report the other tool's failure instead of dying
-            print(f"{tool}: FAILED after {time.perf_counter() - start:.1f} s — {type(exc).__name__}: "
-                  f"{str(exc).splitlines()[0] if str(exc) else ''}")
+            print(
+                f"{tool}: FAILED after {time.perf_counter() - start:.1f} s — {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}"
+            )
             traceback.print_exc(limit=3, file=sys.stdout)
             continue
         pruned.append((tool, time.perf_counter() - start, pk.count(model, x), model))
@@ -89,14 +110,18 @@ def compare(name: str, head: str, size: tuple[int, ...], args: argparse.Namespac
     print(f"baseline latency {fmt_seconds(base_latency).strip()}")
     print(f"{'tool':20} {'prune time':>12} {'MACs %':>8} {'params %':>9} {'latency':>12} {'speed-up':>9} {'ideal':>7}")
     for tool, seconds, after, lat in rows:
-        print(f"{tool:20} {fmt_seconds(seconds)} {100 * after.macs / before.macs:8.2f} "
-              f"{100 * after.params / before.params:9.2f} {fmt_seconds(lat)} {base_latency / lat:8.2f}× "
-              f"{before.macs / after.macs:6.2f}×")
+        print(
+            f"{tool:20} {fmt_seconds(seconds)} {100 * after.macs / before.macs:8.2f} "
+            f"{100 * after.params / before.params:9.2f} {fmt_seconds(lat)} {base_latency / lat:8.2f}× "
+            f"{before.macs / after.macs:6.2f}×"
+        )
     if rows[-1][0] == "torch-pruning":
         _, theirs, _, their_lat = rows[-1]
         for tool, ours, _, our_lat in rows[:-1]:
-            print(f"{tool}: {theirs / ours:.1f}× faster to prune than Torch-Pruning (target ≥ 10×); "
-                  f"latency speed-up {base_latency / our_lat:.2f}× vs its {base_latency / their_lat:.2f}×")
+            print(
+                f"{tool}: {theirs / ours:.1f}× faster to prune than Torch-Pruning (target ≥ 10×); "
+                f"latency speed-up {base_latency / our_lat:.2f}× vs its {base_latency / their_lat:.2f}×"
+            )
     print()
 
 
@@ -105,13 +130,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--target", type=float, default=26.0, help="percent of the MACs to keep")
     parser.add_argument("--normalize", default="l2", choices=NORMALIZATIONS, help="prunekit's per-layer normalisation")
-    parser.add_argument("--per-cost", default="latency", choices=("none", *COST_MEASURES),
-                        help="prunekit ranks by importance per unit of this cost")
+    parser.add_argument(
+        "--per-cost",
+        default="latency",
+        choices=("none", *COST_MEASURES),
+        help="prunekit ranks by importance per unit of this cost",
+    )
     parser.add_argument("--limit", type=float, default=90.0, help="prunekit's layer and block limit, percent")
     args = parser.parse_args()
-    print(f"{torch.get_num_threads()} threads; latency: median of {args.repeats} interleaved rounds after 3 warm-up "
-          f"rounds, batch 1; prunekit normalises per layer by {args.normalize}"
-          f"; importance per cost: {args.per_cost}\n")
+    print(
+        f"{torch.get_num_threads()} threads; latency: median of {args.repeats} interleaved rounds after 3 warm-up "
+        f"rounds, batch 1; prunekit normalises per layer by {args.normalize}"
+        f"; importance per cost: {args.per_cost}\n"
+    )
     compare("unet", "outc", (1, 1, 192, 320), args)
     compare("densenet", "out_conv1", (1, 1, 192, 320), args)
 

@@ -10,6 +10,7 @@ measured in this run.
 ``--config`` takes model, data, losses and distillation from a run config (a real data folder,
 another model); the pruning and retraining budget always comes from the options here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,14 +24,15 @@ import torch
 import yaml
 
 import prunekit as pk
-from prunekit.calibration import TAPS
-from prunekit.files import load_into, load_weights
-from prunekit.latency import measure
-from prunekit.pruner import Pruner
-from prunekit.runtime import build_data, resolve_device, step_seed
-from prunekit.scoring import NORMALIZATIONS
-from prunekit.selection import COST_MEASURES
-from prunekit.training import Trainer, evaluate
+from prunekit.cost.latency import measure
+from prunekit.pruning.calibration import TAPS
+from prunekit.pruning.scoring import NORMALIZATIONS
+from prunekit.pruning.selection import COST_MEASURES
+from prunekit.run.atomic_files import load_into, load_weights
+from prunekit.run.components import build_model, build_trainer
+from prunekit.run.pruner import Pruner
+from prunekit.training.distributed import resolve_device
+from prunekit.training.seeds import step_seed
 
 
 def source_config(args: argparse.Namespace) -> dict:
@@ -44,10 +46,14 @@ def source_config(args: argparse.Namespace) -> dict:
 
 def base_config(source: dict, args: argparse.Namespace, run_dir: Path) -> dict:
     cfg = copy.deepcopy(source)
-    cfg.update(run_dir=str(run_dir), seed=args.seed, logging=["jsonl"])
+    cfg.update(run_dir=str(run_dir), seed=args.seed)
     cfg["train"]["epochs"] = args.train_epochs
-    cfg["pruning"].update(prune_away_percent=args.remove, step={"percent": args.remove / args.steps},
-                          layer_limit_percent=95, block_limit_percent=95)
+    cfg["pruning"].update(
+        prune_away_percent=args.remove,
+        step={"percent": args.remove / args.steps},
+        layer_limit_percent=95,
+        block_limit_percent=95,
+    )
     cfg["pruning"]["criterion"].update(normalize=args.normalize, per_cost=args.per_cost)
     cfg["pruning"]["activations_at"] = args.activations_at
     cfg["retrain"]["epochs_per_step"] = args.retrain_epochs
@@ -69,9 +75,9 @@ def variants(cfg: dict, baseline: Path, seed: int) -> dict[str, dict]:
         return out
 
     return {
-        "IPAD ω=0.5 + KD": variant({"omega": 0.5}, True),
-        "IPAD ω=0.5, no KD": variant({"omega": 0.5}, False),
-        "weight norm (ω=1)": variant({"omega": 1.0}, False),
+        "IPAD ω=0.5 + KD": variant({"weights": {"weight_norm": 0.5, "activation_deviation": 0.5}}, True),
+        "IPAD ω=0.5, no KD": variant({"weights": {"weight_norm": 0.5, "activation_deviation": 0.5}}, False),
+        "weight norm (ω=1)": variant({"weights": {"weight_norm": 1.0}}, False),
         "random": variant({"weights": {"random": 1.0}, "args": {"random": {"seed": seed}}}, False),
     }
 
@@ -81,24 +87,31 @@ def torch_pruning_run(cfg: dict, baseline: Path, steps: int, remove: float, seed
     import torch_pruning as tp
 
     config = pk.config.load({**cfg, "seed": seed, "distillation": {}, "train": {"epochs": 0}})
-    model = pk.get("model", config.model.name, **config.model.args)
+    model = build_model(config.model, pk.manager())
+    retrain = config.retrain
+    assert retrain != "none", "quality.py always retrains"
     load_into(model, load_weights(baseline), "baseline")
-    plugins, device = pk.manager(), resolve_device(config.device)
-    data = build_data(config, plugins)
-    x = data.val[0]["image"][None]
-    trainer = Trainer(config, None, data, device, [], plugins, progress=False)
+    trainer = build_trainer(config, pk.manager(), resolve_device(config.device), progress=False)
+    x = trainer.data.example()
     base_macs = tp.utils.count_ops_and_params(model, x)[0]
     modules = dict(model.named_modules())
     protected = [modules[p] for g in pk.trace(model, x).groups if not g.prunable for p in g.producers]
-    pruner = tp.pruner.MagnitudePruner(model, x, importance=tp.importance.MagnitudeImportance(p=1), global_pruning=True,
-                                       pruning_ratio=0.95, iterative_steps=100, ignored_layers=protected)
+    pruner = tp.pruner.MagnitudePruner(
+        model,
+        x,
+        importance=tp.importance.MagnitudeImportance(p=1),
+        global_pruning=True,
+        pruning_ratio=0.95,
+        iterative_steps=100,
+        ignored_layers=protected,
+    )
     for step in range(1, steps + 1):
         target = (1 - remove / 100 * step / steps) * base_macs
         while tp.utils.count_ops_and_params(model, x)[0] > target and pruner.current_step < 100:
             pruner.step()
-        trainer.fit(model, "retrain", config.retrain, config.retrain.epochs_per_step, seed=step_seed(config.seed, step))
+        trainer.fit(model, "retrain", retrain, retrain.epochs_per_step, seed=step_seed(config.seed, step))
     trainer.fit(model, "finetune", config.finetune, config.finetune.epochs, seed=step_seed(config.seed, 10_000))
-    return model, evaluate(model, data, device, progress=False)
+    return model, trainer.evaluate(model)
 
 
 def main() -> None:
@@ -109,10 +122,15 @@ def main() -> None:
     parser.add_argument("--retrain-epochs", type=int, default=1)
     parser.add_argument("--finetune-epochs", type=int, default=4)
     parser.add_argument("--normalize", default="l2", choices=NORMALIZATIONS)
-    parser.add_argument("--per-cost", default="none", choices=("none", *COST_MEASURES),
-                        help="rank by importance per unit of this cost")
-    parser.add_argument("--activations-at", default="output", choices=TAPS,
-                        help="where activation criteria observe a producer's channels")
+    parser.add_argument(
+        "--per-cost", default="none", choices=("none", *COST_MEASURES), help="rank by importance per unit of this cost"
+    )
+    parser.add_argument(
+        "--activations-at",
+        default="output",
+        choices=TAPS,
+        help="where activation criteria observe a producer's channels",
+    )
     parser.add_argument("--config", help="run config giving model, data and losses (default: the demo's, 512 images)")
     parser.add_argument("--temperature", type=float, help="Hinton distillation temperature (default: the config's)")
     parser.add_argument("--baseline", help="trained baseline weights to reuse (default: train one)")
@@ -128,14 +146,18 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
 
-    setup = {**base_config(source, args, out / "baseline"), "retrain": "none", "pruning": {"max_steps": 1, "step": {"filters": 1}}}
+    setup = {
+        **base_config(source, args, out / "baseline"),
+        "retrain": "none",
+        "pruning": {"max_steps": 1, "step": {"filters": 1}},
+    }
     baseline = Path(args.baseline) if args.baseline else out / "baseline" / "baseline.safetensors"
     if args.baseline:
         setup["model"]["checkpoint"], setup["train"]["epochs"] = str(baseline), 0
-    teacher = Pruner.from_config(setup, progress=False)
-    teacher.prepare()  # trains and saves the baseline, or loads the given one
+    teacher = Pruner.from_config(setup, progress=False).prepare()  # trains and saves the baseline, or loads it
+    teacher.log.close()
     cfg = base_config(source, args, out)
-    results = {"baseline": [(teacher.teacher, evaluate(teacher.teacher, teacher.data, teacher.device, False))]}
+    results = {"baseline": [(teacher.teacher, teacher.trainer.evaluate(teacher.teacher))]}
     for seed in range(args.seed, args.seed + args.seeds):
         for name, variant in variants(cfg, baseline, seed).items():
             slug = name.replace(" ", "_").replace("=", "").replace(",", "").replace("+", "and")
@@ -146,7 +168,8 @@ def main() -> None:
         if importlib.util.find_spec("torch_pruning"):
             try:
                 results.setdefault("Torch-Pruning magnitude", []).append(
-                    torch_pruning_run(cfg, baseline, args.steps, args.remove, seed))
+                    torch_pruning_run(cfg, baseline, args.steps, args.remove, seed)
+                )
             except Exception as e:  # its failure is a result of the benchmark, not an end to it
                 results.pop("Torch-Pruning magnitude", None)
                 print(f"Torch-Pruning magnitude, seed {seed}: fails with {type(e).__name__}: {str(e).splitlines()[0]}")
@@ -156,23 +179,29 @@ def main() -> None:
     print(f"\n({time.perf_counter() - started:.0f} s in all)")
 
 
-def report(results: dict[str, list[tuple[torch.nn.Module, dict]]], x: torch.Tensor, args: argparse.Namespace,
-           cfg: dict) -> None:
+def report(
+    results: dict[str, list[tuple[torch.nn.Module, dict]]], x: torch.Tensor, args: argparse.Namespace, cfg: dict
+) -> None:
     """mIoU over the seeds (mean, min–max); cost and latency of the first seed's model."""
     latencies = measure([runs[0][0] for runs in results.values()], x, repeats=20)
     base = pk.count(results["baseline"][0][0], x)
-    print(f"\n{cfg['model']['name']} {cfg['model'].get('args', {})} on {cfg['data']['name']} {cfg['data'].get('args', {})}, "
-          f"{args.remove:.0f} % of MACs removed in {args.steps} steps, {args.retrain_epochs} retraining epoch(s) per step, "
-          f"{args.finetune_epochs} fine-tuning epochs, per-layer normalisation {args.normalize}, "
-          f"importance per cost: {args.per_cost}, activations at: {args.activations_at}, "
-          f"{args.seeds} pruning seed(s); latency: batch 1, median of 20, {torch.get_num_threads()} threads\n")
+    print(
+        f"\n{cfg['model']['name']} {cfg['model'].get('args', {})} on {cfg['data']['name']} "
+        f"{cfg['data'].get('args', {})}, {args.remove:.0f} % of MACs removed in {args.steps} steps, "
+        f"{args.retrain_epochs} retraining epoch(s) per step, "
+        f"{args.finetune_epochs} fine-tuning epochs, per-layer normalisation {args.normalize}, "
+        f"importance per cost: {args.per_cost}, activations at: {args.activations_at}, "
+        f"{args.seeds} pruning seed(s); latency: batch 1, median of 20, {torch.get_num_threads()} threads\n"
+    )
     print(f"{'method':26} {'mIoU':>7} {'min–max':>15} {'MACs %':>7} {'params %':>9} {'latency':>10} {'speed-up':>9}")
     for (name, runs), lat in zip(results.items(), latencies):
         miou = [metrics["miou"] for _, metrics in runs]
         cost = pk.count(runs[0][0], x)
-        print(f"{name:26} {sum(miou) / len(miou):7.4f} {min(miou):7.4f}–{max(miou):.4f} "
-              f"{100 * cost.macs / base.macs:7.1f} {100 * cost.params / base.params:9.1f} "
-              f"{lat * 1e3:8.1f}ms {latencies[0] / lat:8.2f}×")
+        print(
+            f"{name:26} {sum(miou) / len(miou):7.4f} {min(miou):7.4f}–{max(miou):.4f} "
+            f"{100 * cost.macs / base.macs:7.1f} {100 * cost.params / base.params:9.1f} "
+            f"{lat * 1e3:8.1f}ms {latencies[0] / lat:8.2f}×"
+        )
 
 
 if __name__ == "__main__":

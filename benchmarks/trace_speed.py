@@ -4,6 +4,7 @@ of the same model, measured in this one run.
 
     python benchmarks/trace_speed.py [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import prunekit as pk  # noqa: E402
-from _timing import fmt_seconds, median_time  # noqa: E402
+from _timing import fmt_seconds, median_time
+
+import prunekit as pk
 
 
 def ten_percent(model: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> dict[str, list[int]]:
@@ -27,10 +29,29 @@ def ten_percent(model: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> dict[
         channels = group.prunable
         if len(channels) >= 10:
             layer = group.producers[0]
-            local = {ch: l for m in group.members if m.layer == layer and m.role == "out"
-                     for l, ch in zip(m.local, m.channel)}
+            local = {
+                ch: index
+                for m in group.members
+                if m.layer == layer and m.role == "out"
+                for index, ch in zip(m.local, m.channel)
+            }
             request[layer] = [local[ch] for ch in rng.sample(channels, len(channels) // 10)]
     return request
+
+
+def timings(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> list[tuple[str, float]]:
+    """(operation, median seconds): one forward, then trace, count and a 10 % prune."""
+    with torch.no_grad():
+        forward = median_time(lambda: model(x), repeats)
+    request = ten_percent(model, x)
+    removed = sum(len(v) for v in request.values())
+    copies = iter([copy.deepcopy(model) for _ in range(repeats + 1)])
+    return [
+        ("plain forward (no_grad)", forward),
+        ("pk.trace (channel graph)", median_time(lambda: pk.trace(model, x), repeats)),
+        ("pk.count (cost report)", median_time(lambda: pk.count(model, x), repeats)),
+        (f"pk.prune of 10 % ({removed} channels)", median_time(lambda: pk.prune(next(copies), x, request), repeats)),
+    ]
 
 
 def main() -> None:
@@ -41,18 +62,8 @@ def main() -> None:
     print(f"1×1×640×400, {torch.get_num_threads()} threads, median of {args.repeats}\n")
     print(f"{'model':9} {'operation':34} {'time':>12} {'÷ forward':>10}")
     for name in ("unet", "densenet"):
-        model = pk.get("model", name).eval()
-        with torch.no_grad():
-            forward = median_time(lambda: model(x), args.repeats)
-        request = ten_percent(model, x)
-        removed = sum(len(v) for v in request.values())
-        copies = iter([copy.deepcopy(model) for _ in range(args.repeats + 1)])
-        rows = [
-            ("plain forward (no_grad)", forward),
-            ("pk.trace (channel graph)", median_time(lambda: pk.trace(model, x), args.repeats)),
-            ("pk.count (cost report)", median_time(lambda: pk.count(model, x), args.repeats)),
-            (f"pk.prune of 10 % ({removed} channels)", median_time(lambda: pk.prune(next(copies), x, request), args.repeats)),
-        ]
+        rows = timings(pk.get("model", name).eval(), x, args.repeats)
+        forward = rows[0][1]
         for operation, seconds in rows:
             print(f"{name:9} {operation:34} {fmt_seconds(seconds)} {seconds / forward:9.3f}×")
         prune_time = rows[-1][1]

@@ -9,27 +9,68 @@ The public API::
     run = pk.Pruner.from_config("cfg.yaml").run()    # the whole IPAD loop
     model = pk.load("runs/x")                        # rebuild + weights
     pk.get("model", "unet", n_classes=4)             # a plugin object by name
+
+The package is layered like the pipeline: ``graph`` (tracing, the channel graph) → ``cost``
+(counting, the cost model, latency) → ``pruning`` (plan, surgery, calibration, scoring,
+selection) → ``training`` (trainer, data, processes) → ``run`` (the loop, config, checkpoints,
+export, report). Each layer imports only the ones before it and the records at the top level.
 """
+
 from __future__ import annotations
 
-from .cost import CostReport, count
-from .graph import ChannelGraph, Group, Member, trace
-from .plan import Plan, apply_plan
-from .scoring import ScoredLayer
-from .surgery import prune
-from . import config
-from .export import load
-from .pruner import Pruner
-from .errors import CheckpointError, ConfigError, DataError, PluginError, PruneError, PrunekitError
-from .hookspecs import hookimpl
-from .plugin_manager import configure as configure_plugins, get, manager, registered
-from .types import DataSplits, Flow, LayerShape, LayerType, Outputs, Spec, Traversal, cut_parameter, numel
+from importlib.metadata import PackageNotFoundError, version
 
-__version__ = "0.1.0"
+from .cost.counting import CostReport, count
+from .errors import CheckpointError, ConfigError, DataError, PluginError, PruneError, PrunekitError
+from .graph.channel_graph import ChannelGraph, Group, Member, trace
+from .hookspecs import hookimpl
+from .layer_type import Flow, LayerShape, LayerType, cut_parameter, numel
+from .plugin_manager import Manager, get, manager, registered
+from .pruning.plan import Plan, apply_plan
+from .pruning.scoring import ScoredLayer
+from .pruning.surgery import prune
+from .records import DataSplits, Outputs, Spec, Traversal
+from .run import config
+from .run.export import load
+from .run.pruner import Pruner
+
+try:
+    __version__ = version("prunekit")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
-    "ChannelGraph", "CheckpointError", "ConfigError", "CostReport", "DataError", "DataSplits", "Outputs", "ScoredLayer", "Flow", "Group", "Member", "Plan", "apply_plan",
-    "prune", "trace", "LayerShape", "LayerType", "PluginError", "PruneError",
-    "PrunekitError", "Spec", "Traversal", "configure_plugins", "count", "cut_parameter", "get", "hookimpl",
-    "Pruner", "config", "load", "manager", "numel", "registered",
+    "ChannelGraph",
+    "CheckpointError",
+    "ConfigError",
+    "CostReport",
+    "DataError",
+    "DataSplits",
+    "Flow",
+    "Group",
+    "LayerShape",
+    "LayerType",
+    "Manager",
+    "Member",
+    "Outputs",
+    "Plan",
+    "PluginError",
+    "PruneError",
+    "PrunekitError",
+    "Pruner",
+    "ScoredLayer",
+    "Spec",
+    "Traversal",
+    "apply_plan",
+    "config",
+    "count",
+    "cut_parameter",
+    "get",
+    "hookimpl",
+    "load",
+    "manager",
+    "numel",
+    "prune",
+    "registered",
+    "trace",
 ]

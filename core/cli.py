@@ -1,4 +1,5 @@
 """The ``prunekit`` command line. Bad input ends with one line on stderr and exit code 2."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,10 @@ from typing import Any, NoReturn
 
 import yaml
 
-from . import config as config_mod
-from .cost import count
+from .cost.counting import count
 from .errors import ConfigError, PrunekitError
-from .plugin_manager import EVENTS, configure, manager
+from .plugin_manager import EVENTS, for_settings, manager
+from .run import config as config_mod
 
 
 class Parser(argparse.ArgumentParser):
@@ -60,22 +61,30 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 def cmd_cost(args: argparse.Namespace) -> int:
     import torch
 
+    from .run.components import build_model
+    from .run.config import ModelConfig
+
     include: Any = args.include.split(",") if args.include else None
     overrides = None
     if args.config:
         cfg = config_mod.load(args.config)
-        configure(cfg.plugins.load, cfg.plugins.disable, cfg.plugins.autoload)
-        name, model_args = cfg.model.name, {**cfg.model.args, **parse_args_kv(args.arg)}
+        plugins = for_settings(cfg.plugins.load, cfg.plugins.disable, cfg.plugins.autoload)
+        builder = ModelConfig(cfg.model.name, cfg.model.factory, {**cfg.model.args, **parse_args_kv(args.arg)})
         size = parse_ints(args.input, "--input") if args.input else cfg.input_size
         include = include or cfg.cost.include or None
         overrides = cfg.cost.overrides
-    else:
-        name, model_args = args.model, parse_args_kv(args.arg)
+    elif args.model:
+        plugins, builder = manager(), ModelConfig(args.model, None, parse_args_kv(args.arg))
         size = parse_ints(args.input, "--input") if args.input else None
+    else:
+        raise ConfigError(
+            f"which model? give --model NAME or --config FILE; registered models: {', '.join(manager().names('model'))}"
+        )
+    name = builder.name or builder.factory
     if size is None:
-        size = [1, int(model_args.get("in_channels", 1)), 640, 400]
-    model = manager().get("model", name, **model_args)
-    report = count(model, torch.zeros(size), overrides=overrides, include=include)
+        size = [1, int(builder.args.get("in_channels", 1)), 640, 400]
+    model = build_model(builder, plugins)
+    report = count(model, torch.zeros(size), overrides=overrides, include=include, plugins=plugins)
     if args.json:
         print(json.dumps({"model": name, "input": size, **report.to_dict()}, indent=2))
     else:
@@ -85,21 +94,21 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from .pruner import Pruner
-    from .report import Kept, kept_table, summary_table
+    from .run.pruner import Pruner
+    from .run.report import Kept, kept_table, summary_table
 
     pruner = Pruner.from_config(args.config)
-    summary = pruner.prune(resume=args.resume).summary
+    result = pruner.prune(resume=args.resume)
     print()
-    print(kept_table([Kept(**k) for k in summary["kept"]]))
+    print(kept_table([Kept(**k) for k in result.summary["kept"]]))
     print()
-    print(summary_table(summary))
+    print(summary_table(result.summary, result.state.task))
     print(f"\ncheckpoints: {pruner.run_dir / 'checkpoints'}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import distributed
+    from .training import distributed
 
     if args.nproc > 1 and not distributed.launched():
         return launch(args)
@@ -107,15 +116,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def finish_run(source: Any, resume: bool) -> int:
-    from . import distributed
-    from .pruner import Pruner
-    from .report import summary_table
+    from .run.pruner import Pruner
+    from .run.report import summary_table
+    from .training import distributed
 
     pruner = Pruner.from_config(source)
     result = pruner.run(resume=resume)
     if distributed.is_main():
         print()
-        print(summary_table(result.summary))
+        print(summary_table(result.summary, result.state.task))
         print(f"\nrun directory: {pruner.run_dir} (export/, report.md, log.jsonl, checkpoints/)")
     distributed.shutdown()
     return 0
@@ -125,12 +134,24 @@ def launch(args: argparse.Namespace) -> int:
     """Re-run this command under torchrun with ``--nproc`` processes on this machine."""
     import subprocess
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
-               "-m", "prunekit", "run", args.config] + (["--resume"] if args.resume else [])
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={args.nproc}",
+        "-m",
+        "prunekit",
+        "run",
+        args.config,
+    ] + (["--resume"] if args.resume else [])
     code = subprocess.call(command)
     if code:
-        print(f"prunekit: error: a worker process failed (exit code {code}); the last complete checkpoint of the "
-              "run is intact and `prunekit run CONFIG --resume` continues from it", file=sys.stderr)
+        print(
+            f"prunekit: error: a worker process failed (exit code {code}); the last complete checkpoint of the "
+            "run is intact and `prunekit run CONFIG --resume` continues from it",
+            file=sys.stderr,
+        )
     return code
 
 
@@ -145,8 +166,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import load
-    from .onnx_export import to_onnx
+    from .run.export import load
+    from .run.onnx_export import to_onnx
 
     model = load(args.run)
     if args.onnx:
@@ -158,10 +179,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import read_run, summary_table, write_report
+    from .run.report import read_run, summary_table, task_of, write_report
 
     path = write_report(Path(args.run), plots=True)
-    print(summary_table(read_run(Path(args.run))[0]))
+    summary = read_run(Path(args.run))[0]
+    print(summary_table(summary, task_of(summary)))
     print(f"\nwrote {path} and its plots")
     return 0
 
@@ -177,7 +199,7 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("cost", help="MACs and parameters per layer, block and in total")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", default="unet", help="registered model name (default: unet)")
+    src.add_argument("--model", help="registered model name")
     src.add_argument("--config", help="take model, input size and cost settings from a run config")
     p.add_argument("--input", help="example input size, e.g. 1,1,640,400 (default: 1,C,640,400)")
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE", help="model builder argument")

@@ -1,4 +1,5 @@
 """The typed errors prunekit raises for bad input, and the "did you mean" helper."""
+
 from __future__ import annotations
 
 import difflib

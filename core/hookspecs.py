@@ -6,8 +6,9 @@ the ``prunekit`` entry-point group (``[project.entry-points.prunekit]`` in ``pyp
 or through ``plugins.load`` in a run's config. Registry hooks return lists of named records;
 two plugins returning the same name for the same kind is an error naming both.
 
-The examples run as doctests (``pytest --doctest-modules core/hookspecs.py``).
+The examples run as doctests in the test suite.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 import pluggy
 from torch import nn
 
-from .types import LayerType, Spec, Traversal
+from .layer_type import LayerType
+from .records import Spec, Traversal
 
 hookspec = pluggy.HookspecMarker("prunekit")
 hookimpl = pluggy.HookimplMarker("prunekit")
@@ -129,8 +131,9 @@ def prunekit_criteria() -> list[Spec]:
 def prunekit_task_losses() -> list[Spec]:
     """Return task losses: ``factory(**args)`` builds ``loss(logits, batch) -> scalar Tensor``.
 
-    ``batch`` is the dict the dataset yields, collated: ``image`` (N×C×H×W float) and ``mask``
-    (N×H×W class indices), plus whatever else the dataset provides.
+    ``batch`` is the collated batch as a dict: ``image`` (N×C×H×W float) and ``target`` (N×H×W
+    class indices for segmentation, N class indices for classification), plus whatever else the
+    dataset provides.
 
     >>> import torch, prunekit as pk
     >>> import torch.nn.functional as F
@@ -139,13 +142,13 @@ def prunekit_task_losses() -> list[Spec]:
     ...     def prunekit_task_losses(self):
     ...         def build(gamma=2.0):
     ...             def loss(logits, batch):
-    ...                 logp = F.log_softmax(logits, 1).gather(1, batch["mask"][:, None])
+    ...                 logp = F.log_softmax(logits, 1).gather(1, batch["target"][:, None])
     ...                 return (-(1 - logp.exp()) ** gamma * logp).mean()
     ...             return loss
     ...         return [pk.Spec("focal", build, "focal loss")]
     >>> with pk.registered(Focal()):
     ...     loss = pk.get("task_loss", "focal", gamma=0.0)
-    ...     round(float(loss(torch.zeros(1, 2, 1, 1), {"mask": torch.zeros(1, 1, 1, dtype=torch.long)})), 4)
+    ...     round(float(loss(torch.zeros(1, 2, 1, 1), {"target": torch.zeros(1, 1, 1, dtype=torch.long)})), 4)
     0.6931
     """
 
@@ -180,19 +183,21 @@ def prunekit_distillation_losses() -> list[Spec]:
 def prunekit_datasets() -> list[Spec]:
     """Return datasets: ``factory(**args)`` builds a :class:`prunekit.DataSplits`.
 
-    ``DataSplits(train, val, n_classes, in_channels, class_names)`` holds two map-style datasets
-    whose items are dicts with ``image`` (C×H×W float) and ``mask`` (H×W int64 class indices).
-    Nothing may be downloaded: generate the data or read it from local folders.
+    ``DataSplits(train, val, n_classes, in_channels, class_names, task)`` holds two map-style
+    datasets whose items are dicts with ``image`` (C×H×W float) and ``target`` (H×W int64 class
+    indices for segmentation, an int64 class index for classification) — or tuples
+    ``(image, target)``; ``task`` names the task plugin that scores them. Nothing may be
+    downloaded: generate the data or read it from local folders.
 
     >>> import torch, prunekit as pk
     >>> class Blank(torch.utils.data.Dataset):
     ...     def __len__(self): return 4
     ...     def __getitem__(self, i):
-    ...         return {"image": torch.zeros(1, 8, 8), "mask": torch.zeros(8, 8, dtype=torch.long)}
+    ...         return {"image": torch.zeros(1, 8, 8), "target": torch.zeros(8, 8, dtype=torch.long)}
     >>> class BlankPlugin:
     ...     @pk.hookimpl
     ...     def prunekit_datasets(self):
-    ...         build = lambda: pk.DataSplits(Blank(), Blank(), n_classes=2, in_channels=1)
+    ...         build = lambda: pk.DataSplits(Blank(), Blank(), n_classes=2, in_channels=1, task="segmentation")
     ...         return [pk.Spec("blank", build, "all zeros")]
     >>> with pk.registered(BlankPlugin()):
     ...     len(pk.get("dataset", "blank").train)
@@ -223,10 +228,66 @@ def prunekit_loggers() -> list[Spec]:
 
 
 @hookspec
+def prunekit_tasks() -> list[Spec]:
+    """Return tasks: ``factory()`` builds an object with the :class:`prunekit.protocols.Task`
+    attributes — ``name``, ``best_metric`` (higher is better; it picks the best epoch),
+    ``best_label``, ``default_loss`` (task-loss name -> weight), ``metric(n_classes, device)``
+    (a fresh :class:`prunekit.protocols.Metric`: ``update(logits, batch)``, a ``state`` tensor of
+    sums that processes add up, ``compute() -> dict``) and ``report_rows(baseline, pruned,
+    class_names)``.
+
+    >>> import torch, prunekit as pk
+    >>> class Agreement:                              # share of samples whose argmax matches
+    ...     def __init__(self):
+    ...         self.state = torch.zeros(2)
+    ...     def update(self, logits, batch):
+    ...         self.state += torch.tensor([(logits.argmax(1) == batch["target"]).sum(), len(logits)])
+    ...     def compute(self):
+    ...         return {"agreement": float(self.state[0] / self.state[1])}
+    >>> class Ranking:
+    ...     name, best_metric, best_label = "ranking", "agreement", "agreement"
+    ...     default_loss = {"cross_entropy": 1.0}
+    ...     def metric(self, n_classes, device):
+    ...         return Agreement()
+    ...     def report_rows(self, baseline, pruned, class_names):
+    ...         return [["agreement", f"{baseline['agreement']:.2f}", f"{pruned['agreement']:.2f}", ""]]
+    >>> class RankingPlugin:
+    ...     @pk.hookimpl
+    ...     def prunekit_tasks(self):
+    ...         return [pk.Spec("ranking", Ranking, "argmax agreement")]
+    >>> with pk.registered(RankingPlugin()):
+    ...     metric = pk.get("task", "ranking").metric(2, "cpu")
+    ...     metric.update(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), {"target": torch.tensor([1, 1])})
+    ...     metric.compute()
+    {'agreement': 0.5}
+    """
+
+
+@hookspec
+def prunekit_presets() -> list[Spec]:
+    """Return presets: ``factory()`` builds a mapping of ``pruning`` settings that a config's
+    ``pruning.preset`` puts beneath its own (the config's keys win, mappings merge key by key).
+    The built-in ``default`` preset holds the settings of a config that names none.
+
+    >>> import prunekit as pk
+    >>> class Gentle:
+    ...     @pk.hookimpl
+    ...     def prunekit_presets(self):
+    ...         settings = {"criterion": {"weights": {"weight_norm": 1.0}}, "layer_limit_percent": 50}
+    ...         return [pk.Spec("gentle", lambda: settings, "half of any layer at most")]
+    >>> with pk.registered(Gentle()):
+    ...     config = pk.config.load({"pruning": {"preset": "gentle", "layer_limit_percent": 60}})
+    >>> config.pruning.layer_limit_percent, config.pruning.criterion.weights
+    (60.0, {'weight_norm': 1.0})
+    """
+
+
+@hookspec
 def prunekit_run_started(run: Any) -> None:
     """Called once when a pruning run starts, after the baseline is ready (broadcast).
 
-    ``run`` is the :class:`prunekit.Pruner`; ``run.model`` is the student.
+    ``run`` is the run's state (``run.config``, ``run.run_dir``, ``run.device``); ``run.model``
+    is the student, ``run.teacher`` the frozen baseline.
 
     >>> import prunekit as pk
     >>> class Hello:
@@ -261,7 +322,7 @@ def prunekit_step_done(run: Any, record: dict) -> None:
 def prunekit_epoch_done(run: Any, record: dict) -> None:
     """Called after every training, retraining or fine-tuning epoch (broadcast).
 
-    ``run`` is the trainer (``run.config``, ``run.device``); ``record`` holds ``phase`` (``train``,
+    ``run`` is the trainer (``run.device``, ``run.task``); ``record`` holds ``phase`` (``train``,
     ``retrain``, ``finetune``), ``epoch``, ``loss`` and the validation metrics.
 
     >>> import prunekit as pk

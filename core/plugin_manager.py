@@ -5,15 +5,17 @@ exactly like third-party ones; they are registered first, other installed entry 
 then whatever ``plugins.load`` names. A broken third-party plugin is skipped with a warning
 naming it (an error when ``PRUNEKIT_STRICT_PLUGINS=1``).
 """
+
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
-import importlib.metadata as metadata
 import os
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 import pluggy
@@ -21,7 +23,8 @@ from torch import nn
 
 from . import hookspecs
 from .errors import PluginError, suggest
-from .types import LayerType, Spec, Traversal
+from .layer_type import LayerType
+from .records import Spec, Traversal
 
 GROUP = "prunekit"
 SELF_DIST = "prunekit"
@@ -35,6 +38,8 @@ KINDS = {
     "task_loss": "prunekit_task_losses",
     "distillation": "prunekit_distillation_losses",
     "logger": "prunekit_loggers",
+    "task": "prunekit_tasks",
+    "preset": "prunekit_presets",
 }
 EVENTS = ("run_started", "step_done", "epoch_done", "run_finished")
 
@@ -76,7 +81,7 @@ class Manager:
             self.pm.set_blocked(name)
         entry_points = sorted(metadata.entry_points(group=GROUP), key=_builtin_first)
         for ep in entry_points:
-            if ep.dist is not None and ep.dist.name == SELF_DIST or self.autoload or ep.name in self.load:
+            if (ep.dist is not None and ep.dist.name == SELF_DIST) or self.autoload or ep.name in self.load:
                 self._load_entry_point(ep)
         for name in self.load:
             if name not in self.info:
@@ -131,7 +136,8 @@ class Manager:
     def unregister(self, plugin: object) -> None:
         name = self.pm.get_name(plugin)
         self.pm.unregister(plugin)
-        self.info.pop(name, None)
+        if name is not None:
+            self.info.pop(name, None)
         self._invalidate()
 
     def _invalidate(self) -> None:
@@ -213,14 +219,16 @@ class Manager:
         for name, plugin in self.pm.list_name_plugin():
             info = self.info.get(name, PluginInfo(name))
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or ())
-            rows.append({
-                "name": name,
-                "distribution": info.distribution,
-                "version": info.version,
-                "source": info.source,
-                "hooks": hooks,
-                "registers": {k: sorted(v) for k, v in sorted(registers.get(name, {}).items())},
-            })
+            rows.append(
+                {
+                    "name": name,
+                    "distribution": info.distribution,
+                    "version": info.version,
+                    "source": info.source,
+                    "hooks": hooks,
+                    "registers": {k: sorted(v) for k, v in sorted(registers.get(name, {}).items())},
+                }
+            )
         return rows
 
 
@@ -228,22 +236,19 @@ def _builtin_first(ep: metadata.EntryPoint) -> tuple[int, str]:
     return (0 if ep.dist is not None and ep.dist.name == SELF_DIST else 1, ep.name)
 
 
-_manager: Manager | None = None
-
-
+@functools.cache
 def manager() -> Manager:
     """The process-wide plugin manager (created on first use with default settings)."""
-    global _manager
-    if _manager is None:
-        _manager = Manager()
-    return _manager
+    return Manager()
 
 
-def configure(load: Iterable[str] = (), disable: Iterable[str] = (), autoload: bool = True) -> Manager:
-    """Replace the process-wide manager by one with these ``plugins`` settings."""
-    global _manager
-    _manager = Manager(tuple(load), tuple(disable), autoload)
-    return _manager
+def for_settings(load: Iterable[str] = (), disable: Iterable[str] = (), autoload: bool = True) -> Manager:
+    """A manager with these ``plugins`` settings: the process-wide one when they are the defaults
+    (so plugins registered on it count), else a new one."""
+    load, disable = tuple(load), tuple(disable)
+    if not load and not disable and autoload:
+        return manager()
+    return Manager(load, disable, autoload)
 
 
 @contextlib.contextmanager

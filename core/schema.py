@@ -4,6 +4,7 @@ Every field is checked against its annotation (a ``Literal`` lists the choices; 
 metadata); an unknown key, a wrong type or an out-of-range value raises :class:`ConfigError`
 naming the key path, the value and what is allowed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,15 +15,23 @@ from typing import Any, Literal, Union
 from .errors import ConfigError, suggest
 
 
-def field(default: Any = dataclasses.MISSING, *, min: float | None = None, max: float | None = None,
-          open_min: bool = False, doc: str = "", **kwargs: Any) -> Any:
+def field(
+    default: Any = dataclasses.MISSING,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    open_min: bool = False,
+    doc: str = "",
+    **kwargs: Any,
+) -> Any:
     """A dataclass field with range limits and a one-line description."""
     meta = {"min": min, "max": max, "open_min": open_min, "doc": doc}
     if isinstance(default, (list, dict)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta, **kwargs)
-    if dataclasses.is_dataclass(default):
-        return dataclasses.field(default_factory=lambda: dataclasses.replace(default), metadata=meta, **kwargs)
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+        instance = default
+        return dataclasses.field(default_factory=lambda: dataclasses.replace(instance), metadata=meta, **kwargs)
     return dataclasses.field(default=default, metadata=meta, **kwargs)
 
 
@@ -45,37 +54,56 @@ def describe(tp: Any) -> str:
 
 def convert(tp: Any, value: Any, path: str) -> Any:
     """``value`` as type ``tp``, or ConfigError."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    origin = typing.get_origin(tp)
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        mapping = next((a for a in args if dataclasses.is_dataclass(a) or typing.get_origin(a) is dict), None)
-        if isinstance(value, dict) and mapping is not None:
-            return convert(mapping, value, path)  # keep the precise message of a bad key inside
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return convert(arg, value, path)
-            except ConfigError:
-                continue
-        raise _bad(path, value, describe(tp))
+        return _union(tp, value, path)
     if origin is Literal:
-        if value in args:
+        if value in typing.get_args(tp):
             return value
-        raise ConfigError(f"{path}: {value!r} is not allowed; {suggest(str(value), map(str, args))}")
+        raise ConfigError(f"{path}: {value!r} is not allowed; {suggest(str(value), map(str, typing.get_args(tp)))}")
     if origin is list or tp is list:
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            raise _bad(path, value, describe(tp))
-        return [convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)] if args else value
+        return _list(tp, value, path)
     if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise _bad(path, value, describe(tp))
-        return {str(k): convert(args[1], v, f"{path}.{k}") for k, v in value.items()} if args else dict(value)
-    if dataclasses.is_dataclass(tp):
+        return _dict(tp, value, path)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, path)
+    return _scalar(tp, value, path)
+
+
+def _union(tp: Any, value: Any, path: str) -> Any:
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    mapping = next((a for a in args if dataclasses.is_dataclass(a) or typing.get_origin(a) is dict), None)
+    if isinstance(value, dict) and mapping is not None:
+        return convert(mapping, value, path)  # keep the precise message of a bad key inside
+    for arg in (a for a in args if a is not type(None)):
+        try:
+            return convert(arg, value, path)
+        except ConfigError:
+            continue
+    raise _bad(path, value, describe(tp))
+
+
+def _list(tp: Any, value: Any, path: str) -> list[Any]:
+    args = typing.get_args(tp)
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, list):
+        raise _bad(path, value, describe(tp))
+    return [convert(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)] if args else value
+
+
+def _dict(tp: Any, value: Any, path: str) -> dict[str, Any]:
+    args = typing.get_args(tp)
+    if not isinstance(value, dict):
+        raise _bad(path, value, describe(tp))
+    return {str(k): convert(args[1], v, f"{path}.{k}") for k, v in value.items()} if args else dict(value)
+
+
+def _scalar(tp: Any, value: Any, path: str) -> Any:
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, float) and value.is_integer() and abs(value) >= 1e3:
@@ -126,10 +154,11 @@ def check_range(value: Any, meta: Any, path: str) -> None:
     too_low = low is not None and (value < low or (open_min and value == low))
     if too_low or (high is not None and value > high):
         bounds = ([f"> {low}" if open_min else f">= {low}"] if low is not None else []) + (
-            [f"<= {high}"] if high is not None else [])
+            [f"<= {high}"] if high is not None else []
+        )
         raise ConfigError(f"{path}: {value!r} is out of range; it must be {' and '.join(bounds)}")
 
 
 def to_dict(obj: Any) -> Any:
     """Plain nested dicts, for writing the resolved config next to a run."""
-    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) and not isinstance(obj, type) else obj

@@ -4,6 +4,7 @@ Activation statistics stream over the calibration pass: memory depends on the la
 never on the number of batches. ``observe`` receives a layer's raw output with the channels on
 dim 1 (N×C×…), and, for gradient criteria, the loss gradient with respect to it.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -58,11 +59,17 @@ class _Streaming:
     def score(self, layer: ScoredLayer) -> torch.Tensor | None:
         return self.finish(*self.stats[layer.name]) if layer.name in self.stats else None
 
+    def finish(self, total: torch.Tensor, count: int) -> torch.Tensor:
+        """Scores from the accumulated statistics of one layer."""
+        raise NotImplementedError
+
     def all_reduce(self, sum_: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Sum the statistics of all processes (under torchrun), so every rank scores alike."""
         for layer in sorted(self.stats):
-            self.stats[layer] = [sum_(v) if torch.is_tensor(v) else int(sum_(torch.tensor([v], dtype=torch.float64))[0])
-                                 for v in self.stats[layer]]
+            self.stats[layer] = [
+                sum_(v) if torch.is_tensor(v) else int(sum_(torch.tensor([v], dtype=torch.float64))[0])
+                for v in self.stats[layer]
+            ]
 
     def _add(self, layer: str, *values: torch.Tensor | int) -> None:
         if layer in self.stats:
@@ -114,7 +121,7 @@ class Taylor(_Streaming):
     def observe(self, layer: str, activation: torch.Tensor, gradient: torch.Tensor | None) -> None:
         if gradient is None:
             return
-        product = (activation.detach().double() * gradient.detach().double())
+        product = activation.detach().double() * gradient.detach().double()
         product = product.reshape(*product.shape[:2], -1).sum(2)
         self._add(layer, product.abs().sum(0), activation.shape[0])
 

@@ -1,6 +1,7 @@
 """RITnet's DenseNet2D (Chaudhary et al. 2019): five dense down blocks and four dense up blocks
 of ``channel_size`` channels, LeakyReLU, dropout, average-pool down, nearest upsampling and
 skip concatenation; and the traversal that names its blocks."""
+
 from __future__ import annotations
 
 import torch
@@ -60,15 +61,18 @@ class UpBlock(nn.Module):
 
 
 class DenseNet2D(nn.Module):
-    def __init__(self, in_channels: int = 1, n_classes: int = 4, channel_size: int = 32,
-                 dropout: float = 0.2) -> None:
+    def __init__(self, in_channels: int = 1, n_classes: int = 4, channel_size: int = 32, dropout: float = 0.2) -> None:
         super().__init__()
         c = channel_size
         self.down_block1 = DownBlock(in_channels, c, pool=False, dropout=dropout)
-        for i in range(2, 6):
-            setattr(self, f"down_block{i}", DownBlock(c, c, pool=True, dropout=dropout))
-        for i in range(1, 5):
-            setattr(self, f"up_block{i}", UpBlock(c, c, c, dropout=dropout))
+        self.down_block2 = DownBlock(c, c, pool=True, dropout=dropout)
+        self.down_block3 = DownBlock(c, c, pool=True, dropout=dropout)
+        self.down_block4 = DownBlock(c, c, pool=True, dropout=dropout)
+        self.down_block5 = DownBlock(c, c, pool=True, dropout=dropout)
+        self.up_block1 = UpBlock(c, c, c, dropout=dropout)
+        self.up_block2 = UpBlock(c, c, c, dropout=dropout)
+        self.up_block3 = UpBlock(c, c, c, dropout=dropout)
+        self.up_block4 = UpBlock(c, c, c, dropout=dropout)
         self.dropout = nn.Dropout(dropout)
         self.out_conv1 = nn.Conv2d(c, n_classes, 1)
 
@@ -86,13 +90,16 @@ class DenseNet2D(nn.Module):
 
 
 BLOCKS = tuple(f"down_block{i}" for i in range(1, 6)) + tuple(f"up_block{i}" for i in range(1, 5))
-TRAVERSAL = Traversal("densenet", blocks=BLOCKS, protected=("out_conv1",), taps=("down_block5", "up_block2", "up_block4"))
+TRAVERSAL = Traversal(
+    "densenet", blocks=BLOCKS, protected=("out_conv1",), taps=("down_block5", "up_block2", "up_block4")
+)
 
 
 @hookimpl
 def prunekit_models() -> list[Spec]:
-    return [Spec("densenet", DenseNet2D,
-                 "RITnet DenseNet2D; args in_channels, n_classes, channel_size (32), dropout (0.2)")]
+    return [
+        Spec("densenet", DenseNet2D, "RITnet DenseNet2D; args in_channels, n_classes, channel_size (32), dropout (0.2)")
+    ]
 
 
 @hookimpl

@@ -9,6 +9,7 @@ traversal's defaults; ``()``: logits only) and ``forward(student, teacher) -> sc
 channel counts pruning made differ are trained with the student. Teacher tensors are detached
 and never written to.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -28,8 +29,10 @@ def tap_pairs(taps: tuple[str, ...] | None, student: pk.Outputs, teacher: pk.Out
     names = tuple(teacher.features) if taps is None else taps
     missing = [n for n in names if n not in student.features or n not in teacher.features]
     if missing:
-        raise pk.ConfigError(f"distillation taps {missing} were not recorded; "
-                             f"recorded: {sorted(set(student.features) & set(teacher.features))}")
+        raise pk.ConfigError(
+            f"distillation taps {missing} were not recorded; "
+            f"recorded: {sorted(set(student.features) & set(teacher.features))}"
+        )
     return [(n, student.features[n], teacher.features[n].detach()) for n in names]
 
 
@@ -57,7 +60,7 @@ def fitted_adapter(student: torch.Tensor, teacher: torch.Tensor) -> nn.Conv2d:
     weight = torch.linalg.solve(gram + ridge, x @ y.T).T
     conv = nn.Conv2d(student.shape[1], teacher.shape[1], 1).to(student.device, student.dtype)
     conv.weight.copy_(weight[:, :-1, None, None])
-    conv.bias.copy_(weight[:, -1])
+    conv.bias.copy_(weight[:, -1])  # type: ignore[union-attr]  # a Conv2d built with a bias
     return conv
 
 
@@ -73,7 +76,7 @@ class Adapters(nn.Module):
         change since the last call (it has been trained); drop those whose counts match again."""
         for name, s, t in pairs:
             key, shape = name.replace(".", "/"), (s.shape[1], t.shape[1])
-            old = self.convs[key] if key in self.convs else None
+            old = self.convs[key] if key in self.convs else None  # noqa: SIM401 (ModuleDict has no get)
             if shape[0] == shape[1]:
                 if old is not None:
                     del self.convs[key]
@@ -85,8 +88,10 @@ class Adapters(nn.Module):
         if key in self.convs:
             return self.convs[key](x)
         if x.shape[1] != channels:
-            raise pk.ConfigError(f"student tap {name!r} has {x.shape[1]} channels, the teacher's "
-                                 f"{channels}: call setup() after pruning to create its adapter")
+            raise pk.ConfigError(
+                f"student tap {name!r} has {x.shape[1]} channels, the teacher's "
+                f"{channels}: call setup() after pruning to create its adapter"
+            )
         return x
 
 
@@ -104,7 +109,7 @@ class Hinton(nn.Module):
     def forward(self, student: pk.Outputs, teacher: pk.Outputs) -> torch.Tensor:
         log_s = F.log_softmax(student.logits / self.T, 1)
         log_t = F.log_softmax(teacher.logits.detach() / self.T, 1)
-        return (log_t.exp() * (log_t - log_s)).sum(1).mean() * self.T ** 2
+        return (log_t.exp() * (log_t - log_s)).sum(1).mean() * self.T**2
 
 
 def attention_map(features: torch.Tensor, p: float, size: Sequence[int]) -> torch.Tensor:
@@ -128,8 +133,10 @@ class Attention(nn.Module):
         pairs = tap_pairs(self.taps, student, teacher)
         if not pairs:
             raise pk.ConfigError("attention distillation needs at least one feature tap")
-        losses = [(attention_map(s, self.p, t.shape[2:]) - attention_map(t, self.p, t.shape[2:])).norm(dim=1).mean()
-                  for _, s, t in pairs]
+        losses = [
+            (attention_map(s, self.p, t.shape[2:]) - attention_map(t, self.p, t.shape[2:])).norm(dim=1).mean()
+            for _, s, t in pairs
+        ]
         return torch.stack(losses).mean()
 
 
@@ -172,7 +179,7 @@ def channel_divergence(student: torch.Tensor, teacher: torch.Tensor, tau: float)
     the paper's τ²/C normalisation; their released code also divides by the batch size)."""
     log_s = F.log_softmax(student.flatten(2) / tau, 2)
     log_t = F.log_softmax(teacher.flatten(2) / tau, 2)
-    return (log_t.exp() * (log_t - log_s)).sum(2).mean() * tau ** 2
+    return (log_t.exp() * (log_t - log_s)).sum(2).mean() * tau**2
 
 
 class ChannelWise(nn.Module):
@@ -193,8 +200,10 @@ class ChannelWise(nn.Module):
         self.adapters.fit(tap_pairs(self.taps, student, teacher))
 
     def forward(self, student: pk.Outputs, teacher: pk.Outputs) -> torch.Tensor:
-        terms = [channel_divergence(resize_to(self.adapters(name, s, t.shape[1]), t.shape[2:]), t, self.tau)
-                 for name, s, t in tap_pairs(self.taps, student, teacher)]
+        terms = [
+            channel_divergence(resize_to(self.adapters(name, s, t.shape[1]), t.shape[2:]), t, self.tau)
+            for name, s, t in tap_pairs(self.taps, student, teacher)
+        ]
         if self.logits:
             terms.append(channel_divergence(student.logits, teacher.logits.detach(), self.tau))
         if not terms:

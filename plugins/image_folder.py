@@ -7,6 +7,7 @@ indices (single-channel PNG: mode L, P, I or 1) or are colour-coded, with ``colo
 colour (``"#rrggbb"`` or ``[r, g, b]``) to a class index. Folder structure and pairing are
 checked when the dataset is built; each file's contents when its item is loaded.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,14 +32,22 @@ Pair = tuple[Path, Path]
 
 
 class FolderDataset(torch.utils.data.Dataset):
-    """Image/mask pairs read on demand: ``{"image": C×H×W float in [-1, 1], "mask": H×W int64}``.
+    """Image/mask pairs read on demand: ``{"image": C×H×W float in [-1, 1], "target": H×W int64}``.
 
     Flips (``augment=True``, the training split) come from :func:`flip_rng` with the dataset seed
     and the item index; call ``set_epoch(e)`` to draw new flips each epoch.
     """
 
-    def __init__(self, pairs: Sequence[Pair], n_classes: int, channels: int, colors: dict[int, int] | None,
-                 transforms: Transforms, seed: int, augment: bool) -> None:
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        n_classes: int,
+        channels: int,
+        colors: dict[int, int] | None,
+        transforms: Transforms,
+        seed: int,
+        augment: bool,
+    ) -> None:
         self.pairs, self.n_classes, self.channels, self.colors = list(pairs), n_classes, channels, colors
         self.transforms, self.seed, self.augment = transforms, seed, augment
         self.epoch = 0
@@ -51,8 +60,10 @@ class FolderDataset(torch.utils.data.Dataset):
         image = load_image(image_path, self.channels)
         mask = load_mask(mask_path, self.n_classes, self.colors)
         if image.shape[:2] != mask.shape:
-            raise DataError(f"image_folder: image '{image_path}' is {_hw(image.shape)} but its mask "
-                            f"'{mask_path}' is {_hw(mask.shape)} (height×width)")
+            raise DataError(
+                f"image_folder: image '{image_path}' is {_hw(image.shape)} but its mask "
+                f"'{mask_path}' is {_hw(mask.shape)} (height×width)"
+            )
         rng = flip_rng(self.seed, index, self.epoch) if self.augment else None
         return self.transforms(image, mask, rng)
 
@@ -72,13 +83,17 @@ def load_mask(path: Path, n_classes: int, colors: dict[int, int] | None) -> np.n
     if colors is not None:
         return _map_colors(np.asarray(mask.convert("RGB")), colors, path)
     if mask.mode not in INDEX_MODES:
-        raise DataError(f"image_folder: mask '{path}' has mode {mask.mode}; index masks are "
-                        f"single-channel (L, P, I), colour-coded masks need the colors argument")
+        raise DataError(
+            f"image_folder: mask '{path}' has mode {mask.mode}; index masks are "
+            f"single-channel (L, P, I), colour-coded masks need the colors argument"
+        )
     values = np.asarray(mask).astype(np.int64)
     bad = values[(values < 0) | (values >= n_classes)]
     if bad.size:
-        raise DataError(f"image_folder: mask '{path}' holds class value {bad.max()}, but n_classes is "
-                        f"{n_classes} (values 0..{n_classes - 1})")
+        raise DataError(
+            f"image_folder: mask '{path}' holds class value {bad.max()}, but n_classes is "
+            f"{n_classes} (values 0..{n_classes - 1})"
+        )
     return values
 
 
@@ -100,8 +115,10 @@ def _map_colors(rgb: np.ndarray, colors: dict[int, int], path: Path) -> np.ndarr
     if unknown.any():
         row, col = (int(i) for i in np.argwhere(unknown)[0])
         known = ", ".join(_hex(k) for k in keys.tolist())
-        raise DataError(f"image_folder: mask '{path}' has colour {_hex(int(codes[row, col]))} at row {row}, "
-                        f"column {col}, which is not in colors ({known})")
+        raise DataError(
+            f"image_folder: mask '{path}' has colour {_hex(int(codes[row, col]))} at row {row}, "
+            f"column {col}, which is not in colors ({known})"
+        )
     return classes[where]
 
 
@@ -112,12 +129,15 @@ def find_pairs(folder: Path) -> list[Pair]:
     masks = _by_stem(_subfolder(folder, "masks"), (MASK_SUFFIX,), "masks")
     for stem, image in images.items():
         if stem not in masks:
-            raise DataError(f"image_folder: image '{image}' has no mask "
-                            f"(expected '{folder / 'masks' / (stem + MASK_SUFFIX)}')")
+            raise DataError(
+                f"image_folder: image '{image}' has no mask (expected '{folder / 'masks' / (stem + MASK_SUFFIX)}')"
+            )
     for stem, mask in masks.items():
         if stem not in images:
-            raise DataError(f"image_folder: mask '{mask}' has no image (expected {stem}.png, .jpg or "
-                            f".jpeg in '{folder / 'images'}')")
+            raise DataError(
+                f"image_folder: mask '{mask}' has no image (expected {stem}.png, .jpg or "
+                f".jpeg in '{folder / 'images'}')"
+            )
     if not images:
         raise DataError(f"image_folder: no images (.png, .jpg, .jpeg) in '{folder / 'images'}'")
     return [(images[stem], masks[stem]) for stem in sorted(images)]
@@ -145,8 +165,10 @@ def split_pairs(pairs: list[Pair], val_fraction: float, seed: int) -> tuple[list
     """A seeded random split; val gets ``round(val_fraction · n)`` pairs, at least one, and train
     keeps at least one."""
     if len(pairs) < 2:
-        raise DataError(f"image_folder: need at least 2 image/mask pairs to split off a val set, "
-                        f"found {len(pairs)} ('{pairs[0][0]}')")
+        raise DataError(
+            f"image_folder: need at least 2 image/mask pairs to split off a val set, "
+            f"found {len(pairs)} ('{pairs[0][0]}')"
+        )
     n_val = min(max(round(val_fraction * len(pairs)), 1), len(pairs) - 1)
     order = np.random.default_rng([seed, _SPLIT_STREAM]).permutation(len(pairs))
     val = set(order[:n_val].tolist())
@@ -167,8 +189,9 @@ def parse_colors(colors: Any, n_classes: int) -> dict[int, int] | None:
             raise ConfigError(f"image_folder: colors: expected [colour, class] pairs, got {item!r}")
         colour, label = _colour_code(item[0]), item[1]
         if not is_int(label) or not 0 <= label < n_classes:
-            raise ConfigError(f"image_folder: colors: class of {item[0]!r} must be an integer "
-                              f"0..{n_classes - 1}, got {label!r}")
+            raise ConfigError(
+                f"image_folder: colors: class of {item[0]!r} must be an integer 0..{n_classes - 1}, got {label!r}"
+            )
         if colour in parsed:
             raise ConfigError(f"image_folder: colors: colour {_hex(colour)} is given twice")
         parsed[colour] = int(label)
@@ -181,8 +204,7 @@ def _colour_code(colour: Any) -> int:
             return int(colour[1:], 16)
         except ValueError:
             pass
-    elif (isinstance(colour, (tuple, list)) and len(colour) == 3
-          and all(is_int(c) and 0 <= c <= 255 for c in colour)):
+    elif isinstance(colour, (tuple, list)) and len(colour) == 3 and all(is_int(c) and 0 <= c <= 255 for c in colour):
         return (int(colour[0]) << 16) | (int(colour[1]) << 8) | int(colour[2])
     raise ConfigError(f"image_folder: colors: bad colour {colour!r}; write '#rrggbb' or [r, g, b] with 0..255")
 
@@ -195,8 +217,16 @@ def _hw(shape: tuple[int, ...]) -> str:
     return f"{shape[0]}×{shape[1]}"
 
 
-def build(root: str | Path, n_classes: int, size: Any = None, channels: int = 1, colors: Any = None,
-          val_fraction: float = 0.2, seed: int = 0, transforms: dict | None = None) -> DataSplits:
+def build(
+    root: str | Path,
+    n_classes: int,
+    size: Any = None,
+    channels: int = 1,
+    colors: Any = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    transforms: dict | None = None,
+) -> DataSplits:
     """The ``image_folder`` factory. ``val_fraction`` and ``seed`` choose the random split when
     there are no ``train``/``val`` sub-folders; ``seed`` also draws the training flips. ``size``
     is ``transforms.resize`` under a shorter name."""
@@ -205,16 +235,23 @@ def build(root: str | Path, n_classes: int, size: Any = None, channels: int = 1,
     if channels not in (1, 3) or isinstance(channels, bool):
         raise ConfigError(f"image_folder: channels must be 1 (grey) or 3 (RGB), got {channels!r}")
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
-        raise ConfigError(f"image_folder: val_fraction must be a number between 0 and 1 (exclusive), "
-                          f"got {val_fraction!r}")
+        raise ConfigError(
+            f"image_folder: val_fraction must be a number between 0 and 1 (exclusive), got {val_fraction!r}"
+        )
     if not is_int(seed) or seed < 0:
         raise ConfigError(f"image_folder: seed must be a non-negative integer, got {seed!r}")
     pipeline = _with_size(Transforms.from_config(transforms, "image_folder: transforms"), size)
     color_map = parse_colors(colors, n_classes)
     train, val = _splits(Path(root), val_fraction, seed)
     make = lambda pairs, augment: FolderDataset(pairs, n_classes, channels, color_map, pipeline, seed, augment)
-    return DataSplits(make(train, True), make(val, False), n_classes=n_classes, in_channels=channels,
-                      class_names=tuple(f"class_{i}" for i in range(n_classes)))
+    return DataSplits(
+        make(train, True),
+        make(val, False),
+        n_classes=n_classes,
+        in_channels=channels,
+        class_names=tuple(f"class_{i}" for i in range(n_classes)),
+        task="segmentation",
+    )
 
 
 def _with_size(pipeline: Transforms, size: Any) -> Transforms:
@@ -222,8 +259,9 @@ def _with_size(pipeline: Transforms, size: Any) -> Transforms:
         return pipeline
     size = parse_size(size, "image_folder: size")
     if pipeline.resize not in (None, size):
-        raise ConfigError(f"image_folder: size {list(size)} and transforms.resize {list(pipeline.resize)} "
-                          f"disagree; give one of them")
+        raise ConfigError(
+            f"image_folder: size {list(size)} and transforms.resize {list(pipeline.resize)} disagree; give one of them"
+        )
     return dataclasses.replace(pipeline, resize=size)
 
 
@@ -241,6 +279,11 @@ def _splits(root: Path, val_fraction: float, seed: int) -> tuple[list[Pair], lis
 
 @hookimpl
 def prunekit_datasets() -> list[Spec]:
-    return [Spec("image_folder", build,
-                 "segmentation data from root/images + root/masks (or root/train, root/val); args root, "
-                 "n_classes, size, channels, colors, val_fraction, seed, transforms")]
+    return [
+        Spec(
+            "image_folder",
+            build,
+            "segmentation data from root/images + root/masks (or root/train, root/val); args root, "
+            "n_classes, size, channels, colors, val_fraction, seed, transforms",
+        )
+    ]

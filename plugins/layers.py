@@ -1,9 +1,11 @@
 """Built-in layer types: convolutions, transposed convolutions, linear, norms, activations,
 pooling, upsampling. One small class per family; each counts MACs/params from a shape record
 and cuts channels physically."""
+
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,11 +13,11 @@ from torch import nn
 from prunekit import Flow, LayerShape, LayerType, cut_parameter, hookimpl, numel
 
 
-def _kernel(module: nn.Module) -> int:
+def _kernel(module: Any) -> int:
     return math.prod(module.kernel_size)
 
 
-def _bias(module: nn.Module, channels: int) -> int:
+def _bias(module: Any, channels: int) -> int:
     return channels if getattr(module, "bias", None) is not None else 0
 
 
@@ -33,27 +35,27 @@ class Conv(LayerType):
         self.name = module.__name__.lower()
 
     @staticmethod
-    def depthwise(m: nn.Module) -> bool:
+    def depthwise(m: Any) -> bool:
         return m.groups > 1 and m.groups == m.in_channels
 
-    def flow(self, m: nn.Module) -> Flow:
+    def flow(self, m: Any) -> Flow:
         if m.groups == 1:
             return Flow.PRODUCER
         return Flow.DEPTHWISE if self.depthwise(m) else Flow.OPAQUE
 
-    def _in_per_group(self, m: nn.Module, shape: LayerShape) -> int:
+    def _in_per_group(self, m: Any, shape: LayerShape) -> int:
         return 1 if self.depthwise(m) else shape.in_channels // m.groups
 
-    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+    def macs(self, m: Any, shape: LayerShape) -> int:
         return numel(shape.output) * self._in_per_group(m, shape) * _kernel(m)
 
-    def params(self, m: nn.Module, shape: LayerShape) -> int:
+    def params(self, m: Any, shape: LayerShape) -> int:
         return shape.out_channels * self._in_per_group(m, shape) * _kernel(m) + _bias(m, shape.out_channels)
 
-    def weight_rows(self, m: nn.Module) -> torch.Tensor:
+    def weight_rows(self, m: Any) -> torch.Tensor:
         return m.weight.detach().flatten(1)
 
-    def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
+    def prune_out(self, m: Any, keep: torch.Tensor) -> None:
         multiplier = m.out_channels // m.in_channels if self.depthwise(m) else None
         cut_parameter(m, "weight", keep, 0)
         cut_parameter(m, "bias", keep, 0)
@@ -61,7 +63,7 @@ class Conv(LayerType):
         if multiplier is not None:
             m.in_channels = m.groups = len(keep) // multiplier
 
-    def prune_in(self, m: nn.Module, keep: torch.Tensor) -> None:
+    def prune_in(self, m: Any, keep: torch.Tensor) -> None:
         cut_parameter(m, "weight", keep, 1)
         m.in_channels = len(keep)
 
@@ -73,23 +75,23 @@ class ConvTranspose(Conv):
     """
 
     @staticmethod
-    def depthwise(m: nn.Module) -> bool:
+    def depthwise(m: Any) -> bool:
         return m.groups > 1 and m.groups == m.in_channels == m.out_channels
 
-    def _out_per_group(self, m: nn.Module, shape: LayerShape) -> int:
+    def _out_per_group(self, m: Any, shape: LayerShape) -> int:
         return 1 if self.depthwise(m) else shape.out_channels // m.groups
 
-    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+    def macs(self, m: Any, shape: LayerShape) -> int:
         return numel(shape.input) * self._out_per_group(m, shape) * _kernel(m)
 
-    def params(self, m: nn.Module, shape: LayerShape) -> int:
+    def params(self, m: Any, shape: LayerShape) -> int:
         return shape.in_channels * self._out_per_group(m, shape) * _kernel(m) + _bias(m, shape.out_channels)
 
-    def weight_rows(self, m: nn.Module) -> torch.Tensor:
+    def weight_rows(self, m: Any) -> torch.Tensor:
         weight = m.weight.detach()
         return weight.flatten(1) if self.depthwise(m) else weight.transpose(0, 1).flatten(1)
 
-    def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
+    def prune_out(self, m: Any, keep: torch.Tensor) -> None:
         if self.depthwise(m):
             cut_parameter(m, "weight", keep, 0)
             m.in_channels = m.groups = len(keep)
@@ -98,7 +100,7 @@ class ConvTranspose(Conv):
         cut_parameter(m, "bias", keep, 0)
         m.out_channels = len(keep)
 
-    def prune_in(self, m: nn.Module, keep: torch.Tensor) -> None:
+    def prune_in(self, m: Any, keep: torch.Tensor) -> None:
         cut_parameter(m, "weight", keep, 0)
         m.in_channels = len(keep)
 
@@ -109,24 +111,24 @@ class Linear(LayerType):
     name, module, kind = "linear", nn.Linear, "linear"
     in_dim = out_dim = -1
 
-    def flow(self, m: nn.Module) -> Flow:
+    def flow(self, m: Any) -> Flow:
         return Flow.PRODUCER
 
-    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+    def macs(self, m: Any, shape: LayerShape) -> int:
         return numel(shape.output) * shape.in_channels
 
-    def params(self, m: nn.Module, shape: LayerShape) -> int:
+    def params(self, m: Any, shape: LayerShape) -> int:
         return shape.out_channels * shape.in_channels + _bias(m, shape.out_channels)
 
-    def weight_rows(self, m: nn.Module) -> torch.Tensor:
+    def weight_rows(self, m: Any) -> torch.Tensor:
         return m.weight.detach()
 
-    def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
+    def prune_out(self, m: Any, keep: torch.Tensor) -> None:
         cut_parameter(m, "weight", keep, 0)
         cut_parameter(m, "bias", keep, 0)
         m.out_features = len(keep)
 
-    def prune_in(self, m: nn.Module, keep: torch.Tensor) -> None:
+    def prune_in(self, m: Any, keep: torch.Tensor) -> None:
         cut_parameter(m, "weight", keep, 1)
         m.in_features = len(keep)
 
@@ -140,16 +142,16 @@ class Norm(LayerType):
         self.module = module
         self.name = module.__name__.lower()
 
-    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+    def macs(self, m: Any, shape: LayerShape) -> int:
         return numel(shape.output)
 
-    def params(self, m: nn.Module, shape: LayerShape) -> int:
+    def params(self, m: Any, shape: LayerShape) -> int:
         return 2 * shape.out_channels if m.affine else 0
 
-    def weight_rows(self, m: nn.Module) -> torch.Tensor | None:
+    def weight_rows(self, m: Any) -> torch.Tensor | None:
         return m.weight.detach()[:, None] if m.affine else None
 
-    def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
+    def prune_out(self, m: Any, keep: torch.Tensor) -> None:
         for name in ("weight", "bias", "running_mean", "running_var"):
             cut_parameter(m, name, keep, 0)
         m.num_features = len(keep)
@@ -163,10 +165,10 @@ class Opaque(LayerType):
         self.module, self.kind = module, kind
         self.name = module.__name__.lower()
 
-    def flow(self, m: nn.Module) -> Flow:
+    def flow(self, m: Any) -> Flow:
         return Flow.OPAQUE
 
-    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+    def macs(self, m: Any, shape: LayerShape) -> int:
         return numel(shape.output)
 
 
@@ -179,7 +181,7 @@ class Elementwise(LayerType):
         self.module, self.kind = module, kind
         self.name = module.__name__.lower()
 
-    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+    def macs(self, m: Any, shape: LayerShape) -> int:
         return numel(shape.output) if self.kind == "activation" else 0
 
 
@@ -191,10 +193,10 @@ class PReLU(Elementwise):
     def __init__(self) -> None:
         super().__init__(nn.PReLU)
 
-    def params(self, m: nn.Module, shape: LayerShape) -> int:
+    def params(self, m: Any, shape: LayerShape) -> int:
         return shape.out_channels if m.num_parameters > 1 else 1
 
-    def prune_out(self, m: nn.Module, keep: torch.Tensor) -> None:
+    def prune_out(self, m: Any, keep: torch.Tensor) -> None:
         if m.num_parameters > 1:
             cut_parameter(m, "weight", keep, 0)
             m.num_parameters = len(keep)
@@ -209,7 +211,7 @@ class Pool(LayerType):
         self.module = module
         self.name = module.__name__.lower()
 
-    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+    def macs(self, m: Any, shape: LayerShape) -> int:
         if not hasattr(m, "kernel_size"):
             return numel(shape.input)
         spatial = len(shape.output) - 2
@@ -226,24 +228,54 @@ class Upsample(LayerType):
 
     name, module, kind = "upsample", nn.Upsample, "upsample"
 
-    def macs(self, m: nn.Module, shape: LayerShape) -> int:
+    def macs(self, m: Any, shape: LayerShape) -> int:
         return numel(shape.output) * INTERPOLATION_MACS.get(m.mode, 0)
 
 
 ACTIVATIONS = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus, nn.Softsign,
-    nn.Tanhshrink, nn.Threshold, nn.LogSigmoid,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.Threshold,
+    nn.LogSigmoid,
 )
 IDENTITIES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 POOLS = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
 )
 NORMS = (
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
-    nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
 )
 
 

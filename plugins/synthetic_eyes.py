@@ -6,6 +6,7 @@ so the same (seed, split, index) always gives the same sample and train and val 
 streams. The masks label what is visible: eyelids cover sclera and iris. Eyelashes, specular
 reflections, illumination, blur and noise change the image only.
 """
+
 from __future__ import annotations
 
 import math
@@ -123,8 +124,9 @@ class Geometry:
         rows, cols = _grid(height, width)
         self.x, self.y = _to_eye(eye, rows, cols)
         self.upper_lid, self.lower_lid = lid_curves(eye, self.x)
-        self.opening = np.maximum.reduce([self.upper_lid - self.y, self.y - self.lower_lid,
-                                          np.abs(self.x) - eye.half_width])
+        self.opening = np.maximum.reduce(
+            [self.upper_lid - self.y, self.y - self.lower_lid, np.abs(self.x) - eye.half_width]
+        )
         r = eye.iris_radius
         centre_row, centre_col = _to_image(eye, eye.iris_x, eye.iris_y)
         self.iris_box = _box(centre_row, centre_col, r, self.shape)
@@ -178,9 +180,11 @@ def _skin(geo: Geometry, look: Look, rng: np.random.Generator) -> np.ndarray:
     along = np.maximum(1 - np.square(geo.x / (1.1 * a)), 0)
     above = geo.upper_lid - geo.y  # > 0 above the upper lid margin
     crease = geo.eye.upper * rng.uniform(0.6, 1.2) + 0.15 * a
-    darkening = along * (rng.uniform(0.1, 0.35) * _bump((above - crease) / (0.08 * a))
-                         + rng.uniform(0.2, 0.5) * _bump(above / (0.06 * a))
-                         + rng.uniform(0.0, 0.25) * _bump((geo.y - geo.lower_lid) / (0.05 * a)))
+    darkening = along * (
+        rng.uniform(0.1, 0.35) * _bump((above - crease) / (0.08 * a))
+        + rng.uniform(0.2, 0.5) * _bump(above / (0.06 * a))
+        + rng.uniform(0.0, 0.25) * _bump((geo.y - geo.lower_lid) / (0.05 * a))
+    )
     return look.skin * (1 + 0.12 * _waves(rng, geo.shape, a / 3)) * (1 - darkening)
 
 
@@ -217,10 +221,11 @@ def _lashes(geo: Geometry, rng: np.random.Generator) -> np.ndarray:
     curl = rng.uniform(-0.3, 0.3, count) * length
     s = np.linspace(0, 1, math.ceil(0.35 * a) + 2)[:, None]  # about a point per pixel
     dx, dy = np.cos(direction), np.sin(direction)
-    rows, cols = _to_image(eye, root_t * a + s * length * dx - s * s * curl * dy,
-                           root_y + s * length * dy + s * s * curl * dx)
+    rows, cols = _to_image(
+        eye, root_t * a + s * length * dx - s * s * curl * dy, root_y + s * length * dy + s * s * curl * dx
+    )
     rows, cols = np.floor(rows).astype(np.int64).ravel(), np.floor(cols).astype(np.int64).ravel()
-    darkness = np.broadcast_to(rng.uniform(0.25, 0.6, count), s.shape[:1] + (count,)).ravel()
+    darkness = np.broadcast_to(rng.uniform(0.25, 0.6, count), (*s.shape[:1], count)).ravel()
     height, width = geo.shape
     keep = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
     splat = np.bincount(rows[keep] * width + cols[keep], darkness[keep], height * width)
@@ -288,6 +293,7 @@ def _to_image(eye: Eye, x: Any, y: Any) -> tuple[Any, Any]:
 
 def _box(row: float, col: float, radius: float, shape: tuple[int, int]) -> tuple[slice, slice]:
     """The pixels whose centres may lie within ``radius`` of (row, col), clipped to the image."""
+
     def span(centre: float, size: int) -> slice:
         low = min(max(math.floor(centre - radius - 1), 0), size)
         return slice(low, max(min(math.ceil(centre + radius + 1), size), low))
@@ -295,8 +301,9 @@ def _box(row: float, col: float, radius: float, shape: tuple[int, int]) -> tuple
     return span(row, shape[0]), span(col, shape[1])
 
 
-def generate(seed: int, split: str, index: int, size: tuple[int, int] = (96, 160),
-             n_classes: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def generate(
+    seed: int, split: str, index: int, size: tuple[int, int] = (96, 160), n_classes: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
     """Sample ``index`` of ``split``: a uint8 grey image and a uint8 class mask, both H×W."""
     rng = np.random.default_rng([seed, SPLITS[split], index])
     eye = sample_eye(rng, *size)
@@ -309,14 +316,15 @@ def generate(seed: int, split: str, index: int, size: tuple[int, int] = (96, 160
 
 
 class SyntheticEyes(torch.utils.data.Dataset):
-    """One split of generated eyes: ``{"image": 1×H×W float in [-1, 1], "mask": H×W int64}``.
+    """One split of generated eyes: ``{"image": 1×H×W float in [-1, 1], "target": H×W int64}``.
 
     Flips (training split only) come from :func:`flip_rng` with the dataset seed and the item
     index; call ``set_epoch(e)`` to draw new flips each epoch.
     """
 
-    def __init__(self, split: str, length: int, size: tuple[int, int], n_classes: int, seed: int,
-                 transforms: Transforms) -> None:
+    def __init__(
+        self, split: str, length: int, size: tuple[int, int], n_classes: int, seed: int, transforms: Transforms
+    ) -> None:
         self.split, self.length, self.size = split, length, size
         self.n_classes, self.seed, self.transforms = n_classes, seed, transforms
         self.epoch = 0
@@ -335,27 +343,47 @@ class SyntheticEyes(torch.utils.data.Dataset):
         self.epoch = epoch
 
 
-def build(size: Any = (96, 160), n_train: int = 512, n_val: int = 128, n_classes: int = 4,
-          seed: int = 0, transforms: dict | None = None) -> DataSplits:
+def build(
+    size: Any = (96, 160),
+    n_train: int = 512,
+    n_val: int = 128,
+    n_classes: int = 4,
+    seed: int = 0,
+    transforms: dict | None = None,
+) -> DataSplits:
     """The ``synthetic_eyes`` factory: train and val splits of generated eyes."""
     size = parse_size(size, "synthetic_eyes: size", minimum=_MIN_SIZE)
     for name, value in (("n_train", n_train), ("n_val", n_val)):
         if not is_int(value) or value < 1:
             raise ConfigError(f"synthetic_eyes: {name} must be a positive integer, got {value!r}")
     if not is_int(n_classes) or n_classes not in CLASS_NAMES:
-        raise ConfigError(f"synthetic_eyes: n_classes must be 4 (skin, sclera, iris, pupil) or 2 "
-                          f"(rest, sclera), got {n_classes!r}")
+        raise ConfigError(
+            f"synthetic_eyes: n_classes must be 4 (skin, sclera, iris, pupil) or 2 (rest, sclera), got {n_classes!r}"
+        )
     if not is_int(seed) or seed < 0:
         raise ConfigError(f"synthetic_eyes: seed must be a non-negative integer, got {seed!r}")
     pipeline = Transforms.from_config(transforms, "synthetic_eyes: transforms")
-    splits = {name: SyntheticEyes(name, length, size, n_classes, seed, pipeline)
-              for name, length in (("train", n_train), ("val", n_val))}
-    return DataSplits(splits["train"], splits["val"], n_classes=n_classes, in_channels=1,
-                      class_names=CLASS_NAMES[n_classes])
+    splits = {
+        name: SyntheticEyes(name, length, size, n_classes, seed, pipeline)
+        for name, length in (("train", n_train), ("val", n_val))
+    }
+    return DataSplits(
+        splits["train"],
+        splits["val"],
+        n_classes=n_classes,
+        in_channels=1,
+        class_names=CLASS_NAMES[n_classes],
+        task="segmentation",
+    )
 
 
 @hookimpl
 def prunekit_datasets() -> list[Spec]:
-    return [Spec("synthetic_eyes", build,
-                 "generated grey eye images, 4 classes (skin, sclera, iris, pupil) or 2; args size, "
-                 "n_train, n_val, n_classes, seed, transforms")]
+    return [
+        Spec(
+            "synthetic_eyes",
+            build,
+            "generated grey eye images, 4 classes (skin, sclera, iris, pupil) or 2; args size, "
+            "n_train, n_val, n_classes, seed, transforms",
+        )
+    ]

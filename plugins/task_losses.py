@@ -4,6 +4,7 @@ boundary-weighted cross-entropy, generalised Dice and the surface (boundary) los
 Each factory builds an ``nn.Module`` whose ``forward(logits, batch)`` takes N×K×H×W logits and
 the collated batch (``mask``: N×H×W class indices) and returns a scalar.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -38,6 +39,8 @@ class CrossEntropy(nn.Module):
     code takes mean(w·ce) instead, which is this value times mean(w).
     """
 
+    class_weights: torch.Tensor | None
+
     def __init__(self, boundary_weight: float = 0.0, class_weights: Sequence[float] | None = None) -> None:
         super().__init__()
         self.boundary_weight = float(boundary_weight)
@@ -53,7 +56,7 @@ class CrossEntropy(nn.Module):
         return w
 
     def forward(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
-        mask = batch["mask"]
+        mask = batch["target"]
         ce = F.cross_entropy(logits, mask, reduction="none")
         w = self.pixel_weights(mask).to(ce.dtype)
         return (w * ce).sum() / w.sum()
@@ -78,7 +81,7 @@ class GeneralizedDice(nn.Module):
 
     def forward(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         probs = logits.softmax(1).flatten(2)
-        target = F.one_hot(batch["mask"].flatten(1), logits.shape[1]).transpose(1, 2).to(probs.dtype)
+        target = F.one_hot(batch["target"].flatten(1), logits.shape[1]).transpose(1, 2).to(probs.dtype)
         weights = class_weights(target.mean(2))
         intersection = (weights * (probs * target).sum(2)).sum(1)
         union = (weights * (probs + target).sum(2)).sum(1)
@@ -133,15 +136,18 @@ class Surface(nn.Module):
     def forward(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         dist = batch.get("dist")
         if dist is None:
-            dist = distance_maps(batch["mask"], logits.shape[1], self.normalize)
+            dist = distance_maps(batch["target"], logits.shape[1], self.normalize)
         return (logits.softmax(1) * dist.to(logits.device, logits.dtype)).mean()
 
 
 @pk.hookimpl
 def prunekit_task_losses() -> list[pk.Spec]:
     return [
-        pk.Spec("cross_entropy", CrossEntropy,
-                "pixel-wise cross-entropy; optional class weights and boundary weights (RITnet: 20)"),
+        pk.Spec(
+            "cross_entropy",
+            CrossEntropy,
+            "pixel-wise cross-entropy; optional class weights and boundary weights (RITnet: 20)",
+        ),
         pk.Spec("generalized_dice", GeneralizedDice, "generalised Dice loss (Sudre et al. 2017)"),
         pk.Spec("surface", Surface, "boundary loss on signed distance maps (Kervadec et al. 2019)"),
     ]

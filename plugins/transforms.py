@@ -7,6 +7,7 @@ Order: resize (image bilinear, mask nearest) → contrast (CLAHE, or a linear ma
 apply to every item; flips apply to training items only, drawn from a generator the dataset
 passes in (see :func:`flip_rng`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -53,11 +54,12 @@ class Transforms:
             vflip=_probability(config.get("vflip", 0.0), f"{where}.vflip"),
         )
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray,
-                 rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """``image``: uint8 H×W or H×W×C; ``mask``: integer H×W. Flips are drawn from ``rng``
         (``None``: no flips, as for validation items). Returns ``{"image": C×H×W float32 in
-        [-1, 1], "mask": H×W int64}``."""
+        [-1, 1], "target": H×W int64}``."""
         if self.resize is not None:
             image, mask = resize_image(image, self.resize), resize_mask(mask, self.resize)
         contrasted = clahe(image) if self.clahe else image
@@ -67,11 +69,10 @@ class Transforms:
         channels = scaled[None] if scaled.ndim == 2 else scaled.transpose(2, 0, 1)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(channels, dtype=np.float32)),
-            "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64)),
+            "target": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64)),
         }
 
-    def _flip(self, image: np.ndarray, mask: np.ndarray,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _flip(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         # Both draws always happen, so hflip's outcome does not depend on vflip's setting.
         horizontal, vertical = rng.random(2) < (self.hflip, self.vflip)
         if horizontal:
@@ -88,8 +89,7 @@ def flip_rng(seed: int, index: int, epoch: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, _FLIP_STREAM, epoch, index])
 
 
-def clahe(image: np.ndarray, tiles: tuple[int, int] = CLAHE_TILES,
-          clip_limit: float = CLAHE_CLIP_LIMIT) -> np.ndarray:
+def clahe(image: np.ndarray, tiles: tuple[int, int] = CLAHE_TILES, clip_limit: float = CLAHE_CLIP_LIMIT) -> np.ndarray:
     """Contrast-limited adaptive histogram equalisation of a uint8 image (H×W, or H×W×C with each
     channel equalised on its own); uint8 result.
 
@@ -117,8 +117,7 @@ def clahe(image: np.ndarray, tiles: tuple[int, int] = CLAHE_TILES,
     return np.rint(top * (1 - wy[:, None]) + bottom * wy[:, None]).astype(np.uint8)
 
 
-def _tile_mappings(image: np.ndarray, rows: int, cols: int,
-                   clip_limit: float) -> tuple[np.ndarray, int, int]:
+def _tile_mappings(image: np.ndarray, rows: int, cols: int, clip_limit: float) -> tuple[np.ndarray, int, int]:
     """Per-tile lookup tables, flat (tile ``r, c`` at ``(r * cols + c) * 256``; float32 holding
     integers 0..255), and the tile size."""
     height, width = image.shape
@@ -184,8 +183,7 @@ def _size_or_none(value: Any, where: str) -> tuple[int, int] | None:
 
 def parse_size(value: Any, where: str, minimum: int = 1) -> tuple[int, int]:
     """``[height, width]`` as a tuple of two ints ≥ ``minimum``, or a ConfigError naming ``where``."""
-    ok = (isinstance(value, (list, tuple)) and len(value) == 2
-          and all(is_int(v) and v >= minimum for v in value))
+    ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(is_int(v) and v >= minimum for v in value)
     if not ok:
         raise ConfigError(f"{where}: must be [height, width], two integers ≥ {minimum}, got {value!r}")
     return int(value[0]), int(value[1])

@@ -1,6 +1,7 @@
 """The bilinear U-Net (Ronneberger et al. 2015, in the layout of milesial's Pytorch-UNet) with
 the module names IPAD uses (``inc.conv1``, ``down1.conv.conv1`` … ``up4.conv.conv2``, ``outc``),
 and the traversal that names its blocks."""
+
 from __future__ import annotations
 
 import torch
@@ -9,15 +10,15 @@ from torch import nn
 
 from prunekit import ConfigError, Spec, Traversal, hookimpl
 
-
 ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True)}
 
 
 class DoubleConv(nn.Module):
     """(3×3 conv → BN → activation) twice."""
 
-    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None,
-                 activation: str = "relu") -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, mid_channels: int | None = None, activation: str = "relu"
+    ) -> None:
         super().__init__()
         mid_channels = mid_channels or out_channels
         self.conv1 = nn.Conv2d(in_channels, mid_channels, 3, padding=1)
@@ -91,8 +92,7 @@ class UNet(nn.Module):
         return self.outc(x)
 
 
-BLOCKS = ("inc", "down1.conv", "down2.conv", "down3.conv", "down4.conv",
-          "up1.conv", "up2.conv", "up3.conv", "up4.conv")
+BLOCKS = ("inc", "down1.conv", "down2.conv", "down3.conv", "down4.conv", "up1.conv", "up2.conv", "up3.conv", "up4.conv")
 TRAVERSAL = Traversal("unet", blocks=BLOCKS, protected=("outc",), taps=("down4.conv", "up2.conv", "up4.conv"))
 
 

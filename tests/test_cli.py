@@ -1,4 +1,5 @@
 """The command line: real subprocesses, exit codes and one-line errors."""
+
 import json
 import os
 import shutil
@@ -20,17 +21,22 @@ def test_cost_unknown_model_exits_2_with_a_suggestion():
     result = run("cost", "--model", "unett")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "prunekit: error: unknown model 'unett'; did you mean 'unet'? valid: densenet, unet"]
+        "prunekit: error: unknown model 'unett'; did you mean 'unet'? valid: densenet, unet"
+    ]
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("args, message", [
-    (["cost", "--input", "1,x,4"], "--input: '1,x,4' must be positive integers"),
-    (["cost", "--arg", "width"], "--arg: 'width' must look like key=value"),
-    (["cost", "--depth", "two"], "argument --depth: invalid int value: 'two'"),
-    (["cost", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
-    (["frobnicate"], "invalid choice: 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["cost", "--model", "unet", "--input", "1,x,4"], "--input: '1,x,4' must be positive integers"),
+        (["cost", "--model", "unet", "--arg", "width"], "--arg: 'width' must look like key=value"),
+        (["cost"], "which model? give --model NAME or --config FILE; registered models: densenet, unet"),
+        (["cost", "--depth", "two"], "argument --depth: invalid int value: 'two'"),
+        (["cost", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
 def test_bad_arguments_give_one_line_and_exit_2(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         code = main(args)
@@ -53,7 +59,9 @@ def test_cost_json_and_depth(capsys):
 
 def test_cost_from_a_config(tmp_path, capsys):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("model: {name: densenet, args: {channel_size: 8}}\ninput_size: [1, 1, 32, 32]\ncost: {include: [norm]}\n")
+    cfg.write_text(
+        "model: {name: densenet, args: {channel_size: 8}}\ninput_size: [1, 1, 32, 32]\ncost: {include: [norm]}\n"
+    )
     assert main(["cost", "--config", str(cfg), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["input"] == [1, 1, 32, 32] and "norm" in report["include"]

@@ -1,4 +1,5 @@
 """Cost accounting: exact counts against hand-computed formulas and against PyTorch's counter."""
+
 import textwrap
 
 import pytest
@@ -16,36 +17,42 @@ def only_layer(module, x, **kw):
     return report.layers[0]
 
 
-@pytest.mark.parametrize("module, size, macs, params", [
-    # MACs = output elements × input channels per group × kernel
-    (nn.Conv2d(3, 8, 3, stride=2, padding=1), (2, 3, 17, 19), 2 * 8 * 9 * 10 * 3 * 9, 8 * 3 * 9 + 8),
-    (nn.Conv1d(4, 6, 5, bias=False), (1, 4, 20), 6 * 16 * 4 * 5, 6 * 4 * 5),
-    (nn.Conv3d(2, 4, 3), (1, 2, 5, 6, 7), 4 * 3 * 4 * 5 * 2 * 27, 4 * 2 * 27 + 4),
-    (nn.Conv2d(8, 12, 3, groups=4, padding=1), (1, 8, 6, 6), 12 * 36 * 2 * 9, 12 * 2 * 9 + 12),
-    (nn.Conv2d(6, 12, 3, groups=6, padding=1), (1, 6, 5, 5), 12 * 25 * 1 * 9, 12 * 9 + 12),
-    # transposed: MACs = input elements × output channels per group × kernel
-    (nn.ConvTranspose2d(8, 6, 3, stride=2, groups=2), (1, 8, 5, 7), 8 * 35 * 3 * 9, 8 * 3 * 9 + 6),
-    (nn.ConvTranspose1d(4, 2, 4, stride=2), (2, 4, 10), 2 * 4 * 10 * 2 * 4, 4 * 2 * 4 + 2),
-    (nn.ConvTranspose3d(2, 3, 2, stride=2, bias=False), (1, 2, 2, 3, 4), 2 * 24 * 3 * 8, 2 * 3 * 8),
-    (nn.Linear(10, 5), (3, 7, 10), 3 * 7 * 10 * 5, 55),
-])
+@pytest.mark.parametrize(
+    "module, size, macs, params",
+    [
+        # MACs = output elements × input channels per group × kernel
+        (nn.Conv2d(3, 8, 3, stride=2, padding=1), (2, 3, 17, 19), 2 * 8 * 9 * 10 * 3 * 9, 8 * 3 * 9 + 8),
+        (nn.Conv1d(4, 6, 5, bias=False), (1, 4, 20), 6 * 16 * 4 * 5, 6 * 4 * 5),
+        (nn.Conv3d(2, 4, 3), (1, 2, 5, 6, 7), 4 * 3 * 4 * 5 * 2 * 27, 4 * 2 * 27 + 4),
+        (nn.Conv2d(8, 12, 3, groups=4, padding=1), (1, 8, 6, 6), 12 * 36 * 2 * 9, 12 * 2 * 9 + 12),
+        (nn.Conv2d(6, 12, 3, groups=6, padding=1), (1, 6, 5, 5), 12 * 25 * 1 * 9, 12 * 9 + 12),
+        # transposed: MACs = input elements × output channels per group × kernel
+        (nn.ConvTranspose2d(8, 6, 3, stride=2, groups=2), (1, 8, 5, 7), 8 * 35 * 3 * 9, 8 * 3 * 9 + 6),
+        (nn.ConvTranspose1d(4, 2, 4, stride=2), (2, 4, 10), 2 * 4 * 10 * 2 * 4, 4 * 2 * 4 + 2),
+        (nn.ConvTranspose3d(2, 3, 2, stride=2, bias=False), (1, 2, 2, 3, 4), 2 * 24 * 3 * 8, 2 * 3 * 8),
+        (nn.Linear(10, 5), (3, 7, 10), 3 * 7 * 10 * 5, 55),
+    ],
+)
 def test_weighted_layers(module, size, macs, params):
     row = only_layer(module, torch.zeros(size))
     assert (row.macs, row.params) == (macs, params)
     assert row.output_shape == tuple(module(torch.zeros(size)).shape)
 
 
-@pytest.mark.parametrize("module, size, kind, macs, params", [
-    (nn.BatchNorm2d(8), (2, 8, 4, 4), "norm", 2 * 8 * 16, 16),
-    (nn.BatchNorm1d(5), (4, 5), "norm", 20, 10),
-    (nn.BatchNorm3d(3, affine=False), (1, 3, 2, 2, 2), "norm", 24, 0),
-    (nn.ReLU(), (1, 8, 4, 4), "activation", 128, 0),
-    (nn.MaxPool2d(2), (1, 8, 4, 4), "pooling", 8 * 4 * 4, 0),
-    (nn.AvgPool2d(3, stride=1, padding=1), (1, 2, 4, 4), "pooling", 2 * 16 * 9, 0),
-    (nn.AdaptiveAvgPool2d(1), (1, 8, 4, 4), "pooling", 128, 0),
-    (nn.Upsample(scale_factor=2, mode="bilinear"), (1, 2, 3, 3), "upsample", 2 * 36 * 4, 0),
-    (nn.Upsample(scale_factor=2, mode="nearest"), (1, 2, 3, 3), "upsample", 0, 0),
-])
+@pytest.mark.parametrize(
+    "module, size, kind, macs, params",
+    [
+        (nn.BatchNorm2d(8), (2, 8, 4, 4), "norm", 2 * 8 * 16, 16),
+        (nn.BatchNorm1d(5), (4, 5), "norm", 20, 10),
+        (nn.BatchNorm3d(3, affine=False), (1, 3, 2, 2, 2), "norm", 24, 0),
+        (nn.ReLU(), (1, 8, 4, 4), "activation", 128, 0),
+        (nn.MaxPool2d(2), (1, 8, 4, 4), "pooling", 8 * 4 * 4, 0),
+        (nn.AvgPool2d(3, stride=1, padding=1), (1, 2, 4, 4), "pooling", 2 * 16 * 9, 0),
+        (nn.AdaptiveAvgPool2d(1), (1, 8, 4, 4), "pooling", 128, 0),
+        (nn.Upsample(scale_factor=2, mode="bilinear"), (1, 2, 3, 3), "upsample", 2 * 36 * 4, 0),
+        (nn.Upsample(scale_factor=2, mode="nearest"), (1, 2, 3, 3), "upsample", 0, 0),
+    ],
+)
 def test_optional_kinds_count_only_when_included(module, size, kind, macs, params):
     row = only_layer(module, torch.zeros(size), include=[kind])
     assert (row.kind, row.macs, row.params) == (kind, macs, params)
@@ -117,8 +124,11 @@ def test_layer_without_rule_is_reported_uncounted_not_zero():
 
 def test_python_override_counts_an_unknown_layer():
     model = nn.Sequential(nn.Conv2d(1, 2, 1), Custom())
-    report = pk.count(model, torch.zeros(1, 1, 5, 5),
-                      overrides={Custom: lambda module, shape: pk.numel(shape.output) * module.weight[0].numel()})
+    report = pk.count(
+        model,
+        torch.zeros(1, 1, 5, 5),
+        overrides={Custom: lambda module, shape: pk.numel(shape.output) * module.weight[0].numel()},
+    )
     assert report.uncounted == []
     assert report.layer("1").macs == 4 * 25 * 18
     assert report.macs == 2 * 25 + 4 * 25 * 18
@@ -131,7 +141,8 @@ def test_override_wins_over_plugins():
 
 
 def test_dotted_overrides_as_in_yaml(tmp_path, monkeypatch):
-    (tmp_path / "mylayers.py").write_text(textwrap.dedent("""
+    (tmp_path / "mylayers.py").write_text(
+        textwrap.dedent("""
         import torch
         from torch import nn
 
@@ -145,15 +156,19 @@ def test_dotted_overrides_as_in_yaml(tmp_path, monkeypatch):
 
         def scale_cost(module, shape):
             return 3 * shape.output[1]
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     import mylayers
 
-    report = pk.count(nn.Sequential(mylayers.Scale()), torch.zeros(1, 6, 2, 2),
-                      overrides={"mylayers.Scale": "mylayers:scale_cost"})
+    report = pk.count(
+        nn.Sequential(mylayers.Scale()), torch.zeros(1, 6, 2, 2), overrides={"mylayers.Scale": "mylayers:scale_cost"}
+    )
     assert report.macs == 18
     with pytest.raises(pk.ConfigError, match="mylayers:nope"):
-        pk.count(nn.Sequential(mylayers.Scale()), torch.zeros(1, 6, 2, 2), overrides={"mylayers.Scale": "mylayers:nope"})
+        pk.count(
+            nn.Sequential(mylayers.Scale()), torch.zeros(1, 6, 2, 2), overrides={"mylayers.Scale": "mylayers:nope"}
+        )
 
 
 def test_model_without_meta_support_falls_back_to_a_real_forward():

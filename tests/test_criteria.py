@@ -1,5 +1,6 @@
 """Criteria against hand-computed scores; streaming equals the full batch; normalisation and
 combination of criteria into group scores."""
+
 import math
 
 import pytest
@@ -7,12 +8,11 @@ import torch
 from torch import nn
 
 import prunekit as pk
-from prunekit.calibration import calibrate, tapped
-from prunekit.scoring import ScoredLayer, group_scores, normalize
+from prunekit.pruning.calibration import calibrate, tapped
+from prunekit.pruning.scoring import ScoredLayer, group_scores, normalize
 
 # N=2, C=3, H=1, W=2; channel means over the batch: [1,2], [4,6], [1,1]; layer mean [2,3]
-ACT = torch.tensor([[[[0., 0.]], [[4., 4.]], [[1., 1.]]],
-                    [[[2., 4.]], [[4., 8.]], [[1., 1.]]]])
+ACT = torch.tensor([[[[0.0, 0.0]], [[4.0, 4.0]], [[1.0, 1.0]]], [[[2.0, 4.0]], [[4.0, 8.0]], [[1.0, 1.0]]]])
 
 
 def layer_for(module, role="out", name="layer"):
@@ -103,13 +103,16 @@ def test_bad_p_is_a_config_error():
         pk.get("criterion", "weight_norm", p=3)
 
 
-@pytest.mark.parametrize("method, expected", [
-    ("none", [1.0, 2.0, 5.0]),
-    ("max", [0.2, 0.4, 1.0]),
-    ("l2", [1 / math.sqrt(30), 2 / math.sqrt(30), 5 / math.sqrt(30)]),
-    ("mean", [0.375, 0.75, 1.875]),
-    ("rank", [1 / 3, 2 / 3, 1.0]),
-])
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        ("none", [1.0, 2.0, 5.0]),
+        ("max", [0.2, 0.4, 1.0]),
+        ("l2", [1 / math.sqrt(30), 2 / math.sqrt(30), 5 / math.sqrt(30)]),
+        ("mean", [0.375, 0.75, 1.875]),
+        ("rank", [1 / 3, 2 / 3, 1.0]),
+    ],
+)
 def test_normalisations(method, expected):
     assert torch.allclose(normalize(torch.tensor([1.0, 2.0, 5.0]), method), torch.tensor(expected, dtype=torch.float64))
 
@@ -172,18 +175,24 @@ def test_rank_normalisation_ranks_the_mix_again():
             assert torch.equal(scores[group.id].sort().values, expected)
 
 
-def test_omega_shortcut_is_the_ipad_mix():
-    from prunekit.config import load
-
-    assert load({"pruning": {"criterion": {"omega": 0.3}}}).pruning.criterion.resolved() == {
-        "weight_norm": 0.3, "activation_deviation": 0.7}
+def test_presets_sit_beneath_the_config():
+    ipad = pk.config.load({"pruning": {"preset": "ipad", "layer_limit_percent": 60}}).pruning
+    assert ipad.criterion.weights == {"weight_norm": 0.5, "activation_deviation": 0.5}
+    assert (ipad.prune_away_percent, ipad.block_limit_percent, ipad.layer_limit_percent) == (74, 75, 60)
+    own = pk.config.load({"pruning": {"criterion": {"weights": {"taylor": 1.0}, "normalize": "rank"}}}).pruning
+    assert own.criterion.weights == {"taylor": 1.0} and own.criterion.normalize == "rank"
+    assert pk.config.load({}).pruning.criterion.weights  # the default preset names a mix
+    assert pk.config.load({"pruning": {"preset": None}}).pruning.criterion.weights == {}
+    with pytest.raises(pk.PluginError, match="unknown preset 'ipda'; did you mean 'ipad'"):
+        pk.config.load({"pruning": {"preset": "ipda"}})
 
 
 def _captured(model, names, x):
     """The outputs of the named modules for input ``x`` (plain forward hooks)."""
     outputs, modules = {}, dict(model.named_modules())
-    handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o.detach().clone()))
-               for n in names]
+    handles = [
+        modules[n].register_forward_hook(lambda m, i, o, n=n: outputs.__setitem__(n, o.detach().clone())) for n in names
+    ]
     with torch.no_grad():
         model(x)
     for h in handles:

@@ -1,4 +1,5 @@
 """The dataset plugins (synthetic_eyes, image_folder) and the transforms they share."""
+
 import dataclasses
 
 import numpy as np
@@ -16,10 +17,11 @@ def eyes(**args):
 
 
 def same(a, b):
-    return torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    return torch.equal(a["image"], b["image"]) and torch.equal(a["target"], b["target"])
 
 
 # -- synthetic_eyes ----------------------------------------------------------------------------
+
 
 def test_both_datasets_are_registered():
     assert {"synthetic_eyes", "image_folder"} <= set(pk.manager().names("dataset"))
@@ -50,7 +52,7 @@ def test_items_have_the_contract_types_and_ranges():
     assert data.class_names == ("skin", "sclera", "iris", "pupil")
     item = data.train[0]
     assert item["image"].dtype == torch.float32 and item["image"].shape == (1, 96, 160)
-    assert item["mask"].dtype == torch.int64 and item["mask"].shape == (96, 160)
+    assert item["target"].dtype == torch.int64 and item["target"].shape == (96, 160)
     assert -1 <= item["image"].min() < item["image"].max() <= 1
     with pytest.raises(IndexError):
         data.train[7]
@@ -58,7 +60,7 @@ def test_items_have_the_contract_types_and_ranges():
 
 def test_a_batch_holds_every_class_in_sensible_amounts():
     batch = torch.utils.data.default_collate([eyes().train[i] for i in range(16)])
-    share = torch.bincount(batch["mask"].flatten(), minlength=4) / batch["mask"].numel()
+    share = torch.bincount(batch["target"].flatten(), minlength=4) / batch["target"].numel()
     assert share.shape == (4,) and (share > 0.005).all()
     assert share[0] == share.max()  # skin is the largest class, as in real eye crops
 
@@ -66,7 +68,7 @@ def test_a_batch_holds_every_class_in_sensible_amounts():
 def test_two_class_mode_labels_exactly_the_sclera():
     four, two = eyes(seed=1).train[3], eyes(seed=1, n_classes=2).train[3]
     assert torch.equal(two["image"], four["image"])
-    assert torch.equal(two["mask"], (four["mask"] == 1).long())
+    assert torch.equal(two["target"], (four["target"] == 1).long())
     assert eyes(n_classes=2).class_names == ("rest", "sclera")
 
 
@@ -74,8 +76,8 @@ def test_two_class_mode_labels_exactly_the_sclera():
 def test_any_size_gives_whole_eyes(size):
     data = eyes(size=list(size), n_train=8)
     items = [data.train[i] for i in range(8)]
-    assert all(item["image"].shape == (1, *size) and item["mask"].shape == size for item in items)
-    assert set(torch.cat([item["mask"].flatten() for item in items]).tolist()) == {0, 1, 2, 3}
+    assert all(item["image"].shape == (1, *size) and item["target"].shape == size for item in items)
+    assert set(torch.cat([item["target"].flatten() for item in items]).tolist()) == {0, 1, 2, 3}
 
 
 def test_eyelids_hide_the_iris_in_the_mask():
@@ -94,16 +96,16 @@ def test_flips_move_image_and_mask_together_on_train_only():
     plain, flipped = eyes(transforms={"hflip": 1.0}), eyes()
     item, reference = plain.train[4], flipped.train[4]
     assert torch.equal(item["image"], reference["image"].flip(-1))
-    assert torch.equal(item["mask"], reference["mask"].flip(-1))
+    assert torch.equal(item["target"], reference["target"].flip(-1))
     assert same(plain.val[4], flipped.val[4])
     upside_down = eyes(transforms={"vflip": 1.0}).train[4]
-    assert torch.equal(upside_down["mask"], reference["mask"].flip(-2))
+    assert torch.equal(upside_down["target"], reference["target"].flip(-2))
 
 
 def test_random_flips_are_seeded_and_change_with_the_epoch():
     data = eyes(n_train=16, transforms={"hflip": 0.5})
-    masks = lambda: [data.train[i]["mask"] for i in range(16)]
-    plain = [eyes(n_train=16).train[i]["mask"] for i in range(16)]
+    masks = lambda: [data.train[i]["target"] for i in range(16)]
+    plain = [eyes(n_train=16).train[i]["target"] for i in range(16)]
     epoch0 = masks()
     flipped = [torch.equal(m, p.flip(-1)) for m, p in zip(epoch0, plain)]
     assert 0 < sum(flipped) < 16
@@ -112,18 +114,21 @@ def test_random_flips_are_seeded_and_change_with_the_epoch():
     assert any(not torch.equal(a, b) for a, b in zip(epoch0, masks()))
 
 
-@pytest.mark.parametrize("args, words", [
-    ({"size": (8, 8)}, "size"),
-    ({"size": "big"}, "size"),
-    ({"n_train": 0}, "n_train"),
-    ({"n_val": 2.5}, "n_val"),
-    ({"n_classes": 3}, "n_classes must be 4"),
-    ({"seed": -1}, "seed"),
-    ({"transforms": {"hfilp": 0.5}}, "did you mean 'hflip'"),
-    ({"transforms": {"hflip": 2}}, "hflip"),
-    ({"transforms": {"clahe": "yes"}}, "clahe"),
-    ({"transforms": {"resize": [0, 4]}}, "resize"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ({"size": (8, 8)}, "size"),
+        ({"size": "big"}, "size"),
+        ({"n_train": 0}, "n_train"),
+        ({"n_val": 2.5}, "n_val"),
+        ({"n_classes": 3}, "n_classes must be 4"),
+        ({"seed": -1}, "seed"),
+        ({"transforms": {"hfilp": 0.5}}, "did you mean 'hflip'"),
+        ({"transforms": {"hflip": 2}}, "hflip"),
+        ({"transforms": {"clahe": "yes"}}, "clahe"),
+        ({"transforms": {"resize": [0, 4]}}, "resize"),
+    ],
+)
 def test_bad_arguments_are_config_errors_naming_the_argument(args, words):
     with pytest.raises(pk.ConfigError, match=words) as error:
         eyes(**args)
@@ -132,6 +137,7 @@ def test_bad_arguments_are_config_errors_naming_the_argument(args, words):
 
 def test_generation_is_vectorised_fast_enough():
     import time
+
     start = time.perf_counter()
     for index in range(20):
         synthetic_eyes.generate(0, "train", index)
@@ -139,6 +145,7 @@ def test_generation_is_vectorised_fast_enough():
 
 
 # -- transforms --------------------------------------------------------------------------------
+
 
 def test_clahe_keeps_a_uniform_image_uniform():
     out = clahe(np.full((32, 48), 77, np.uint8))
@@ -173,8 +180,9 @@ def test_transforms_scale_to_minus_one_one():
     image = np.array([[0, 51, 255]], np.uint8)
     linear = Transforms(clahe=False)(image, np.zeros((1, 3), np.int64))
     assert torch.allclose(linear["image"], torch.tensor([[[-1.0, -0.6, 1.0]]]))
-    equalised = Transforms()(np.random.default_rng(0).integers(0, 256, (40, 60)).astype(np.uint8),
-                             np.zeros((40, 60), np.int64))
+    equalised = Transforms()(
+        np.random.default_rng(0).integers(0, 256, (40, 60)).astype(np.uint8), np.zeros((40, 60), np.int64)
+    )
     assert equalised["image"].shape == (1, 40, 60)
     assert -1 <= equalised["image"].min() < equalised["image"].max() <= 1
 
@@ -184,8 +192,8 @@ def test_transforms_resize_keeps_mask_values_and_handles_rgb():
     assert resize_mask(mask, (4, 4)).tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
     rgb = np.random.default_rng(1).integers(0, 256, (30, 50, 3)).astype(np.uint8)
     item = Transforms(resize=(15, 20))(rgb, np.arange(1500).reshape(30, 50) % 4)
-    assert item["image"].shape == (3, 15, 20) and item["mask"].shape == (15, 20)
-    assert set(item["mask"].unique().tolist()) <= {0, 1, 2, 3}
+    assert item["image"].shape == (3, 15, 20) and item["target"].shape == (15, 20)
+    assert set(item["target"].unique().tolist()) <= {0, 1, 2, 3}
 
 
 def test_flip_generator_is_a_function_of_seed_index_and_epoch():
@@ -232,8 +240,8 @@ def test_index_masks_are_read_as_class_indices(tmp_path):
         for index, (image_path, mask_path) in enumerate(split.pairs):
             item = split[index]
             assert image_path.stem == mask_path.stem
-            assert item["mask"].dtype == torch.int64
-            assert np.array_equal(item["mask"].numpy(), masks[mask_path.stem])
+            assert item["target"].dtype == torch.int64
+            assert np.array_equal(item["target"].numpy(), masks[mask_path.stem])
             assert item["image"].shape == (1, 12, 16) and item["image"].dtype == torch.float32
 
 
@@ -244,7 +252,7 @@ def test_palette_masks_hold_indices_and_jpg_images_are_read(tmp_path):
     data = folder(root=tmp_path, n_classes=4, channels=3)
     item = data.train[0]
     assert item["image"].shape == (3, 12, 16)
-    assert np.array_equal(item["mask"].numpy(), mask)
+    assert np.array_equal(item["target"].numpy(), mask)
 
 
 def test_seeded_split_is_reproducible_and_covers_every_pair(tmp_path):
@@ -266,7 +274,7 @@ def test_sub_folders_give_the_split(tmp_path):
     data = folder(root=tmp_path, n_classes=3)
     assert [p[0].stem for p in data.train.pairs] == ["t0", "t1", "t2"]
     assert [p[0].stem for p in data.val.pairs] == ["v0"]
-    assert np.array_equal(data.val[0]["mask"].numpy(), index_mask(9))
+    assert np.array_equal(data.val[0]["target"].numpy(), index_mask(9))
 
 
 def colour_mask(labels):
@@ -274,11 +282,14 @@ def colour_mask(labels):
     return np.array([[colours[v] for v in row] for row in labels], np.uint8)
 
 
-@pytest.mark.parametrize("colors", [
-    {"#000000": 0, "#ff0000": 1, "#00ff00": 2},
-    {(0, 0, 0): 0, (255, 0, 0): 1, (0, 255, 0): 2},
-    [[[0, 0, 0], 0], [[255, 0, 0], 1], ["#00FF00", 2]],
-])
+@pytest.mark.parametrize(
+    "colors",
+    [
+        {"#000000": 0, "#ff0000": 1, "#00ff00": 2},
+        {(0, 0, 0): 0, (255, 0, 0): 1, (0, 255, 0): 2},
+        [[[0, 0, 0], 0], [[255, 0, 0], 1], ["#00FF00", 2]],
+    ],
+)
 def test_colour_masks_are_mapped_through_colors(tmp_path, colors):
     labels = [index_mask(i) for i in range(2)]
     for i, label in enumerate(labels):
@@ -286,7 +297,7 @@ def test_colour_masks_are_mapped_through_colors(tmp_path, colors):
     data = folder(root=tmp_path, n_classes=3, colors=colors, val_fraction=0.5)
     for split in (data.train, data.val):
         expected = labels[int(split.pairs[0][1].stem[1])]
-        assert np.array_equal(split[0]["mask"].numpy(), expected)
+        assert np.array_equal(split[0]["target"].numpy(), expected)
 
 
 def test_size_resizes_images_and_masks_and_train_flips(tmp_path):
@@ -295,8 +306,8 @@ def test_size_resizes_images_and_masks_and_train_flips(tmp_path):
     data = folder(root=tmp_path, n_classes=3, size=[12, 20], val_fraction=0.5, transforms={"hflip": 1.0})
     plain = folder(root=tmp_path, n_classes=3, size=[12, 20], val_fraction=0.5)
     assert data.train[0]["image"].shape == (1, 12, 20)
-    assert torch.equal(data.train[0]["mask"], plain.train[0]["mask"].flip(-1))
-    assert torch.equal(data.val[0]["mask"], plain.val[0]["mask"])
+    assert torch.equal(data.train[0]["target"], plain.train[0]["target"].flip(-1))
+    assert torch.equal(data.val[0]["target"], plain.val[0]["target"])
 
 
 def test_missing_mask_names_the_image(tmp_path):
@@ -315,7 +326,7 @@ def test_missing_image_names_the_mask(tmp_path):
 
 
 def test_missing_folders_are_named(tmp_path):
-    with pytest.raises(pk.DataError, match="root folder not found: '.*nowhere'"):
+    with pytest.raises(pk.DataError, match=r"root folder not found: '.*nowhere'"):
         folder(root=tmp_path / "nowhere", n_classes=3)
     (tmp_path / "images").mkdir()
     with pytest.raises(pk.DataError, match=r"folder not found: '.*masks'"):
@@ -387,17 +398,20 @@ def test_corrupt_file_is_named(tmp_path, content):
     assert "cannot read image '" in message and "images/a.png" in message
 
 
-@pytest.mark.parametrize("args, words", [
-    ({"n_classes": 1}, "n_classes"),
-    ({"channels": 2}, "channels must be 1"),
-    ({"val_fraction": 1.0}, "val_fraction"),
-    ({"seed": "x"}, "seed"),
-    ({"colors": {"red": 1}}, "bad colour 'red'"),
-    ({"colors": {"#ff0000": 3}}, "class of '#ff0000' must be an integer 0..2"),
-    ({"colors": {"#ff0000": 1, (255, 0, 0): 2}}, "#ff0000 is given twice"),
-    ({"size": [8, 8], "transforms": {"resize": [4, 4]}}, "disagree"),
-    ({"transforms": {"flip": 1}}, "unknown key 'flip'.*valid: clahe, hflip, resize, vflip"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ({"n_classes": 1}, "n_classes"),
+        ({"channels": 2}, "channels must be 1"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"seed": "x"}, "seed"),
+        ({"colors": {"red": 1}}, "bad colour 'red'"),
+        ({"colors": {"#ff0000": 3}}, "class of '#ff0000' must be an integer 0..2"),
+        ({"colors": {"#ff0000": 1, (255, 0, 0): 2}}, "#ff0000 is given twice"),
+        ({"size": [8, 8], "transforms": {"resize": [4, 4]}}, "disagree"),
+        ({"transforms": {"flip": 1}}, "unknown key 'flip'.*valid: clahe, hflip, resize, vflip"),
+    ],
+)
 def test_bad_image_folder_arguments_are_config_errors(tmp_path, args, words):
     write_pair(tmp_path, "a", index_mask(0))
     write_pair(tmp_path, "b", index_mask(1))

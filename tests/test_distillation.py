@@ -1,4 +1,5 @@
 """Distillation losses against hand-computed values, and with a student pruned below the teacher."""
+
 import math
 
 import pytest
@@ -27,7 +28,7 @@ def test_hinton_multiplies_by_t_squared_and_averages_over_pixels_not_classes(T):
     student = torch.zeros(1, 2, 1, 2)
     teacher = torch.tensor([[T * math.log(3), 0.0], [0.0, 0.0]]).T[None, :, None, :]  # pixels [ln3·T, 0], [0, 0]
     loss = pk.get("distillation", "hinton", T=T)(out(student), out(teacher))
-    assert loss.item() == pytest.approx(T ** 2 * (KL + 0) / 2, rel=1e-5)
+    assert loss.item() == pytest.approx(T**2 * (KL + 0) / 2, rel=1e-5)
     assert pk.get("distillation", "hinton").taps == ()
 
 
@@ -76,11 +77,11 @@ def test_cwd_is_a_spatial_softmax_kl_times_tau_squared_averaged_over_terms_and_c
     teacher = fmap([tau * math.log(3), 0.0])  # one channel: spatial softmax [3/4, 1/4]
     student = fmap([0.0, 0.0])
     features_only = pk.get("distillation", "cwd", tau=tau, taps=["f"], logits=False)
-    assert features_only(out(f=student), out(f=teacher)).item() == pytest.approx(tau ** 2 * KL, rel=1e-5)
+    assert features_only(out(f=student), out(f=teacher)).item() == pytest.approx(tau**2 * KL, rel=1e-5)
     two_channels = out(f=torch.cat([student, teacher], 1)), out(f=torch.cat([teacher, teacher], 1))
-    assert features_only(*two_channels).item() == pytest.approx(tau ** 2 * KL / 2, rel=1e-5)
+    assert features_only(*two_channels).item() == pytest.approx(tau**2 * KL / 2, rel=1e-5)
     with_logits = pk.get("distillation", "cwd", tau=tau, taps=["f"])  # the logits agree: a zero term
-    assert with_logits(out(f=student), out(f=teacher)).item() == pytest.approx(tau ** 2 * KL / 2, rel=1e-5)
+    assert with_logits(out(f=student), out(f=teacher)).item() == pytest.approx(tau**2 * KL / 2, rel=1e-5)
     assert pk.get("distillation", "cwd", taps=()).taps == ()
 
 

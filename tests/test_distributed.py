@@ -1,4 +1,5 @@
 """Real multi-process runs under torchrun with the gloo backend on CPU."""
+
 import json
 import os
 import signal
@@ -6,45 +7,72 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 import yaml
 
 import prunekit as pk
-from prunekit.pruner import Pruner
-from tiny import tiny_config
+from prunekit.run.pruner import Pruner
+from prunekit.run.run_log import read_steps
+
+pytestmark = pytest.mark.slow  # each test starts two worker processes
 
 
-def write(tmp_path, name, **extra):
-    cfg = tiny_config(tmp_path / name, **{"seed": 2, "data__batch_size": 4, "pruning__calibration_batches": 2,
-                                          "distillation": {"hinton": {"weight": 1.0}, "fsp": {"weight": 0.5}}, **extra})
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path, cfg
+@pytest.fixture
+def write(tiny_config):
+    """Write a tiny config for two processes; returns its path and the dict."""
+
+    def make(tmp_path, name, **extra):
+        cfg = tiny_config(
+            tmp_path / name,
+            **{
+                "seed": 2,
+                "data__batch_size": 4,
+                "pruning__calibration_batches": 2,
+                "distillation": {"hinton": {"weight": 1.0}, "fsp": {"weight": 0.5}},
+                **extra,
+            },
+        )
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        return path, cfg
+
+    return make
 
 
 def torchrun(config, *args, **kwargs):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "prunekit", "run", str(config), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "prunekit",
+        "run",
+        str(config),
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, **kwargs)
 
 
-def steps(run_dir):
-    return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if '"event": "step"' in line]
-
-
-def test_two_process_run_finishes_with_identical_ranks(tmp_path):
-    config, cfg = write(tmp_path, "ddp")
-    result = subprocess.run([sys.executable, "-m", "prunekit", "run", str(config), "--nproc", "2"],
-                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+def test_two_process_run_finishes_with_identical_ranks(tmp_path, write):
+    config, _cfg = write(tmp_path, "ddp")
+    result = subprocess.run(
+        [sys.executable, "-m", "prunekit", "run", str(config), "--nproc", "2"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    records = steps(tmp_path / "ddp")
+    records = read_steps(tmp_path / "ddp")
     assert len(records) >= 2
     assert all(r["ranks_identical"] == 1.0 for r in records)  # both ranks: same plan, same weights
     x = torch.zeros(1, 1, 32, 48)
     assert pk.count(pk.load(tmp_path / "ddp"), x).macs <= 0.5 * pk.count(pk.get("model", "unet", width=4), x).macs
 
 
-def test_one_shot_plan_equals_the_single_process_plan(tmp_path):
+def test_one_shot_plan_equals_the_single_process_plan(tmp_path, write):
     extra = {"retrain": "none", "finetune": {"epochs": 0}, "distillation": {}, "train": {"epochs": 0}}
     config, cfg = write(tmp_path, "ddp_oneshot", **extra)
     result = torchrun(config)
@@ -54,12 +82,26 @@ def test_one_shot_plan_equals_the_single_process_plan(tmp_path):
     assert plan["keep"] == single.plan.keep
 
 
-def test_resume_under_torchrun(tmp_path):
-    config, cfg = write(tmp_path, "ddp_resume", finetune={"epochs": 0})
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "prunekit", "run", str(config)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+def test_resume_under_torchrun(tmp_path, write):
+    config, _cfg = write(tmp_path, "ddp_resume", finetune={"epochs": 0})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "prunekit",
+        "run",
+        str(config),
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     last = tmp_path / "ddp_resume" / "checkpoints" / "last.json"
     deadline = time.time() + 180
     while not last.exists() and process.poll() is None and time.time() < deadline:
@@ -69,6 +111,6 @@ def test_resume_under_torchrun(tmp_path):
     assert last.exists() and not (tmp_path / "ddp_resume" / "export").exists()
     result = torchrun(config, "--resume")
     assert result.returncode == 0, result.stderr[-2000:]
-    records = steps(tmp_path / "ddp_resume")
+    records = read_steps(tmp_path / "ddp_resume")
     assert [r["step"] for r in records][-1] >= 2 and all(r["ranks_identical"] == 1.0 for r in records)
     assert (tmp_path / "ddp_resume" / "export" / "plan.json").exists()

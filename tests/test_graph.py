@@ -1,4 +1,5 @@
 """Channel graph and surgery: "kill then remove" on every topology, and the refusals."""
+
 import copy
 import random
 
@@ -7,9 +8,10 @@ import torch
 from torch import nn
 
 import prunekit as pk
-from prunekit.costmodel import CostModel
-from prunekit.surgery import remove
-from zoo import MODELS, SplitChunk, randomize
+from prunekit.cost.cost_model import CostModel
+from prunekit.pruning.surgery import remove
+
+from .zoo import MODELS, SplitChunk, randomize
 
 
 def kill(model: nn.Module, graph: pk.ChannelGraph, removal: dict) -> None:
@@ -18,7 +20,7 @@ def kill(model: nn.Module, graph: pk.ChannelGraph, removal: dict) -> None:
     with torch.no_grad():
         for gid, chans in removal.items():
             for member in graph.groups[gid].members:
-                local = [l for l, c in zip(member.local, member.channel) if c in chans]
+                local = [i for i, c in zip(member.local, member.channel) if c in chans]
                 module = modules[member.layer]
                 if member.role in ("out", "dw"):
                     if isinstance(module, nn.modules.conv._ConvTransposeNd) and member.role == "out":
@@ -57,14 +59,14 @@ def test_kill_then_remove(name, seed):
     x = torch.randn(size, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     rng = random.Random(f"{name}{seed}")
     for round_ in range(3):
-        graph = pk.trace(model, x, include="all")
+        graph = pk.trace(model, x)
         removal = random_removal(graph, rng)
         if round_ and not removal:
             break  # a tiny model may run out of channels
         assert removal, "nothing prunable"
         killed = copy.deepcopy(model)
         kill(killed, graph, removal)
-        predicted = CostModel(graph).predict(removal)
+        predicted = CostModel(graph, include="all").predict(removal)
         remove(model, graph, removal)
         with torch.no_grad():
             for expected, got in zip(outputs(killed, x), outputs(model, x)):
@@ -83,14 +85,17 @@ def same(a, b):
     return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("request_, message", [
-    ({"inc.convv1": [0]}, "no layer 'inc.convv1' in the model; did you mean 'inc.conv1'? closest of 63: inc.conv1"),
-    ({"outc": [0]}, "reaches the model output"),
-    ({"inc.conv1": [4]}, "channel 4 of layer 'inc.conv1' is out of range 0..3"),
-    ({"inc.conv1": [0, 1, 2, 3]}, "removing every channel of inc.conv1"),
-    ({"inc.bn1": [0], "inc.conv1": [1, 2, 3]}, "removing every channel of inc.conv1"),
-    ({"inc.relu1": [0]}, "has no output channels that can be pruned"),
-])
+@pytest.mark.parametrize(
+    "request_, message",
+    [
+        ({"inc.convv1": [0]}, "no layer 'inc.convv1' in the model; did you mean 'inc.conv1'? closest of 63: inc.conv1"),
+        ({"outc": [0]}, "reaches the model output"),
+        ({"inc.conv1": [4]}, "channel 4 of layer 'inc.conv1' is out of range 0..3"),
+        ({"inc.conv1": [0, 1, 2, 3]}, "removing every channel of inc.conv1"),
+        ({"inc.bn1": [0], "inc.conv1": [1, 2, 3]}, "removing every channel of inc.conv1"),
+        ({"inc.relu1": [0]}, "has no output channels that can be pruned"),
+    ],
+)
 def test_prune_errors_leave_the_model_bit_identical(request_, message):
     model = pk.get("model", "unet", width=4)
     before = state(model)
@@ -102,9 +107,11 @@ def test_prune_errors_leave_the_model_bit_identical(request_, message):
 def test_protected_and_pinned_channels_are_refused():
     model = SplitChunk()
     before = state(model)
-    with pytest.warns(RuntimeWarning, match="fixed channel sizes"):
-        with pytest.raises(pk.PruneError, match="cannot be removed: it op torch.functional.split"):
-            pk.prune(model, torch.zeros(1, 1, 8, 8), {"fixed": [1]})
+    with (
+        pytest.warns(RuntimeWarning, match="fixed channel sizes"),
+        pytest.raises(pk.PruneError, match=r"cannot be removed: it op torch\.functional\.split"),
+    ):
+        pk.prune(model, torch.zeros(1, 1, 8, 8), {"fixed": [1]})
     with pytest.raises(pk.PruneError, match="is protected"):
         pk.prune(model, torch.zeros(1, 1, 8, 8), {"stem": [1]}, protected=["stem"])
     assert same(before, state(model))
@@ -125,7 +132,7 @@ def test_unet_and_densenet_traversals_protect_their_heads():
     dense = pk.trace(pk.get("model", "densenet", channel_size=4), torch.zeros(1, 1, 32, 32))
     assert dense.traversal.name == "densenet" and "out_conv1" in dense.traversal.protected
     for graph, head in ((unet, "outc"), (dense, "out_conv1")):
-        (group, _), = graph.members_of(head)
+        ((group, _),) = graph.members_of(head)
         assert not group.prunable and "is protected" in group.pinned[0]
 
 
@@ -203,21 +210,24 @@ def test_unknown_op_on_channels_warns_once_naming_op_and_layers():
         graph = pk.trace(MatmulMix(), torch.zeros(1, 1, 4, 4))
     messages = [str(w.message) for w in record]
     assert messages == graph.warnings == ["torch.functional.einsum touches the channels of a; they are left unprunable"]
-    (group, _), = graph.members_of("a")
+    ((group, _),) = graph.members_of("a")
     assert group.prunable == []
 
 
-@pytest.mark.parametrize("before, c, after, expected", [
-    ((2, 8, 4, 4), 1, (2, 8, 16), (1, 1)),
-    ((2, 8, 4, 4), 1, (2, 128), (1, 16)),
-    ((2, 8, 4, 4), 1, (2, 32, 4), (1, 4)),
-    ((1, 8, 1, 1), 1, (1, 8), (1, 1)),
-    ((8, 4, 4), 0, (1, 8, 4, 4), (1, 1)),
-    ((2, 8, 4, 4), 1, (2, 2, 4, 16), None),  # channel shuffle style split
-    ((2, 8, 4, 4), 1, (16, 4, 4), None),  # merged with the batch
-])
+@pytest.mark.parametrize(
+    "before, c, after, expected",
+    [
+        ((2, 8, 4, 4), 1, (2, 8, 16), (1, 1)),
+        ((2, 8, 4, 4), 1, (2, 128), (1, 16)),
+        ((2, 8, 4, 4), 1, (2, 32, 4), (1, 4)),
+        ((1, 8, 1, 1), 1, (1, 8), (1, 1)),
+        ((8, 4, 4), 0, (1, 8, 4, 4), (1, 1)),
+        ((2, 8, 4, 4), 1, (2, 2, 4, 16), None),  # channel shuffle style split
+        ((2, 8, 4, 4), 1, (16, 4, 4), None),  # merged with the batch
+    ],
+)
 def test_reshape_rule(before, c, after, expected):
-    from prunekit.ops import reshaped
+    from prunekit.graph.shape_ops import reshaped
 
     assert reshaped(before, c, after) == expected
 

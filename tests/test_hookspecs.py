@@ -1,7 +1,9 @@
 """The examples in the hook reference documentation run."""
+
 import doctest
 
 import prunekit.hookspecs
+from prunekit.plugin_manager import EVENTS, KINDS
 
 
 def test_hookspec_examples_run():
@@ -11,6 +13,7 @@ def test_hookspec_examples_run():
 
 
 def test_every_hook_has_an_example():
-    hooks = [getattr(prunekit.hookspecs, n) for n in dir(prunekit.hookspecs) if n.startswith("prunekit_")]
-    assert len(hooks) == 12
-    assert all(">>>" in h.__doc__ for h in hooks)
+    names = {n for n in dir(prunekit.hookspecs) if n.startswith("prunekit_")}
+    # every hook is a registry the manager builds, a lifecycle event, or the traversal
+    assert names == {*KINDS.values(), *(f"prunekit_{e}" for e in EVENTS), "prunekit_traversal"}
+    assert all(">>>" in getattr(prunekit.hookspecs, n).__doc__ for n in names)

@@ -1,4 +1,5 @@
 """The built-in models have the published sizes and the module names IPAD uses."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """The plugin system: discovery through real installed distributions, errors, lookups."""
+
 import json
 import os
 import subprocess
@@ -16,7 +17,8 @@ def install_plugin(tmp_path, name, body, entry="plugin"):
     """Build and install a one-module distribution with a `prunekit` entry point into its own folder."""
     project = tmp_path / f"src-{name}"
     project.mkdir()
-    (project / "pyproject.toml").write_text(textwrap.dedent(f"""
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent(f"""
         [build-system]
         requires = ["setuptools>=64"]
         build-backend = "setuptools.build_meta"
@@ -24,14 +26,29 @@ def install_plugin(tmp_path, name, body, entry="plugin"):
         name = "{name}"
         version = "1.2.3"
         [project.entry-points.prunekit]
-        {entry} = "{name.replace('-', '_')}"
+        {entry} = "{name.replace("-", "_")}"
         [tool.setuptools]
-        py-modules = ["{name.replace('-', '_')}"]
-    """))
+        py-modules = ["{name.replace("-", "_")}"]
+    """)
+    )
     (project / f"{name.replace('-', '_')}.py").write_text(textwrap.dedent(body))
     target = tmp_path / f"site-{name}"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(project)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(project),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return target
 
 
@@ -55,11 +72,14 @@ def sites(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("plugins")
     return {
         "good": install_plugin(tmp, "pk-tiny", TINY, entry="tiny"),
-        "broken": install_plugin(tmp, "pk-broken", "raise ImportError('missing dependency frobnicate')", entry="broken"),
+        "broken": install_plugin(
+            tmp, "pk-broken", "raise ImportError('missing dependency frobnicate')", entry="broken"
+        ),
         "duplicate": install_plugin(tmp, "pk-dup", TINY.replace('"tiny"', '"unet"'), entry="dup"),
     }
 
 
+@pytest.mark.slow
 def test_installed_distribution_is_discovered_and_listed(sites):
     result = run_prunekit(["plugins", "--json"], sites["good"])
     assert result.returncode == 0, result.stderr
@@ -74,6 +94,7 @@ def test_installed_distribution_is_discovered_and_listed(sites):
     assert json.loads(cost.stdout)["macs"] == 3 * 16
 
 
+@pytest.mark.slow
 def test_broken_plugin_warns_with_its_name_and_strict_mode_fails(sites):
     result = run_prunekit(["cost", "--model", "densenet", "--input", "1,1,32,32", "--json"], sites["broken"])
     assert result.returncode == 0
@@ -81,7 +102,8 @@ def test_broken_plugin_warns_with_its_name_and_strict_mode_fails(sites):
     strict = run_prunekit(["plugins"], sites["broken"], PRUNEKIT_STRICT_PLUGINS="1")
     assert strict.returncode == 2
     assert strict.stderr.strip().splitlines() == [
-        "prunekit: error: plugin 'broken' failed to load (ImportError: missing dependency frobnicate)"]
+        "prunekit: error: plugin 'broken' failed to load (ImportError: missing dependency frobnicate)"
+    ]
 
 
 def test_two_plugins_registering_one_name_is_an_error_naming_both(sites):
@@ -96,7 +118,7 @@ class Models:
 
     @pk.hookimpl
     def prunekit_models(self):
-        return [pk.Spec(n, lambda: nn.Identity(), "") for n in self.names]
+        return [pk.Spec(n, nn.Identity, "") for n in self.names]
 
 
 def test_registered_plugin_object_and_duplicate_in_process():

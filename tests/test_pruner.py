@@ -1,4 +1,5 @@
 """The pruning loop end to end: budgets, limits, checkpoints, resume, config errors."""
+
 import dataclasses
 import json
 
@@ -7,33 +8,48 @@ import torch
 import yaml
 
 import prunekit as pk
-from prunekit import checkpoint
-from prunekit.config import PruningConfig
-from prunekit.pruner import Pruner
-from tiny import tiny_config
+from prunekit.run import checkpoints
+from prunekit.run.config import PruningConfig
+from prunekit.run.pruner import Pruner
 
 
-def config(tmp_path, **overrides):
-    """One-shot by default: no training, no retraining, weight norms only."""
-    base = {"seed": 3, "train": {"epochs": 0}, "retrain": "none", "finetune": {"epochs": 0}, "distillation": {},
-            "pruning": {**tiny_config(tmp_path)["pruning"], "prune_away_percent": 74, "step": {"percent": 74},
-                        "criterion": {"weights": {"weight_norm": 1.0}}, "layer_limit_percent": 95,
-                        "block_limit_percent": 95}}
-    return tiny_config(tmp_path / "run", **{**base, **overrides})
+@pytest.fixture
+def config(tiny_config):
+    """Tiny one-shot configs: no training, no retraining, weight norms only."""
+
+    def make(tmp_path, **overrides):
+        base = {
+            "seed": 3,
+            "train": {"epochs": 0},
+            "retrain": "none",
+            "finetune": {"epochs": 0},
+            "distillation": {},
+            "pruning": {
+                **tiny_config(tmp_path)["pruning"],
+                "prune_away_percent": 74,
+                "step": {"percent": 74},
+                "criterion": {"weights": {"weight_norm": 1.0}},
+                "layer_limit_percent": 95,
+                "block_limit_percent": 95,
+            },
+        }
+        return tiny_config(tmp_path / "run", **{**base, **overrides})
+
+    return make
 
 
-def test_one_shot_unet_to_74_percent_of_macs_removed(tmp_path):
+def test_one_shot_unet_to_74_percent_of_macs_removed(tmp_path, config):
     pruner = Pruner.from_config(config(tmp_path), progress=False)
     result = pruner.prune()
     assert len(result.steps) == 1
     assert result.summary["macs_percent"] <= 26.0
-    recount = pk.count(result.model, pruner.example)
+    recount = pk.count(result.model, result.state.example)
     assert recount.macs == result.steps[-1].macs
-    last = checkpoint.load_last(tmp_path / "run")
+    last = checkpoints.load_last(tmp_path / "run")
     assert last.step == 1 and last.plan.keep == result.plan.keep
 
 
-def test_ranking_per_latency_changes_the_plan_and_meets_the_budget(tmp_path):
+def test_ranking_per_latency_changes_the_plan_and_meets_the_budget(tmp_path, config):
     plans = {}
     for per_cost in ("none", "latency"):
         cfg = config(tmp_path / per_cost, pruning__criterion={"weights": {"weight_norm": 1.0}, "per_cost": per_cost})
@@ -43,9 +59,14 @@ def test_ranking_per_latency_changes_the_plan_and_meets_the_budget(tmp_path):
     assert plans["none"] != plans["latency"]
 
 
-def test_ipad_criterion_with_calibration_and_limits(tmp_path):
-    cfg = config(tmp_path, pruning__criterion={"omega": 0.5}, pruning__step={"percent": 20},
-                 pruning__layer_limit_percent=60, pruning__block_limit_percent=50)
+def test_ipad_criterion_with_calibration_and_limits(tmp_path, config):
+    cfg = config(
+        tmp_path,
+        pruning__criterion={"weights": {"weight_norm": 0.5, "activation_deviation": 0.5}},
+        pruning__step={"percent": 20},
+        pruning__layer_limit_percent=60,
+        pruning__block_limit_percent=50,
+    )
     result = Pruner.from_config(cfg, progress=False).prune()
     assert len(result.steps) >= 2
     original = pk.count(pk.get("model", "unet", width=4), torch.zeros(1, 1, 32, 48))
@@ -59,22 +80,28 @@ def test_ipad_criterion_with_calibration_and_limits(tmp_path):
     assert all("miou" in r for r in log if r["event"] == "step")
 
 
-def test_resume_reaches_the_same_result(tmp_path):
-    cfg = config(tmp_path, pruning__criterion={"omega": 0.5}, pruning__step={"percent": 25})
+def test_resume_reaches_the_same_result(tmp_path, config):
+    cfg = config(
+        tmp_path,
+        pruning__criterion={"weights": {"weight_norm": 0.5, "activation_deviation": 0.5}},
+        pruning__step={"percent": 25},
+    )
     full = Pruner.from_config({**cfg, "run_dir": str(tmp_path / "full")}, progress=False).prune()
     assert len(full.steps) >= 2
     first = {**cfg, "run_dir": str(tmp_path / "parts"), "pruning": {**cfg["pruning"], "max_steps": 1}}
     Pruner.from_config(first, progress=False).prune()
     with pytest.raises(pk.ConfigError, match="differs from the one"):
         Pruner.from_config({**cfg, "run_dir": str(tmp_path / "parts")}, progress=False).prune(resume=True)
-    (tmp_path / "parts" / "config.yaml").write_text(yaml.safe_dump(pk.config.load(cfg | {"run_dir": str(tmp_path / "parts")}).to_dict(), sort_keys=True))
+    (tmp_path / "parts" / "config.yaml").write_text(
+        yaml.safe_dump(pk.config.load(cfg | {"run_dir": str(tmp_path / "parts")}).to_dict(), sort_keys=True)
+    )
     resumed = Pruner.from_config({**cfg, "run_dir": str(tmp_path / "parts")}, progress=False).prune(resume=True)
     assert resumed.plan.keep == full.plan.keep
     for key, value in full.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
 
 
-def test_existing_run_is_not_overwritten(tmp_path):
+def test_existing_run_is_not_overwritten(tmp_path, config):
     Pruner.from_config(config(tmp_path), progress=False).prune()
     before = (tmp_path / "run" / "checkpoints" / "last.json").read_text()
     with pytest.raises(pk.ConfigError, match="already holds a run; pass --resume"):
@@ -82,7 +109,7 @@ def test_existing_run_is_not_overwritten(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "last.json").read_text() == before
 
 
-def test_nothing_selectable_ends_with_a_message_and_the_result_so_far(tmp_path):
+def test_nothing_selectable_ends_with_a_message_and_the_result_so_far(tmp_path, config):
     cfg = config(tmp_path, pruning__layer_limit_percent=0)
     result = Pruner.from_config(cfg, progress=False).prune()
     assert result.steps == [] and result.summary["macs_percent"] == 100.0
@@ -90,14 +117,29 @@ def test_nothing_selectable_ends_with_a_message_and_the_result_so_far(tmp_path):
     assert any(r["event"] == "stop" and "nothing more can be removed" in r["message"] for r in log)
 
 
-@pytest.mark.parametrize("patch, message", [
-    ({"pruning": {"prune_away_precent": 50}}, "unknown key 'pruning.prune_away_precent'; did you mean 'prune_away_percent'?"),
-    ({"pruning": {"prune_away_percent": 0}}, "pruning.prune_away_percent: 0.0 is out of range; it must be > 0 and <= 100"),
-    ({"pruning": {"step": {"percent": 10, "filters": 3}}}, "pruning.step: give exactly one of macs, params, filters, percent"),
-    ({"data": {"batch_size": "eight"}}, "data.batch_size: 'eight' (str) is not allowed; expected int"),
-    ({"retrain": {"epochs_per_stp": 2}}, "unknown key 'retrain.epochs_per_stp'; did you mean 'epochs_per_step'?"),
-    ({"pruning": {"criterion": {"omega": 1.5}}}, "pruning.criterion.omega: 1.5 is out of range; it must be >= 0.0 and <= 1.0"),
-])
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        (
+            {"pruning": {"prune_away_precent": 50}},
+            "unknown key 'pruning.prune_away_precent'; did you mean 'prune_away_percent'?",
+        ),
+        (
+            {"pruning": {"prune_away_percent": 0}},
+            "pruning.prune_away_percent: 0.0 is out of range; it must be > 0 and <= 100",
+        ),
+        (
+            {"pruning": {"step": {"percent": 10, "filters": 3}}},
+            "pruning.step: give exactly one of macs, params, filters, percent",
+        ),
+        ({"data": {"batch_size": "eight"}}, "data.batch_size: 'eight' (str) is not allowed; expected int"),
+        ({"retrain": {"epochs_per_stp": 2}}, "unknown key 'retrain.epochs_per_stp'; did you mean 'epochs_per_step'?"),
+        (
+            {"pruning": {"criterion": {"weights": {"taylor": -1}}}},
+            "pruning.criterion.weights.taylor: -1.0 is out of range; it must be >= 0",
+        ),
+    ],
+)
 def test_config_errors_name_the_key_the_value_and_what_is_allowed(patch, message):
     with pytest.raises(pk.ConfigError) as info:
         pk.config.load(patch)
@@ -114,4 +156,5 @@ def test_cli_prune_rejects_a_misspelled_key_with_exit_2(tmp_path):
     assert result.returncode == 2
     valid = ", ".join(sorted(f.name for f in dataclasses.fields(PruningConfig)))
     assert result.stderr.strip().splitlines() == [
-        f"prunekit: error: unknown key 'pruning.prune_away_precent'; did you mean 'prune_away_percent'? valid: {valid}"]
+        f"prunekit: error: unknown key 'pruning.prune_away_precent'; did you mean 'prune_away_percent'? valid: {valid}"
+    ]

@@ -1,4 +1,5 @@
 """Budgeted selection: limits are never exceeded, budgets are met, nothing selectable ends cleanly."""
+
 import copy
 
 import pytest
@@ -7,10 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import prunekit as pk
-from prunekit.costmodel import CostModel
-from prunekit.scoring import group_scores
-from prunekit.selection import Budget, Limits, Reference, per_cost, select, units
-from prunekit.surgery import remove
+from prunekit.cost.cost_model import CostModel
+from prunekit.pruning.scoring import group_scores
+from prunekit.pruning.selection import Budget, Limits, Reference, per_cost, select, units
+from prunekit.pruning.surgery import remove
 
 X = torch.zeros(1, 1, 32, 32)
 
@@ -21,10 +22,16 @@ def models():
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(["unet", "densenet"]),
-       layer=st.floats(5, 100), block=st.floats(5, 100), min_channels=st.integers(1, 3),
-       round_to=st.sampled_from([None, 2, 4]), kind=st.sampled_from(["macs", "params", "filters"]),
-       fraction=st.floats(0.05, 0.9), criterion=st.sampled_from(["weight_norm", "random"]))
+@given(
+    name=st.sampled_from(["unet", "densenet"]),
+    layer=st.floats(5, 100),
+    block=st.floats(5, 100),
+    min_channels=st.integers(1, 3),
+    round_to=st.sampled_from([None, 2, 4]),
+    kind=st.sampled_from(["macs", "params", "filters"]),
+    fraction=st.floats(0.05, 0.9),
+    criterion=st.sampled_from(["weight_norm", "random"]),
+)
 def test_limits_hold_for_random_configs(models, name, layer, block, min_channels, round_to, kind, fraction, criterion):
     model = copy.deepcopy(models[name])
     graph = pk.trace(model, X)
@@ -49,8 +56,11 @@ def test_limits_hold_for_random_configs(models, name, layer, block, min_channels
             assert kept >= min_channels
             if round_to:
                 assert kept % round_to == 0
-    removed = {"macs": cost.macs - selection.macs, "params": cost.params - selection.params,
-               "filters": selection.filters}[kind]
+    removed = {
+        "macs": cost.macs - selection.macs,
+        "params": cost.params - selection.params,
+        "filters": selection.filters,
+    }[kind]
     assert selection.exhausted or removed >= fraction * total
     recount = pk.count(model, X)
     assert (recount.macs, recount.params) == (selection.macs, selection.params)
@@ -61,7 +71,9 @@ def test_floor_stops_the_step_at_the_overall_target():
     graph = pk.trace(model, X)
     cost = CostModel(graph)
     scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm"), 1.0)})
-    selection = select(graph, scores, cost, Reference.of(graph), Limits(), Budget("macs", cost.macs, floor_macs=0.6 * cost.macs))
+    selection = select(
+        graph, scores, cost, Reference.of(graph), Limits(), Budget("macs", cost.macs, floor_macs=0.6 * cost.macs)
+    )
     assert 0.5 * cost.macs < selection.macs <= 0.6 * cost.macs
 
 
@@ -104,7 +116,8 @@ def test_latency_ranking_thins_the_full_resolution_layers_first():
     graph = pk.trace(model, x)
     cost = CostModel(graph)
     flat = {g.id: torch.ones(g.channels, dtype=torch.float64) for g in graph.groups}
-    selection = select(graph, per_cost(flat, cost, "latency"), cost, Reference.of(graph), Limits(),
-                       Budget("macs", 0.2 * cost.macs))
+    selection = select(
+        graph, per_cost(flat, cost, "latency"), cost, Reference.of(graph), Limits(), Budget("macs", 0.2 * cost.macs)
+    )
     thinned = {n for g in graph.groups for n in g.producers if g.id in selection.removal}
     assert thinned and thinned <= {"inc.conv1", "inc.conv2", "up4.conv.conv1", "up4.conv.conv2"}

@@ -1,4 +1,5 @@
 """Small models covering the topologies the channel tracer must get exactly right."""
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -7,7 +8,9 @@ import prunekit as pk
 
 
 def conv_bn(cin, cout, k=3, stride=1, groups=1):
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.ReLU()
+    )
 
 
 class SqueezeExcite(nn.Module):
@@ -28,8 +31,11 @@ class Block(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
         self.se = SqueezeExcite(cout)
-        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        )
 
     def forward(self, x):
         return F.relu(self.se(self.bn2(self.conv2(self.conv1(x)))) + self.shortcut(x))
@@ -89,9 +95,10 @@ class DenseCascade(nn.Module):
     def __init__(self, c=4, growth=3, layers=4):
         super().__init__()
         self.stem = nn.Conv2d(1, c, 3, padding=1)
-        self.layers = nn.ModuleList(nn.Sequential(nn.BatchNorm2d(c + i * growth), nn.ReLU(),
-                                                  nn.Conv2d(c + i * growth, growth, 3, padding=1))
-                                    for i in range(layers))
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.BatchNorm2d(c + i * growth), nn.ReLU(), nn.Conv2d(c + i * growth, growth, 3, padding=1))
+            for i in range(layers)
+        )
         self.head = nn.Conv2d(c + layers * growth, 2, 1)
 
     def forward(self, x):

@@ -1,0 +1,227 @@
+"""Cost accounting: MACs and parameters per layer, per block and in total.
+
+MACs come from the layer types' pure functions of each call's shape record; the default total
+counts convolutions and linear layers without bias (the IPAD convention); ``include`` adds the
+optional kinds. ``flops`` is ``2 × macs``. Parameters are the model's real tensors, each counted
+once however many modules share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..errors import ConfigError, PruneError, suggest
+from ..graph.recording import Call, record
+from ..graph.rules import Overrides, Rule, Rules, channels
+from ..layer_type import COST_KINDS, OPTIONAL_COST_KINDS, LayerShape
+from ..plugin_manager import Manager
+from ..records import Traversal
+from .formatting import human, render_table
+
+ALWAYS = ("conv", "linear", "custom")
+
+
+def shape_of(call: Call, rule: Rule) -> LayerShape:
+    return LayerShape(call.input, call.output, channels(call.input, rule.in_dim), channels(call.output, rule.out_dim))
+
+
+def parse_include(include: str | Iterable[str] | None) -> tuple[str, ...]:
+    if include is None:
+        return ALWAYS
+    kinds = (include,) if isinstance(include, str) else tuple(include)
+    if "all" in kinds:
+        kinds = OPTIONAL_COST_KINDS
+    for kind in kinds:
+        if kind not in COST_KINDS:
+            raise ConfigError(f"cost.include: unknown kind {kind!r}; {suggest(kind, (*OPTIONAL_COST_KINDS, 'all'))}")
+    return ALWAYS + tuple(kinds)
+
+
+@dataclass
+class LayerCost:
+    name: str
+    type: str
+    kind: str
+    in_channels: int
+    out_channels: int
+    output_shape: tuple[int, ...]
+    macs: int
+    params: int
+    calls: int = 1
+
+
+@dataclass
+class BlockCost:
+    name: str
+    macs: int = 0
+    params: int = 0
+    layers: int = 0
+
+
+@dataclass
+class CostReport:
+    """What :func:`count` returns: totals, per-layer rows and per-block sums."""
+
+    macs: int
+    params: int
+    trainable_params: int
+    layers: list[LayerCost]
+    blocks: list[BlockCost]
+    include: tuple[str, ...]
+    uncounted: list[str] = field(default_factory=list)
+    fallback: str | None = None
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def layer(self, name: str) -> LayerCost:
+        for row in self.layers:
+            if row.name == name:
+                return row
+        raise PruneError(f"no layer {name!r} in the report; {suggest(name, [r.name for r in self.layers])}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["flops"] = self.flops
+        return out
+
+    def table(self, depth: int | None = None) -> str:
+        """Aligned per-layer (or per-module at ``depth``) table, then blocks and totals."""
+        rows = self.layers if depth is None else _by_depth(self.layers, depth)
+        body = [
+            [
+                r.name,
+                r.type,
+                f"{r.in_channels}",
+                f"{r.out_channels}",
+                "×".join(map(str, r.output_shape)),
+                human(r.macs),
+                human(r.params),
+            ]
+            for r in rows
+        ]
+        text = render_table(["layer", "type", "in", "out", "output", "MACs", "params"], body, right=(2, 3, 5, 6))
+        blocks = [[b.name, str(b.layers), human(b.macs), human(b.params)] for b in self.blocks]
+        text += "\n\n" + render_table(["block", "layers", "MACs", "params"], blocks, right=(1, 2, 3))
+        text += (
+            f"\n\ntotal: {human(self.macs)} MACs ({human(self.flops)} FLOPs), {human(self.params)} params"
+            f" ({human(self.trainable_params)} trainable); counted kinds: {', '.join(self.include)}"
+        )
+        if self.uncounted:
+            text += f"\nuncounted (parameters but no cost rule): {', '.join(self.uncounted)}"
+        if self.fallback:
+            text += f"\nnote: {self.fallback}"
+        return text
+
+
+def _by_depth(rows: list[LayerCost], depth: int) -> list[LayerCost]:
+    merged: dict[str, LayerCost] = {}
+    for r in rows:
+        key = ".".join(r.name.split(".")[:depth])
+        if key not in merged:
+            merged[key] = LayerCost(
+                key,
+                r.type if key == r.name else "module",
+                r.kind,
+                r.in_channels,
+                r.out_channels,
+                r.output_shape,
+                0,
+                0,
+                0,
+            )
+        m = merged[key]
+        m.macs, m.params, m.calls = m.macs + r.macs, m.params + r.params, m.calls + r.calls
+        m.out_channels, m.output_shape = r.out_channels, r.output_shape
+    return list(merged.values())
+
+
+def block_of(name: str, blocks: tuple[str, ...]) -> str:
+    """The longest block path prefixing ``name``; the parent module when no block matches."""
+    matches = [b for b in blocks if name == b or name.startswith(b + ".")]
+    if matches:
+        return max(matches, key=len)
+    return name.rpartition(".")[0] or name
+
+
+def layer_rows(
+    calls: list[Call], ruled: dict[str, tuple[nn.Module, Rule]], include: tuple[str, ...]
+) -> list[LayerCost]:
+    rows: dict[str, LayerCost] = {}
+    for call in calls:
+        rule = ruled[call.name][1]
+        shape = shape_of(call, rule)
+        macs = rule.macs(call.module, shape) if rule.kind in include else 0
+        if call.name in rows:
+            rows[call.name].macs += macs
+            rows[call.name].calls += 1
+            continue
+        params = rule.params(call.module, shape)
+        if rule.kind not in include and params == 0:
+            continue
+        rows[call.name] = LayerCost(
+            call.name,
+            type(call.module).__name__,
+            rule.kind,
+            shape.in_channels,
+            shape.out_channels,
+            call.output,
+            macs,
+            params,
+        )
+    return list(rows.values())
+
+
+def uncounted_layers(
+    model: nn.Module, layer_names: Iterable[str], rules: Callable[[nn.Module], Rule | None]
+) -> list[str]:
+    covered = tuple(layer_names)
+    out = []
+    for name, module in model.named_modules():
+        inside = any(name == c or name.startswith(c + ".") for c in covered if c)
+        if not inside and rules(module) is None and any(True for _ in module.parameters(recurse=False)):
+            out.append(name or type(module).__name__)
+    return out
+
+
+def count(
+    model: nn.Module,
+    example_input: Any,
+    overrides: Overrides | None = None,
+    include: str | Iterable[str] | None = None,
+    traversal: Traversal | None = None,
+    plugins: Manager | None = None,
+) -> CostReport:
+    """Count MACs and parameters of ``model`` on ``example_input`` (shape-only where possible).
+
+    ``overrides`` maps module classes (or dotted names) to ``fn(module, shape) -> MACs``.
+    ``include`` adds ``"norm"``, ``"activation"``, ``"pooling"``, ``"upsample"`` (or ``"all"``).
+    Blocks come from the traversal plugin that recognises the model (parent modules otherwise).
+    ``plugins`` is the plugin manager to resolve layer types with (default: the process-wide one).
+    """
+    kinds = parse_include(include)
+    rules = Rules(overrides, plugins)
+    ruled = rules.leaves(model)
+    recording = record(model, example_input, {name: m for name, (m, _) in ruled.items()})
+    rows = layer_rows(recording.calls, ruled, kinds)
+    traversal = traversal or rules.manager.traversal(model)
+    blocks: dict[str, BlockCost] = {}
+    for row in rows:
+        b = blocks.setdefault(block_of(row.name, traversal.blocks if traversal else ()), BlockCost(""))
+        b.macs, b.params, b.layers = b.macs + row.macs, b.params + row.params, b.layers + 1
+    params = list(model.parameters())
+    return CostReport(
+        macs=sum(r.macs for r in rows),
+        params=sum(p.numel() for p in params),
+        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        layers=rows,
+        blocks=[BlockCost(name, b.macs, b.params, b.layers) for name, b in blocks.items()],
+        include=kinds,
+        uncounted=uncounted_layers(model, ruled, rules),
+        fallback=recording.fallback,
+    )

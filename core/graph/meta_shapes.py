@@ -1,0 +1,167 @@
+"""Shape functions for common ops on meta tensors.
+
+PyTorch's meta kernels for batch norm, interpolation, activations and ``cat`` are Python
+decompositions that cost milliseconds each and import sympy or dynamo on first use (seconds).
+Counting needs shapes only, so :class:`FastMeta` answers those ops from their arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+#: ops whose output has the input's shape; their meta kernels are slow Python decompositions
+SAME_SHAPE = {
+    F.batch_norm,
+    F.instance_norm,
+    F.relu,
+    F.relu6,
+    F.leaky_relu,
+    F.elu,
+    F.selu,
+    F.celu,
+    F.gelu,
+    F.silu,
+    F.mish,
+    F.hardswish,
+    F.hardsigmoid,
+    F.hardtanh,
+    F.softplus,
+    F.dropout,
+    F.dropout2d,
+    torch.relu,
+    torch.sigmoid,
+    torch.tanh,
+    torch.Tensor.relu,
+    torch.Tensor.sigmoid,
+    torch.Tensor.tanh,
+}
+
+
+def _interpolated_size(x: torch.Tensor, size: Any = None, scale_factor: Any = None, **_: Any) -> list[int]:
+    spatial = x.dim() - 2
+    if size is not None:
+        return list(size) if isinstance(size, (tuple, list)) else [size] * spatial
+    scales = scale_factor if isinstance(scale_factor, (tuple, list)) else [scale_factor] * spatial
+    return [math.floor(float(n) * float(s)) for n, s in zip(x.shape[2:], scales)]
+
+
+def _cat(tensors: Any, dim: int = 0, **_: Any) -> torch.Tensor:
+    tensors = [t for t in tensors if t.numel() or t.dim() > 1]  # cat skips legacy empty 1-d tensors
+    dim = dim % tensors[0].dim()
+    size = list(tensors[0].shape)
+    for t in tensors:
+        if t.dim() != len(size) or any(a != b for i, (a, b) in enumerate(zip(t.shape, size)) if i != dim):
+            raise RuntimeError(f"cat: sizes {[tuple(t.shape) for t in tensors]} do not match outside dim {dim}")
+    size[dim] = sum(t.shape[dim] for t in tensors)
+    return tensors[0].new_empty(size)
+
+
+def _tuple(value: Any, n: int) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+def _conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: Any = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    n = weight.dim() - 2
+    if x.shape[-n - 1] != weight.shape[1] * groups:
+        raise RuntimeError(
+            f"conv: input has {x.shape[-n - 1]} channels, weight {tuple(weight.shape)} expects "
+            f"{weight.shape[1] * groups}"
+        )
+    kernel, stride, dilation = weight.shape[2:], _tuple(stride, n), _tuple(dilation, n)
+    if padding == "same":
+        spatial = list(x.shape[-n:])
+    else:
+        pad = (0,) * n if padding == "valid" else _tuple(padding, n)
+        spatial = [
+            (i + 2 * p - d * (k - 1) - 1) // s + 1 for i, p, d, k, s in zip(x.shape[-n:], pad, dilation, kernel, stride)
+        ]
+    return x.new_empty((*x.shape[: -n - 1], weight.shape[0], *spatial))
+
+
+def _pooled(size: int, k: int, s: int, p: int, d: int, ceil: bool) -> int:
+    # the output-size rule of PyTorch's pooling (pooling_output_shape)
+    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
+    return out - 1 if ceil and (out - 1) * s >= size + p else out
+
+
+def _pool(
+    x: torch.Tensor,
+    n: int,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+) -> torch.Tensor:
+    kernel = _tuple(kernel_size, n)
+    stride = _tuple(stride, n) if stride not in (None, [], ()) else kernel
+    spatial = [
+        _pooled(i, k, s, p, d, ceil_mode)
+        for i, k, s, p, d in zip(x.shape[-n:], kernel, stride, _tuple(padding, n), _tuple(dilation, n))
+    ]
+    return x.new_empty((*x.shape[:-n], *spatial))
+
+
+def _max_pool(n: int):
+    def shape(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+        out = _pool(x, n, kernel_size, stride, padding, dilation, ceil_mode)
+        return (out, out.new_empty(out.shape, dtype=torch.long)) if return_indices else out
+
+    return shape
+
+
+def _avg_pool(n: int):
+    def shape(x, kernel_size, stride=None, padding=0, ceil_mode=False, *_, **__):
+        return _pool(x, n, kernel_size, stride, padding, 1, ceil_mode)
+
+    return shape
+
+
+#: ops whose meta kernels import sympy on first use (a second of start-up) -> shape functions
+SHAPE_FUNCTIONS: dict[Any, Callable[..., Any]] = {
+    torch.conv1d: _conv,
+    torch.conv2d: _conv,
+    torch.conv3d: _conv,
+    F.max_pool1d: _max_pool(1),
+    F.max_pool2d: _max_pool(2),
+    F.max_pool3d: _max_pool(3),
+    F.avg_pool1d: _avg_pool(1),
+    F.avg_pool2d: _avg_pool(2),
+    F.avg_pool3d: _avg_pool(3),
+}
+
+
+class FastMeta(TorchFunctionMode):
+    """Answers common ops on meta tensors from their shapes alone, skipping slow meta kernels."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        x = args[0] if args else kwargs.get("input", kwargs.get("tensors"))
+        if func is torch.cat and isinstance(x, (list, tuple)) and x and all(t.is_meta for t in x):
+            return _cat(*args, **kwargs)
+        if isinstance(x, torch.Tensor) and x.is_meta:
+            stats = args[1] if len(args) > 1 else kwargs.get("running_mean")
+            if func is F.batch_norm and stats is not None and stats.shape[0] != x.shape[1]:
+                raise RuntimeError(f"batch_norm: {x.shape[1]} channels, running stats of {stats.shape[0]}")
+            if func in SAME_SHAPE:
+                return x if kwargs.get("inplace") else x.new_empty(x.shape)
+            if func in SHAPE_FUNCTIONS:
+                return SHAPE_FUNCTIONS[func](*args, **kwargs)
+            if func is F.interpolate:
+                size = _interpolated_size(*args, **kwargs)
+                return x.new_empty((*x.shape[:2], *size))
+        return func(*args, **kwargs)

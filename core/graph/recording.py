@@ -1,0 +1,146 @@
+"""Running a model once to see what its layers receive and return.
+
+The forward runs on the meta device (``torch.func.functional_call`` with meta parameters): only
+shapes are computed, no arithmetic. A model with an op that has no meta kernel (or that moves
+tensors between devices itself) is run for real instead, under ``no_grad``, and the recording says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten, tree_map
+
+from ..errors import PruneError
+from .meta_shapes import FastMeta
+
+Size = tuple[int, ...]
+
+
+@dataclass
+class Call:
+    """One call of a leaf layer: its name and the sizes of its first input and output."""
+
+    name: str
+    module: nn.Module
+    input: Size
+    output: Size
+
+
+@dataclass
+class Recording:
+    calls: list[Call]
+    output: Any
+    fallback: str | None = None
+
+
+def leaves(model: nn.Module, is_leaf: Callable[[nn.Module], bool]) -> dict[str, nn.Module]:
+    """Modules for which ``is_leaf`` holds, not descending into them (names as in named_modules)."""
+    found: dict[str, nn.Module] = {}
+    seen: set[int] = set()
+
+    def walk(module: nn.Module, prefix: str) -> None:
+        if id(module) in seen:
+            return
+        seen.add(id(module))
+        if prefix and is_leaf(module):
+            found[prefix] = module
+            return
+        for name, child in module.named_children():
+            walk(child, f"{prefix}.{name}" if prefix else name)
+
+    walk(model, "")
+    if not found and is_leaf(model):
+        found[""] = model
+    return found
+
+
+def first_tensor(value: Any) -> torch.Tensor | None:
+    return next((t for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)), None)
+
+
+def size_of(value: Any) -> Size:
+    tensor = first_tensor(value)
+    return tuple(tensor.shape) if tensor is not None else ()
+
+
+def as_args(example_input: Any) -> tuple:
+    return tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the duration (so BN uses running stats and dropout is the identity)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    named = list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False))
+    return {name: torch.empty_like(t, device="meta") for name, t in named}
+
+
+def _to_meta(value: Any) -> Any:
+    return tree_map(lambda t: torch.empty_like(t, device="meta") if isinstance(t, torch.Tensor) else t, value)
+
+
+def record(
+    model: nn.Module,
+    example_input: Any,
+    layers: dict[str, nn.Module],
+    mode: Callable[[tuple], contextlib.AbstractContextManager] | None = None,
+) -> Recording:
+    """Run ``model`` once in eval mode and record every call of the modules in ``layers``.
+
+    ``mode(args)`` builds a context (e.g. a TorchFunctionMode) entered around the forward on
+    ``args``; it is built afresh if the meta forward fails and the model is run for real.
+    A model that fails on the example input is bad input: :class:`PruneError`.
+    """
+    try:
+        return _record(model, example_input, layers, mode)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as exc:
+        raise PruneError(f"the model failed on the example input ({type(exc).__name__}: {exc})") from exc
+
+
+def _record(
+    model: nn.Module,
+    example_input: Any,
+    layers: dict[str, nn.Module],
+    mode: Callable[[tuple], contextlib.AbstractContextManager] | None,
+) -> Recording:
+    calls: list[Call] = []
+    names = {id(m): name for name, m in layers.items()}
+
+    def hook(module: nn.Module, args: tuple, result: Any) -> None:
+        calls.append(Call(names[id(module)], module, size_of(args), size_of(result)))
+
+    handles = [m.register_forward_hook(hook) for m in layers.values()]
+    args = as_args(example_input)
+    try:
+        with eval_mode(model), torch.no_grad():
+            try:
+                meta_args = _to_meta(args)
+                with FastMeta(), mode(meta_args) if mode else contextlib.nullcontext():
+                    output = torch.func.functional_call(model, _meta_state(model), meta_args, strict=False)
+                return Recording(calls, output)
+            except Exception as exc:  # an op without a meta kernel, a device move, .item() ...
+                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            calls.clear()
+            with mode(args) if mode else contextlib.nullcontext():
+                output = model(*args)
+            return Recording(calls, output, fallback=f"shape-only pass failed ({reason}); ran a real forward")
+    finally:
+        for h in handles:
+            h.remove()

@@ -1,0 +1,166 @@
+"""Following channels through a model's real forward.
+
+Layers with a layer type are opaque: a forward hook asks the layer type how channels pass (a
+producer creates new ones, a norm or activation passes them through, a depthwise conv repeats
+them). Everything between layers — ``torch.cat``, residual adds, reshapes, slicing, pooling,
+interpolation — is seen by a ``TorchFunctionMode`` that moves each tensor's channel atoms along
+(see :mod:`prunekit.graph.channel_ops`). An op that touches the channel dim in a way we cannot follow pins the
+affected atoms: their channels are never removed, and one warning names the op and the layers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode, resolve_name
+from torch.utils._pytree import tree_flatten
+from torch.utils.weak import WeakIdKeyDictionary
+
+from ..layer_type import Flow, LayerType
+from . import op_table
+from .atoms import Atoms, Tag
+from .channel_ops import OpCall, wrap_dim
+
+OUTPUT = "reaches the model output"
+
+
+class ChannelTracer(TorchFunctionMode):
+    """Records channel atoms, member layers and pins during one forward pass."""
+
+    def __init__(self, layers: dict[str, tuple[nn.Module, LayerType]]) -> None:
+        super().__init__()
+        self.layers = layers
+        self._names = {id(m): name for name, (m, _) in layers.items()}
+        self.start(())
+
+    def start(self, args: tuple) -> ChannelTracer:
+        """Fresh state for a forward on ``args`` (a failed shape-only pass may have left some)."""
+        self.atoms = Atoms()
+        self.tags: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.members: dict[tuple[str, str, int | None], tuple[int, ...]] = {}
+        self.calls: dict[str, int] = {}
+        self.unknown: dict[str, set[int]] = {}  # op name -> atoms it pinned
+        self.depth = 0
+        self._pending: list[Tag | None] = []
+        self.tag_input(args)
+        return self
+
+    # -- tags ------------------------------------------------------------------------------
+    def tag(self, tensor: Any) -> Tag | None:
+        return self.tags.get(tensor) if isinstance(tensor, torch.Tensor) else None
+
+    def set(self, tensor: Any, dim: int, atoms: tuple[int, ...]) -> None:
+        if isinstance(tensor, torch.Tensor) and tensor.dim() > dim and tensor.shape[dim] == len(atoms):
+            self.tags[tensor] = Tag(dim, atoms)
+
+    def tag_input(self, value: Any) -> None:
+        for tensor in tree_flatten(value)[0]:
+            if isinstance(tensor, torch.Tensor) and tensor.dim() >= 2:
+                self.set(tensor, 1, self.atoms.new_space("<input>", tensor.shape[1], "is the model input"))
+
+    def pin_output(self, value: Any) -> None:
+        for tensor in tree_flatten(value)[0]:
+            tag = self.tag(tensor)
+            if tag:
+                self.atoms.pin(tag.atoms, OUTPUT)
+
+    def pin_unknown(self, name: str, tags: list[Tag]) -> None:
+        for tag in tags:
+            self.atoms.pin(tag.atoms, f"op {name} mixes or selects channels")
+            self.unknown.setdefault(name, set()).update(tag.atoms)
+
+    # -- layers ----------------------------------------------------------------------------
+    def pre_hook(self, module: nn.Module, args: tuple) -> None:
+        if self.depth == 0:
+            self._pending.append(self.tag(next(iter(tree_flatten(args)[0]), None)))
+            others = [self.tag(t) for t in tree_flatten(args)[0][1:]]
+            self.pin_unknown(f"{type(module).__name__} (extra input)", [t for t in others if t])
+        self.depth += 1
+
+    def hook(self, module: nn.Module, args: tuple, result: Any) -> None:
+        self.depth -= 1
+        if self.depth:
+            return
+        name = self._names[id(module)]
+        _, rule = self.layers[name]
+        tag = self._pending.pop()
+        self.calls[name] = self.calls.get(name, -1) + 1
+        out = next((t for t in tree_flatten(result)[0] if isinstance(t, torch.Tensor)), None)
+        if out is None:
+            return
+        flow = rule.flow(module)
+        if flow is Flow.PRODUCER:
+            self._produce(name, rule, tag, out)
+        elif flow is Flow.CHANNELWISE:
+            self._pass(name, module, rule, tag, out)
+        elif flow is Flow.DEPTHWISE and tag is not None and tag.dim == _dim(rule.in_dim, out):
+            repeat = out.shape[tag.dim] // len(tag.atoms)
+            atoms = tuple(a for a in tag.atoms for _ in range(repeat))
+            self._member(name, "dw", atoms)
+            self.set(out, tag.dim, atoms)
+        else:  # opaque, or a channel dim the layer does not act on
+            reason = f"layer {name} ({type(module).__name__}) mixes channels"
+            if tag is not None:
+                self.atoms.pin(tag.atoms, reason)
+            dim = _dim(rule.out_dim, out)
+            self.set(out, dim, self.atoms.new_space(name, out.shape[dim], reason))
+
+    def _produce(self, name: str, rule: LayerType, tag: Tag | None, out: torch.Tensor) -> None:
+        if tag is not None:
+            if tag.dim == _dim(rule.in_dim, out):
+                self._member(name, "in", tag.atoms)
+            else:
+                self.atoms.pin(tag.atoms, f"layer {name} reads channels on another dim")
+        dim = _dim(rule.out_dim, out)
+        key = (name, "out", None)
+        if key not in self.members:
+            self._member(name, "out", self.atoms.new_space(name, out.shape[dim]))
+        atoms = self.members[key]
+        self.set(out, dim, atoms)
+
+    def _pass(self, name: str, module: nn.Module, rule: LayerType, tag: Tag | None, out: torch.Tensor) -> None:
+        if tag is None:
+            return
+        if not rule.elementwise and tag.dim != _dim(rule.in_dim, out):
+            self.atoms.pin(tag.atoms, f"layer {name} acts on another dim than the channels")
+            return
+        if any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False)):
+            self._member(name, "norm", tag.atoms)  # per-channel state to cut (BN statistics, PReLU slopes)
+        else:  # stateless (activation, pooling): a shared one sees different channels at each call
+            self.members[(name, "pass", self.calls[name])] = tag.atoms
+        self.set(out, tag.dim, tag.atoms)
+
+    def _member(self, name: str, role: str, atoms: tuple[int, ...]) -> None:
+        rule = self.layers[name][1]
+        if not rule.can_cut(role):  # a third-party layer type without surgery: keep its channels
+            self.atoms.pin(
+                atoms, f"layer {name} ({rule.name}) cannot remove {'input' if role == 'in' else 'output'} channels"
+            )
+        key = (name, role, None)
+        if key in self.members:  # a shared layer called again: its channels are the same ones
+            self.atoms.union_all(self.members[key], atoms)
+        else:
+            self.members[key] = atoms
+
+    # -- functions between layers -------------------------------------------------------------
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.depth:
+            return func(*args, **kwargs)
+        handler = op_table.handler_for(func)
+        if handler is op_table.probe:
+            result, handler = op_table.probe(func, args, kwargs)
+        else:
+            result = func(*args, **kwargs)
+        inputs = [self.tag(t) for t in tree_flatten((args, kwargs))[0]]
+        tags = [t for t in inputs if t is not None]
+        if tags and any(isinstance(t, torch.Tensor) for t in tree_flatten(result)[0]):
+            name = resolve_name(func) or getattr(func, "__name__", str(func))
+            handler(self, OpCall(name, func, args, kwargs, result, tags))
+        return result
+
+
+def _dim(dim: int, tensor: torch.Tensor) -> int:
+    return wrap_dim(dim, tensor.dim())

@@ -1,0 +1,101 @@
+"""The layer-type base class: how prunekit counts and cuts one module class, and its records."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import PruneError
+
+#: Cost categories of layer types. ``conv`` and ``linear`` are always counted;
+#: the others only when ``include`` names them (see the README's convention table).
+COST_KINDS = ("conv", "linear", "norm", "activation", "pooling", "upsample", "other")
+OPTIONAL_COST_KINDS = ("norm", "activation", "pooling", "upsample")
+
+
+class Flow(enum.Enum):
+    """How a layer's output channels relate to its input channels."""
+
+    PRODUCER = "producer"  # reads every input channel, writes `out_channels` new ones (conv, linear)
+    CHANNELWISE = "channelwise"  # output channel c depends on input channel c only (BN, ReLU, pooling)
+    DEPTHWISE = "depthwise"  # output channel j depends on input channel j // multiplier only
+    OPAQUE = "opaque"  # mixes channels in a way pruning cannot follow (grouped conv, LayerNorm)
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """Sizes seen by one call of a layer: first input, first output, and their channel counts."""
+
+    input: tuple[int, ...]
+    output: tuple[int, ...]
+    in_channels: int
+    out_channels: int
+
+    @property
+    def batch(self) -> int:
+        return self.input[0] if self.input else 1
+
+
+class LayerType:
+    """How prunekit counts and cuts one module class. Subclass it once per layer type.
+
+    ``in_dim`` / ``out_dim`` are the activation dims that hold the channels (1 for NCHW layers,
+    -1 for Linear). ``macs`` and ``params`` are pure functions of the module's static attributes
+    and a :class:`LayerShape`, so the cost of any channel count can be predicted without running
+    the model. ``prune_out`` / ``prune_in`` keep the given channel indices, physically.
+    """
+
+    # set on the class, or per instance when one class serves several module classes
+    name: str
+    module: type[nn.Module]
+    kind: str = "other"
+    in_dim: int = 1
+    out_dim: int = 1
+    #: True when each output element depends on the same input element only (activations):
+    #: such a layer passes channels along whichever dim holds them.
+    elementwise: bool = False
+
+    def flow(self, module: nn.Module) -> Flow:
+        return Flow.CHANNELWISE
+
+    def macs(self, module: nn.Module, shape: LayerShape) -> int:
+        return 0
+
+    def params(self, module: nn.Module, shape: LayerShape) -> int:
+        """Parameters as a function of the channel counts; channel-independent by default."""
+        return sum(p.numel() for p in module.parameters(recurse=False))
+
+    def weight_rows(self, module: nn.Module) -> torch.Tensor | None:
+        """The weights of each output channel, one row per channel (for weight criteria)."""
+        return None
+
+    def prune_out(self, module: nn.Module, keep: torch.Tensor) -> None:
+        raise PruneError(f"layer type {self.name!r} cannot remove output channels")
+
+    def prune_in(self, module: nn.Module, keep: torch.Tensor) -> None:
+        raise PruneError(f"layer type {self.name!r} cannot remove input channels")
+
+    def can_cut(self, role: str) -> bool:
+        """Whether this layer type implements ``prune_in`` (role ``in``) or ``prune_out``."""
+        method = "prune_in" if role == "in" else "prune_out"
+        return getattr(type(self), method) is not getattr(LayerType, method)
+
+
+def numel(size: tuple[int, ...]) -> int:
+    return math.prod(size)
+
+
+def cut_parameter(module: nn.Module, name: str, keep: torch.Tensor, dim: int) -> None:
+    """Replace parameter or buffer ``name`` by its slice ``keep`` along ``dim`` (if it exists)."""
+    tensor = getattr(module, name, None)
+    if tensor is None:
+        return
+    data = tensor.detach().index_select(dim, keep.to(tensor.device)).clone()
+    if isinstance(tensor, nn.Parameter):
+        setattr(module, name, nn.Parameter(data, requires_grad=tensor.requires_grad))
+    else:
+        setattr(module, name, data)

@@ -1,0 +1,1 @@
+"""Pruning: calibration, scoring, budgeted selection, surgery and the plan that records it."""

@@ -1,0 +1,123 @@
+"""The calibration pass: feed batches through the model and let criteria observe activations
+(and gradients) of every scored layer, as streaming statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError
+from ..graph.channel_graph import ChannelGraph, Group, Member
+from ..graph.recording import eval_mode
+from ..records import to_device
+from .scoring import scored_layers
+
+
+def needs(criteria: Mapping[str, Any]) -> set[str]:
+    return set().union(*(set(c.needs) for c in criteria.values())) if criteria else set()
+
+
+TAPS = ("output", "activation")
+
+
+def calibrate(
+    model: nn.Module,
+    graph: ChannelGraph,
+    criteria: Mapping[str, Any],
+    batches: Iterable[dict],
+    loss: Callable[[torch.Tensor, dict], torch.Tensor] | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    tap: str = "output",
+) -> int:
+    """Run ``batches`` through ``model`` (eval mode) so every criterion observes each producer with
+    prunable channels — its raw output, or with ``tap="activation"`` the output of the activation
+    that follows it (see :func:`tapped`); returns the number of samples seen."""
+    for criterion in criteria.values():
+        criterion.reset()
+    wanted = needs(criteria)
+    if not wanted & {"activations", "gradients"}:
+        return 0
+    with_grad = "gradients" in wanted
+    if with_grad and loss is None:
+        raise ConfigError("a criterion that needs gradients needs a task loss for the calibration pass")
+    backward_of = loss if with_grad else None
+    modules = dict(model.named_modules())
+    handles = [
+        modules[at].register_forward_hook(_observer(name, graph.layers[at].rule.out_dim, criteria))
+        for name, at in tapped(graph, tap).items()
+    ]
+    seen = 0
+    try:
+        with eval_mode(model):
+            for batch in tqdm(batches, desc="calibrate", leave=False, disable=not progress):
+                image = batch["image"].to(device).requires_grad_(with_grad)  # gradients even if frozen
+                with torch.set_grad_enabled(with_grad):
+                    logits = model(image)
+                    if backward_of is not None:
+                        backward_of(logits, to_device(batch, device)).backward()
+                seen += image.shape[0]
+    finally:
+        for h in handles:
+            h.remove()
+        model.zero_grad(set_to_none=True)
+    return seen
+
+
+def tapped(graph: ChannelGraph, tap: str) -> dict[str, str]:
+    """Producer -> the layer whose output stands for its channels in the calibration pass.
+
+    ``output`` is the producer itself (IPAD's choice). ``activation`` is the one activation module,
+    called once per forward, carrying exactly the producer's channels (conv → norm → activation):
+    in a normalised network the raw output's scale is undone by the norm, so statistics of what
+    the consumers see say more. Producers without such a module keep their raw output.
+    """
+    if tap not in TAPS:
+        raise ConfigError(f"pruning.activations_at: {tap!r} is not allowed; valid: {', '.join(TAPS)}")
+    out = {}
+    for layer in scored_layers(graph):
+        if layer.role not in ("out", "dw"):
+            continue
+        out[layer.name] = layer.name
+        found = graph.members_of(layer.name, (layer.role,))
+        if tap == "activation" and len(found) == 1:
+            out[layer.name] = _activation_after(graph, *found[0]) or layer.name
+    return out
+
+
+def _activation_after(graph: ChannelGraph, group: Group, producer: Member) -> str | None:
+    chain = [
+        m.layer
+        for m in group.members
+        if m.role == "pass"
+        and (m.local, m.channel) == (producer.local, producer.channel)
+        and graph.layers[m.layer].rule.kind == "activation"
+        and len(graph.layers[m.layer].calls) == 1
+    ]
+    return chain[0] if len(chain) == 1 else None
+
+
+def _observer(name: str, out_dim: int, criteria: Mapping[str, Any]) -> Callable:
+    activation_only = [c for c in criteria.values() if "activations" in c.needs and "gradients" not in c.needs]
+    gradient = [c for c in criteria.values() if "gradients" in c.needs]
+
+    def channels_first(t: torch.Tensor) -> torch.Tensor:
+        return t if out_dim % t.dim() == 1 else t.movedim(out_dim, 1)
+
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        act = channels_first(output).detach()
+        for criterion in activation_only:
+            criterion.observe(name, act, None)
+        if gradient and output.requires_grad:
+
+            def on_grad(grad: torch.Tensor) -> None:
+                for criterion in gradient:
+                    criterion.observe(name, act, channels_first(grad))
+
+            output.register_hook(on_grad)
+
+    return hook

@@ -1,0 +1,207 @@
+"""Budgeted selection: which channels go in one pruning step.
+
+Channels are ranked globally by importance (lowest first). A unit — one channel, or with
+``round_to`` enough channels to keep the group's count a multiple — is taken when no layer and no
+block would lose more than its limit of its *original* parameters, and the group keeps at least
+``min_channels``. Selection stops when the step's budget is met, the overall target is reached,
+or nothing more can be taken.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from ..cost.cost_model import CostModel, CostTracker
+from ..cost.counting import block_of
+from ..graph.channel_graph import ChannelGraph, Group
+
+
+@dataclass(frozen=True)
+class Limits:
+    layer_percent: float = 100.0
+    block_percent: float = 100.0
+    min_channels: int = 1
+    round_to: int | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Remove ``amount`` of ``kind`` (macs, params or filters) this step, never going below the
+    floors (the overall target)."""
+
+    kind: str
+    amount: float
+    floor_macs: float = 0.0
+    floor_params: float = 0.0
+
+
+@dataclass
+class Selection:
+    removal: dict[int, list[int]]
+    macs: int
+    params: int
+    filters: int = 0
+    at_limit: set[str] = field(default_factory=set)
+    exhausted: bool = False  # stopped because nothing more could be taken
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Parameters of every layer and block in the original model: the base of the limits."""
+
+    layers: dict[str, int]
+    blocks: dict[str, int]
+    block_of: dict[str, str]
+
+    @classmethod
+    def of(cls, graph: ChannelGraph) -> Reference:
+        """The reference of a traced (original) model; blocks come from its traversal."""
+        base = CostModel(graph).base
+        blocks = graph.traversal.blocks if graph.traversal else ()
+        owner = {name: block_of(name, blocks) for name in base}
+        totals: dict[str, int] = defaultdict(int)
+        for name, cost in base.items():
+            totals[owner[name]] += cost.params
+        return cls({n: c.params for n, c in base.items()}, dict(totals), owner)
+
+
+# The latency estimate's price of one activation element read or written, in MACs. Elementwise
+# layers alone suggest ~10–40 (2 CPU cores: ~40 GMAC/s in a wide convolution, ~1 G elements/s in
+# BN + ReLU), but thin high-resolution convolutions also run far below peak (1 input channel:
+# ~1.4 GMAC/s); 256 is the value that made the estimate rank pruned U-Nets by measured CPU
+# latency (benchmarks/prune_speed.py, 64–1024 tried).
+ELEMENT_MACS = 256.0
+COST_MEASURES = ("macs", "params", "latency")
+
+
+def per_cost(
+    scores: Mapping[int, torch.Tensor], cost: CostModel, measure: str, element_macs: float = ELEMENT_MACS
+) -> dict[int, torch.Tensor]:
+    """Importance per unit of cost a channel's removal saves.
+
+    Ranking by this ratio is the greedy solution of the knapsack "remove the budget, lose the least
+    importance" (resource-aware pruning, e.g. HALP, Shen et al. 2022). ``measure`` is ``macs``,
+    ``params`` or ``latency``: a roofline-style estimate, MACs plus ``element_macs`` per activation
+    element every layer reads and writes, so that thin high-resolution layers — memory-bound —
+    are seen to cost more than their MACs. Channels with the same members save the same, so each
+    distinct footprint is costed once.
+    """
+    saved: dict[tuple, float] = {}
+    out = {}
+    for gid, values in scores.items():
+        ratios = values.clone()
+        for ch in range(len(values)):
+            footprint = tuple(cost.effects.get((gid, ch), ()))
+            if footprint not in saved:
+                saving = cost.marginal(gid, ch)
+                saved[footprint] = (
+                    saving.macs + element_macs * saving.elements
+                    if measure == "latency"
+                    else float(getattr(saving, measure))
+                )
+            ratios[ch] = values[ch] / max(saved[footprint], 1.0)
+        out[gid] = ratios
+    return out
+
+
+def units(group: Group, scores: torch.Tensor, limits: Limits) -> list[list[int]]:
+    """The group's removable channels in removal order, cut into units."""
+    candidates = sorted(
+        (c for c in group.prunable if math.isfinite(float(scores[c]))), key=lambda c: (float(scores[c]), c)
+    )
+    floor = max(limits.min_channels, limits.round_to or 1)
+    most = min(len(candidates), group.channels - floor)
+    size = limits.round_to or 1
+    out: list[list[int]] = []
+    taken, remaining = 0, group.channels
+    while True:
+        step = remaining % size or size
+        if taken + step > most:
+            return out
+        out.append(candidates[taken : taken + step])
+        taken, remaining = taken + step, remaining - step
+
+
+def select(
+    graph: ChannelGraph,
+    scores: Mapping[int, torch.Tensor],
+    cost: CostModel,
+    reference: Reference,
+    limits: Limits,
+    budget: Budget,
+) -> Selection:
+    tracker = CostTracker(cost)
+    blocks_now: dict[str, int] = defaultdict(int)
+    for layer, c in tracker.layer.items():
+        blocks_now[reference.block_of.get(layer, layer)] += c.params
+    queue: list = []
+    pending: dict[int, list[tuple[float, list[int]]]] = {}
+    for group in graph.groups:
+        if group.id in scores:
+            s = scores[group.id]
+            pending[group.id] = [(float(s[u].mean()), u) for u in units(group, s, limits)]
+            _push(queue, group.id, pending)
+    chosen: dict[int, list[int]] = defaultdict(list)
+    at_limit: set[str] = set()
+    start_macs, start_params, filters = tracker.macs, tracker.params, 0
+    while queue:
+        if tracker.macs <= budget.floor_macs or tracker.params <= budget.floor_params:
+            break
+        removed = {"macs": start_macs - tracker.macs, "params": start_params - tracker.params, "filters": filters}
+        if removed[budget.kind] >= budget.amount:
+            break
+        _, gid, unit = heapq.heappop(queue)
+        preview = tracker.preview(gid, unit)
+        blocked = _over_limit(preview, tracker, blocks_now, reference, limits)
+        if blocked:
+            at_limit |= blocked  # the group's later units would remove even more: drop them
+            continue
+        for layer, (_, c) in preview.items():
+            blocks_now[reference.block_of.get(layer, layer)] += c.params - tracker.layer[layer].params
+        tracker.commit(preview)
+        chosen[gid] += unit
+        filters += len(unit)
+        _push(queue, gid, pending)
+    return Selection(
+        {g: sorted(c) for g, c in chosen.items() if c},
+        tracker.macs,
+        tracker.params,
+        filters,
+        at_limit,
+        exhausted=not queue,
+    )
+
+
+def _push(queue: list, gid: int, pending: dict[int, list[tuple[float, list[int]]]]) -> None:
+    """Queue the group's next unit: units of one group go in order, the groups compete."""
+    if pending[gid]:
+        score, unit = pending[gid].pop(0)
+        heapq.heappush(queue, (score, gid, unit))
+
+
+def _over_limit(
+    preview: dict, tracker: CostTracker, blocks_now: dict[str, int], reference: Reference, limits: Limits
+) -> set[str]:
+    """Layers and blocks that would lose more than their limit of their original parameters."""
+    over = set()
+    block_change: dict[str, int] = defaultdict(int)
+    for layer, (_, c) in preview.items():
+        block_change[reference.block_of.get(layer, layer)] += c.params - tracker.layer[layer].params
+        original = reference.layers.get(layer, 0)
+        if original and 100.0 * (original - c.params) / original > limits.layer_percent + 1e-9:
+            over.add(layer)
+    for block, change in block_change.items():
+        original = reference.blocks.get(block, 0)
+        if (
+            change
+            and original
+            and 100.0 * (original - blocks_now[block] - change) / original > limits.block_percent + 1e-9
+        ):
+            over.add(block)
+    return over

@@ -1,0 +1,107 @@
+"""Physical pruning: removing group channels from every member layer at once."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import PruneError
+from ..graph.channel_graph import ChannelGraph, trace
+from ..plugin_manager import Manager
+from .plan import Plan
+
+
+def removal_for(graph: ChannelGraph, request: Mapping[str, Iterable[int]]) -> dict[int, set[int]]:
+    """Translate ``{layer: [output-channel indices]}`` into ``{group id: {group channels}}``."""
+    removal: dict[int, set[int]] = defaultdict(set)
+    for layer, indices in request.items():
+        channels = graph.output_channels(layer)
+        if not channels:
+            raise PruneError(f"layer {layer!r} has no output channels that can be pruned")
+        size = max(channels) + 1
+        for index in indices:
+            if not isinstance(index, int) or not 0 <= index < size:
+                raise PruneError(f"channel {index!r} of layer {layer!r} is out of range 0..{size - 1}")
+            if index not in channels:
+                raise PruneError(f"channel {index} of layer {layer!r} is not traced to any group")
+            group, ch = channels[index]
+            removal[group.id].add(ch)
+    return dict(removal)
+
+
+def _check(graph: ChannelGraph, removal: Mapping[int, set[int]]) -> None:
+    for gid, chans in removal.items():
+        group = graph.groups[gid]
+        for ch in sorted(chans):
+            if ch in group.pinned:
+                layers = ", ".join(group.producers) or "?"
+                raise PruneError(f"channel {ch} of {layers} cannot be removed: it {'; '.join(group.pinned[ch])}")
+        if not group.prunable:
+            raise PruneError(f"the channels of {', '.join(group.producers) or 'this group'} cannot be pruned")
+        if len(set(chans)) >= group.channels:
+            raise PruneError(f"removing every channel of {', '.join(group.producers)} would disconnect the model")
+
+
+def kept_channels(graph: ChannelGraph, removal: Mapping[int, Iterable[int]]) -> dict[tuple[str, str], list[int]]:
+    """For every layer side that changes, the local channels it keeps (``in`` or ``out``)."""
+    dropped: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for gid, channels in removal.items():
+        gone = set(channels)
+        for member in graph.groups[gid].members:
+            if member.role == "pass":
+                continue
+            role = "in" if member.role == "in" else "out"
+            dropped[(member.layer, role)].update(i for i, c in zip(member.local, member.channel) if c in gone)
+    keep = {}
+    for (layer, role), gone in dropped.items():
+        if not gone:
+            continue
+        kept = [i for i in range(graph.layers[layer].channels(role)) if i not in gone]
+        if not kept:
+            raise PruneError(f"removing these channels would leave layer {layer!r} without {role}put channels")
+        keep[(layer, role)] = kept
+    return keep
+
+
+def remove(model: nn.Module, graph: ChannelGraph, removal: Mapping[int, Iterable[int]]) -> Plan:
+    """Remove ``{group id: channels}`` from ``model`` (traced as ``graph``), physically, in place.
+
+    Everything is checked before the first tensor is cut; a PruneError leaves the model untouched.
+    """
+    sets = {gid: set(chans) for gid, chans in removal.items() if chans}
+    for gid in sets:
+        if not 0 <= gid < len(graph.groups):
+            raise PruneError(f"no group {gid}; the graph has {len(graph.groups)}")
+    _check(graph, sets)
+    keep = kept_channels(graph, sets)
+    plan = Plan()
+    for (layer, role), kept in keep.items():
+        plan.keep.setdefault(layer, {})[role] = kept
+        plan.sizes.setdefault(layer, {})[role] = graph.layers[layer].channels(role)
+    for (layer, role), kept in keep.items():
+        node = graph.layers[layer]
+        cut = node.layer_type.prune_in if role == "in" else node.layer_type.prune_out
+        cut(node.module, torch.tensor(kept, dtype=torch.long))
+    return plan
+
+
+def prune(
+    model: nn.Module,
+    example_input: Any,
+    request: Mapping[str, Iterable[int]],
+    protected: Iterable[str] = (),
+    plugins: Manager | None = None,
+) -> Plan:
+    """Remove output channels ``{layer name: [indices]}`` physically, in place.
+
+    Naming any member of a coupled group prunes the whole group (the producers it is added to,
+    the norms that follow, every consumer's matching inputs at their offsets in each ``cat``).
+    Raises :class:`PruneError`, leaving the model untouched, for unknown or protected layers,
+    out-of-range indices, or a removal that would leave a layer without channels.
+    """
+    graph = trace(model, example_input, protected=protected, plugins=plugins)
+    return remove(model, graph, removal_for(graph, request))

@@ -1,0 +1,1 @@
+"""A run: config, the pruning loop, checkpoints, export and reports."""

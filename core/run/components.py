@@ -1,0 +1,122 @@
+"""The objects a run is made of, built from its config by the plugins it names: the model, the
+data, the task, the training objective, the criteria and the loggers."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, DataError, PluginError, suggest
+from ..plugin_manager import Manager
+from ..protocols import Task
+from ..records import DataSplits
+from ..training.data import SplitData
+from ..training.trainer import Objective, Trainer
+from .config import Config, CriterionConfig, ModelConfig
+
+
+def import_factory(path: str, what: str) -> Any:
+    """``pkg.module:function`` (or ``pkg.module.function``), imported."""
+    module_name, _sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigError(f"{what}: {path!r} must look like 'pkg.module:function'")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{what}: cannot import {path!r} ({type(exc).__name__}: {exc})") from None
+    if not callable(obj):
+        raise ConfigError(f"{what}: {path!r} is not callable")
+    return obj
+
+
+def build_model(cfg: ModelConfig, plugins: Manager) -> nn.Module:
+    """The model a config names: a registered builder or a factory by import path."""
+    if cfg.factory is not None:
+        model = _call(import_factory(cfg.factory, "model.factory"), cfg.args, f"model.factory {cfg.factory!r}")
+    elif cfg.name is not None:
+        model = plugins.get("model", cfg.name, **cfg.args)
+    else:
+        raise ConfigError(f"model: give a name or a factory; registered models: {', '.join(plugins.names('model'))}")
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model: the builder returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _call(factory: Any, args: dict[str, Any], what: str) -> Any:
+    try:
+        return factory(**args)
+    except TypeError as exc:
+        raise ConfigError(f"{what}: bad arguments {args} ({exc})") from None
+
+
+def build_data(config: Config, plugins: Manager) -> SplitData:
+    cfg = config.data
+    if cfg.name is None:
+        raise ConfigError(f"data.name: which dataset? registered: {', '.join(plugins.names('dataset'))}")
+    splits = plugins.get("dataset", cfg.name, **cfg.args)
+    if not isinstance(splits, DataSplits):
+        raise DataError(f"dataset {cfg.name!r} returned {type(splits).__name__}, not DataSplits")
+    if len(splits.train) == 0:
+        raise DataError(f"dataset {cfg.name!r} has no training samples")
+    return SplitData(splits, cfg.batch_size, cfg.num_workers)
+
+
+def resolve_task(name: str | None, dataset_task: str | None, plugins: Manager) -> Task:
+    """The config's task, else the one the dataset names."""
+    chosen = name or dataset_task
+    if chosen is None:
+        raise ConfigError(
+            f"task: the dataset names no task, so the config must; registered: {', '.join(plugins.names('task'))}"
+        )
+    task = plugins.get("task", chosen)
+    if not isinstance(task, Task):
+        raise PluginError(
+            f"task {chosen!r} does not offer what a task must (name, best_metric, best_label, "
+            "default_loss, metric(), report_rows())"
+        )
+    return task
+
+
+def build_objective(config: Config, task: Task, plugins: Manager) -> Objective:
+    """Task losses (the task's defaults when the config names none), their schedule, and the
+    distillation losses, built afresh for every phase."""
+    terms = {name: (t.weight, t.args) for name, t in config.loss.items()} or {
+        name: (weight, {}) for name, weight in task.default_loss.items()
+    }
+    for name in config.loss_schedule.ramp:
+        if name not in terms:
+            raise ConfigError(f"loss_schedule.ramp: {name!r} is not one of the task losses; {suggest(name, terms)}")
+    losses = {name: (plugins.get("task_loss", name, **args), weight) for name, (weight, args) in terms.items()}
+
+    def distillation() -> dict[str, tuple[nn.Module, float]]:
+        return {n: (plugins.get("distillation", n, **t.args), t.weight) for n, t in config.distillation.items()}
+
+    return Objective(losses, config.loss_schedule, distillation)
+
+
+def build_criteria(cfg: CriterionConfig, plugins: Manager) -> dict[str, tuple[Any, float]]:
+    """name -> (criterion, weight), fresh statistics."""
+    if not cfg.weights:
+        raise ConfigError(
+            f"pruning.criterion.weights: no criterion to rank channels by; registered: "
+            f"{', '.join(plugins.names('criterion'))}"
+        )
+    return {
+        name: (plugins.get("criterion", name, **cfg.args.get(name, {})), weight) for name, weight in cfg.weights.items()
+    }
+
+
+def build_trainer(config: Config, plugins: Manager, device: torch.device, progress: bool = True) -> Trainer:
+    """A trainer (without a teacher) for the config's data, task and losses: what a baseline is
+    trained with, and what benchmarks retrain other tools' models with."""
+    data = build_data(config, plugins)
+    task = resolve_task(config.task, data.splits.task, plugins)
+    return Trainer(build_objective(config, task, plugins), data, task, device, progress=progress)
+
+
+def build_loggers(names: list[str], run_dir: Path, plugins: Manager) -> list[Any]:
+    return [plugins.get("logger", name, run_dir=run_dir) for name in names]

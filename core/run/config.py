@@ -1,0 +1,235 @@
+"""The run configuration: one YAML file, validated up front against these dataclasses.
+
+Settings that name plugins (the criterion mix, say) have no defaults here: they come from the
+``pruning.preset`` a plugin registers, merged beneath what the config says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ..errors import ConfigError
+from ..plugin_manager import Manager, for_settings
+from ..pruning.selection import ELEMENT_MACS
+from ..schema import build, field, to_dict
+from ..training.settings import LossScheduleConfig, PhaseConfig, ScheduleConfig
+
+
+@dataclass
+class ModelConfig:
+    name: str | None = field(None, doc="registered model builder")
+    factory: str | None = field(None, doc='a builder by import path, "pkg.module:function"')
+    args: dict[str, Any] = field({}, doc="arguments of the builder")
+    checkpoint: str | None = field(None, doc="weights to start from (safetensors or state dict)")
+
+    def check(self, path: str) -> None:
+        if self.name is not None and self.factory is not None:
+            raise ConfigError(f"{path}: give either name or factory, not both")
+
+
+@dataclass
+class DataConfig:
+    name: str | None = field(None, doc="registered dataset")
+    args: dict[str, Any] = field({}, doc="arguments of the dataset")
+    batch_size: int = field(8, min=1)
+    num_workers: int = field(0, min=0)
+
+
+@dataclass
+class CostConfig:
+    include: list[str] = field([], doc="optional cost kinds: norm, activation, pooling, upsample, all")
+    overrides: dict[str, str] = field({}, doc='{"pkg.mod.Layer": "pkg.mod:macs_fn"}')
+
+
+@dataclass
+class PluginsConfig:
+    load: list[str] = field([], doc="entry-point names or dotted module paths")
+    disable: list[str] = field([], doc="plugin names to block")
+    autoload: bool = field(True, doc="load every installed plugin")
+
+
+@dataclass
+class CriterionConfig:
+    weights: dict[str, float] = field({}, doc="criterion name -> weight of its normalised score")
+    args: dict[str, dict[str, Any]] = field({}, doc="criterion name -> its arguments")
+    normalize: Literal["none", "max", "l2", "mean", "rank"] = field("l2", doc="per-layer normalisation")
+    reduce: Literal["mean", "sum", "max"] = field("mean", doc="how coupled layers' scores combine")
+    per_cost: Literal["none", "macs", "params", "latency"] = field(
+        "none", doc="rank by importance per unit of this cost the channel's removal saves"
+    )
+    element_macs: float = field(
+        ELEMENT_MACS, min=0.0, doc="latency estimate: MACs one activation element read or written costs"
+    )
+
+    def check(self, path: str) -> None:
+        for name, weight in self.weights.items():
+            if weight < 0:
+                raise ConfigError(f"{path}.weights.{name}: {weight!r} is out of range; it must be >= 0")
+
+
+@dataclass
+class StepConfig:
+    macs: int | None = field(None, min=1, doc="MACs to remove per step")
+    params: int | None = field(None, min=1, doc="parameters to remove per step")
+    filters: int | None = field(None, min=1, doc="channels to remove per step")
+    percent: float | None = field(
+        None, min=0, max=100, open_min=True, doc="percent of the original resource to remove per step"
+    )
+
+    def check(self, path: str) -> None:
+        given = [k for k in ("macs", "params", "filters", "percent") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ConfigError(
+                f"{path or 'step'}: give exactly one of macs, params, filters, percent (got {given or 'none'})"
+            )
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("macs", "params", "filters", "percent") if getattr(self, k) is not None)
+
+    @property
+    def amount(self) -> float:
+        return getattr(self, self.kind)
+
+
+@dataclass
+class PruningConfig:
+    preset: str | None = field("default", doc="registered preset whose settings the config overrides")
+    resource: Literal["macs", "params"] = field("macs", doc="what the budget counts")
+    prune_away_percent: float = field(
+        50.0, min=0, max=100, open_min=True, doc="stop when this percent of the resource is gone"
+    )
+    min_macs: int | None = field(None, min=0, doc="also stop at this many MACs")
+    min_params: int | None = field(None, min=0, doc="also stop at this many parameters")
+    step: StepConfig = field(StepConfig(percent=10.0))
+    criterion: CriterionConfig = field(CriterionConfig())
+    layer_limit_percent: float = field(75.0, min=0, max=100, doc="at most this % of a layer's parameters")
+    block_limit_percent: float = field(75.0, min=0, max=100, doc="at most this % of a block's parameters")
+    min_channels: int = field(1, min=1, doc="channels every layer keeps at least")
+    round_to: int | None = field(None, min=1, doc="keep channel counts multiples of this")
+    calibration_batches: int = field(8, min=1, doc="batches of the calibration pass")
+    activations_at: Literal["output", "activation"] = field(
+        "output", doc="activation criteria observe the producer's raw output, or the activation after it"
+    )
+    max_steps: int = field(100, min=1)
+    protected: list[str] = field([], doc="layers never pruned, besides the traversal's")
+
+
+@dataclass
+class TrainConfig(PhaseConfig):
+    epochs: int = field(0, min=0, doc="train a baseline from scratch for this many epochs")
+
+
+@dataclass
+class RetrainConfig(PhaseConfig):
+    epochs_per_step: int = field(1, min=0)
+
+
+@dataclass
+class FinetuneConfig(PhaseConfig):
+    epochs: int = field(0, min=0)
+    schedule: ScheduleConfig = field(ScheduleConfig(name="cosine"))
+
+
+@dataclass
+class LossTerm:
+    weight: float = field(1.0, min=0)
+    args: dict[str, Any] = field({})
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    device: str = field("auto", doc="auto, cpu, cuda or cuda:N")
+    run_dir: str = field("runs/prunekit")
+    input_size: list[int] | None = field(None, doc="example input for tracing; default: one batch item")
+    model: ModelConfig = field(ModelConfig())
+    data: DataConfig = field(DataConfig())
+    cost: CostConfig = field(CostConfig())
+    plugins: PluginsConfig = field(PluginsConfig())
+    pruning: PruningConfig = field(PruningConfig())
+    train: TrainConfig = field(TrainConfig())
+    retrain: RetrainConfig | Literal["none"] = field(RetrainConfig())
+    finetune: FinetuneConfig = field(FinetuneConfig())
+    task: str | None = field(None, doc="registered task; default: the one the dataset names")
+    loss: dict[str, LossTerm] = field({}, doc="task losses; default: the task's")
+    loss_schedule: LossScheduleConfig = field(LossScheduleConfig())
+    distillation: dict[str, LossTerm] = field({})
+    logging: list[str] = field([], doc="loggers besides the console and run_dir/log.jsonl")
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def load(source: str | Path | dict[str, Any] | None = None, plugins: Manager | None = None) -> Config:
+    """A validated :class:`Config` from a YAML file or a dict.
+
+    The ``pruning.preset`` is resolved with ``plugins`` (default: a manager for the config's own
+    ``plugins`` section); its settings sit beneath the config's (see :func:`beneath`).
+    """
+    data = _shorthand(_read(source))
+    config = build(Config, data)
+    preset = config.pruning.preset
+    if preset is None:
+        return config
+    manager = plugins or for_settings(config.plugins.load, config.plugins.disable, config.plugins.autoload)
+    fragment = manager.get("preset", preset)
+    if not isinstance(fragment, dict):
+        raise ConfigError(
+            f"pruning.preset: {preset!r} gave {type(fragment).__name__}, not a mapping of pruning settings"
+        )
+    pruning = data.get("pruning")
+    return build(Config, {**data, "pruning": beneath(fragment, pruning if isinstance(pruning, dict) else {})})
+
+
+def _read(source: str | Path | dict[str, Any] | None) -> dict[str, Any]:
+    if source is None:
+        return {}
+    if isinstance(source, dict):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def beneath(preset: dict[str, Any], pruning: dict[str, Any]) -> dict[str, Any]:
+    """The config's ``pruning`` keys over the preset's; inside ``criterion`` key by key, so a config
+    can change the normalisation and keep the preset's mix (a config's ``weights`` replace the
+    preset's mix whole)."""
+    out = {**preset, **pruning}
+    if isinstance(preset.get("criterion"), dict) and isinstance(pruning.get("criterion"), dict):
+        out["criterion"] = {**preset["criterion"], **pruning["criterion"]}
+    return out
+
+
+def _shorthand(data: dict[str, Any]) -> dict[str, Any]:
+    # `loss: {name: 1.0}` is shorthand for `{name: {weight: 1.0}}`
+    for key in ("loss", "distillation"):
+        if isinstance(data.get(key), dict):
+            data = {
+                **data,
+                key: {
+                    k: ({"weight": v} if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+                    for k, v in data[key].items()
+                },
+            }
+    return data
+
+
+def demo_text() -> str:
+    """The built-in demo config, as YAML text."""
+    return resources.files("prunekit.run").joinpath("demo.yaml").read_text()

@@ -1,0 +1,50 @@
+"""ONNX export of a pruned model (``pip install 'prunekit[onnx]'``), checked against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError
+from .atomic_files import read_json
+
+
+def example_for(run: Path) -> torch.Tensor:
+    """An input the run's model takes: the config's ``input_size``, or one batch item's shape."""
+    run = Path(run)
+    folder = run if (run / "config.yaml").is_file() else run.parent
+    if (folder / "summary.json").is_file():
+        summary = read_json(folder / "summary.json", "run summary")
+        if "input_size" in summary:
+            return torch.randn(summary["input_size"])
+    raise CheckpointError(f"cannot tell the input size of {str(run)!r}: no summary.json with input_size")
+
+
+def to_onnx(model: nn.Module, run: Path, path: str, tolerance: float = 1e-4) -> float:
+    """Write ``model`` to ``path`` and return the largest difference between onnxruntime's and
+    PyTorch's outputs on a random input; raise if it exceeds ``tolerance`` (relative)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError("--onnx needs onnx and onnxruntime: pip install 'prunekit[onnx]'") from None
+    x = example_for(run)
+    model.eval()
+    torch.onnx.export(
+        model,
+        (x,),
+        path,
+        input_names=["input"],
+        output_names=["output"],
+        dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+        dynamo=False,
+    )
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+    error = float(np.abs(got - expected).max())
+    if error > tolerance * max(1.0, float(np.abs(expected).max())):
+        raise CheckpointError(f"the ONNX model disagrees with PyTorch (largest difference {error:.2e})")
+    return error

@@ -1,0 +1,1 @@
+"""Training: the trainer with distillation, the data it reads, seeds, and torch.distributed."""

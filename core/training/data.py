@@ -1,0 +1,102 @@
+"""The batches a run trains, validates and calibrates on, in a reproducible order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..errors import DataError
+from ..records import DataSplits, as_batch
+from . import distributed
+
+
+class TrainingData(Protocol):
+    """What training, validation and calibration need from a run's data."""
+
+    @property
+    def n_classes(self) -> int: ...
+
+    @property
+    def class_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    def example(self) -> torch.Tensor:
+        """One input as the model takes it: a batch of one."""
+        ...
+
+    def train_batches(self, seed: int | None) -> Iterable[dict[str, Any]]: ...
+
+    def val_batches(self) -> Iterable[dict[str, Any]] | None: ...
+
+    def calibration_batches(self, batches: int, seed: int) -> Iterable[dict[str, Any]]: ...
+
+
+def _batches(loader: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    for value in loader:
+        yield as_batch(value)
+
+
+@dataclass
+class SplitData:
+    """Batches from a dataset plugin's :class:`~prunekit.DataSplits`.
+
+    Under torchrun each process takes its share of every ordering, so processes see disjoint
+    samples and their summed statistics equal a single process's.
+    """
+
+    splits: DataSplits
+    batch_size: int
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.splits.train) == 0:
+            raise DataError("the dataset has no training samples")
+
+    @property
+    def n_classes(self) -> int:
+        return self.splits.n_classes
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.splits.class_names)
+
+    def train_batches(self, seed: int | None) -> Iterator[dict[str, Any]]:
+        """Shuffled by ``seed`` (``None``: in order). A dataset with ``set_epoch`` gets the seed, so
+        random augmentation differs per epoch."""
+        dataset = self.splits.train
+        if seed is not None and hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(seed)
+        return self._loader(dataset, _order(len(dataset), seed))
+
+    def val_batches(self) -> Iterator[dict[str, Any]] | None:
+        val = self.splits.val
+        return None if val is None else self._loader(val, list(range(len(val))))
+
+    def calibration_batches(self, batches: int, seed: int) -> Iterator[dict[str, Any]]:
+        """``batches`` training batches in a seeded order."""
+        return self._loader(self.splits.train, _order(len(self.splits.train), seed)[: batches * self.batch_size])
+
+    def example(self) -> torch.Tensor:
+        """One input as the model takes it (a batch of one), from the validation set if there is one."""
+        dataset = self.splits.val if self.splits.val is not None and len(self.splits.val) else self.splits.train
+        return as_batch(_collate_one(dataset[0]))["image"].clone()
+
+    def _loader(self, dataset: Any, indices: list[int]) -> Iterator[dict[str, Any]]:
+        shard = indices[distributed.rank() :: distributed.world()]
+        return _batches(DataLoader(dataset, batch_size=self.batch_size, sampler=shard, num_workers=self.num_workers))
+
+
+def _order(n: int, seed: int | None) -> list[int]:
+    if seed is None:
+        return list(range(n))
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def _collate_one(item: Any) -> Any:
+    return torch.utils.data.default_collate([item])

@@ -1,0 +1,309 @@
+"""Training, retraining between pruning steps and fine-tuning, with distillation from the teacher.
+
+The loss is the weighted sum of the task losses plus, when a teacher is given, the weighted
+distillation losses (IPAD: ``α_d·T²·KD + β·AT + λ·FSP``). The teacher stays frozen in eval mode;
+features are tapped by module path with forward hooks on student and teacher.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, PrunekitError, suggest
+from ..graph.recording import eval_mode
+from ..protocols import Metric, Task
+from ..records import Outputs, to_device
+from . import distributed
+from .data import TrainingData
+from .seeds import step_seed
+from .settings import LossScheduleConfig, OptimizerConfig, PhaseConfig, ScheduleConfig
+
+TaskLoss = Callable[[torch.Tensor, dict[str, Any]], torch.Tensor]
+
+
+class TrainingError(PrunekitError):
+    """Training cannot go on (the loss kept being NaN or infinite)."""
+
+
+def evaluate(
+    model: nn.Module, batches: Iterable[dict[str, Any]], metric: Metric, device: torch.device, progress: bool = True
+) -> dict[str, float]:
+    """The task's validation metrics of ``model``, summed over every process's share of the batches."""
+    with eval_mode(model), torch.no_grad():
+        for batch in tqdm(batches, desc="validate", leave=False, disable=not progress):
+            on_device = to_device(batch, device)
+            metric.update(model(on_device["image"]), on_device)
+    distributed.all_reduce_sum(metric.state)
+    return metric.compute()
+
+
+@dataclass
+class Objective:
+    """What the student minimises: task losses (name -> (loss, weight)), their weights over the
+    epochs of a phase, and distillation losses against the teacher, built afresh for every phase
+    by ``distillation()`` so that a resumed run trains exactly what an uninterrupted one does."""
+
+    task_losses: dict[str, tuple[TaskLoss, float]]
+    schedule: LossScheduleConfig = field(default_factory=LossScheduleConfig)
+    distillation: Callable[[], dict[str, tuple[nn.Module, float]]] = dict
+
+    def task_loss(self, logits: torch.Tensor, batch: dict[str, Any], epoch: int = 0) -> torch.Tensor:
+        total = logits.new_zeros(())
+        for name, (loss, weight) in self.task_losses.items():
+            factor = weight * self.schedule.factor(name, epoch)
+            if factor:
+                total = total + factor * loss(logits, batch)
+        return total
+
+
+class Taps:
+    """Forward hooks that keep the outputs of the named modules of one network."""
+
+    def __init__(self, model: nn.Module, paths: Iterable[str]) -> None:
+        modules = dict(model.named_modules())
+        for path in paths:
+            if path not in modules:
+                raise ConfigError(f"distillation tap {path!r} is not a module of the model; {suggest(path, modules)}")
+        self.features: dict[str, torch.Tensor] = {}
+        self.handles = [modules[p].register_forward_hook(self._keep(p)) for p in paths]
+
+    def _keep(self, path: str) -> Callable[[nn.Module, tuple, Any], None]:
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            self.features[path] = output if torch.is_tensor(output) else output[0]
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+@dataclass
+class Distiller:
+    """The distillation losses of one phase, with the taps they read on student and teacher."""
+
+    teacher: nn.Module
+    losses: dict[str, tuple[nn.Module, float]]
+    loss_taps: dict[str, tuple[str, ...]]
+    student_taps: Taps
+    teacher_taps: Taps
+
+    def outputs(self, image: torch.Tensor, logits: torch.Tensor) -> tuple[Outputs, Outputs]:
+        """The student's output (just computed) and the teacher's, with their tapped features."""
+        with torch.no_grad():
+            teacher = Outputs(self.teacher(image), dict(self.teacher_taps.features))
+        return Outputs(logits, dict(self.student_taps.features)), teacher
+
+    def loss(self, student: Outputs, teacher: Outputs) -> torch.Tensor:
+        total = student.logits.new_zeros(())
+        for name, (loss, weight) in self.losses.items():
+            if weight:
+                total = total + weight * loss(*self.own(name, student, teacher))
+        return total
+
+    def own(self, name: str, student: Outputs, teacher: Outputs) -> tuple[Outputs, Outputs]:
+        """Each loss sees its own taps, in forward order."""
+        taps = self.loss_taps[name]
+        return (
+            Outputs(student.logits, {p: student.features[p] for p in taps}),
+            Outputs(teacher.logits, {p: teacher.features[p] for p in taps}),
+        )
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Parameters the losses own (adapters): trained with the student, never exported."""
+        return [p for loss, _ in self.losses.values() for p in loss.parameters()]
+
+    def remove(self) -> None:
+        self.student_taps.remove()
+        self.teacher_taps.remove()
+
+
+class Trainer:
+    """Trains a model for some epochs; one instance serves every phase of a run.
+
+    ``on_epoch(trainer, record)`` receives a flat record after every epoch (phase, epoch, loss, lr
+    and the task's validation metrics).
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        data: TrainingData,
+        task: Task,
+        device: torch.device,
+        teacher: nn.Module | None = None,
+        default_taps: tuple[str, ...] = (),
+        on_epoch: Callable[[Trainer, dict[str, Any]], None] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.objective, self.data, self.task, self.device = objective, data, task, device
+        self.teacher, self.default_taps = teacher, default_taps
+        self.on_epoch, self.progress = on_epoch, progress
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics, or ``{}`` without validation data."""
+        batches = self.data.val_batches()
+        if batches is None:
+            return {}
+        return evaluate(model, batches, self.task.metric(self.data.n_classes, self.device), self.device, self.progress)
+
+    def fit(
+        self, model: nn.Module, phase: str, settings: PhaseConfig, epochs: int, seed: int, step: int | None = None
+    ) -> dict[str, float]:
+        """Train ``model`` in place for ``epochs``; keep the weights of its best validation epoch."""
+        model.to(self.device)
+        distiller = self._distiller(model, seed)
+        try:
+            extra = distiller.parameters() if distiller else []
+            optimizer = _optimizer(settings.optimizer, list(model.parameters()) + extra)
+            net: nn.Module = nn.parallel.DistributedDataParallel(model) if distributed.active() else model
+            scheduler = _scheduler(settings.schedule, optimizer, epochs)
+            best, best_state, best_metrics = -math.inf, None, {}
+            for epoch in range(epochs):
+                desc = f"{phase} {epoch + 1}/{epochs}"
+                loss = self._epoch(net, optimizer, settings, distiller, extra, epoch, step_seed(seed, epoch), desc)
+                metrics = self.evaluate(model)
+                record = {
+                    "event": "epoch",
+                    "phase": phase,
+                    "epoch": epoch + 1,
+                    "loss": loss,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    **({"step": step} if step else {}),
+                    **metrics,
+                }
+                if self.on_epoch:
+                    self.on_epoch(self, record)
+                score = metrics.get(self.task.best_metric, -loss)
+                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    scheduler.step(score)
+                elif scheduler is not None:
+                    scheduler.step()
+                if score > best:
+                    best, best_state, best_metrics = score, copy.deepcopy(model.state_dict()), metrics
+            if best_state is not None:
+                model.load_state_dict(best_state)
+            distributed.sync_buffers(model)
+            return best_metrics
+        finally:
+            if distiller:
+                distiller.remove()
+
+    def _distiller(self, model: nn.Module, seed: int) -> Distiller | None:
+        """Fresh distillation losses, their taps hooked, adapters built for the student's current
+        channel counts (from one batch, before the optimizer is built)."""
+        losses = self.objective.distillation() if self.teacher is not None else {}
+        if self.teacher is None or not losses:
+            return None
+        loss_taps = {n: _taps(loss, self.default_taps) for n, (loss, _) in losses.items()}
+        paths = sorted({p for taps in loss_taps.values() for p in taps})
+        for loss, _ in losses.values():
+            loss.to(self.device)
+        distiller = Distiller(self.teacher, losses, loss_taps, Taps(model, paths), Taps(self.teacher, paths))
+        try:
+            batch = next(iter(self.data.train_batches(seed)))
+            image = batch["image"].to(self.device)
+            with torch.no_grad(), eval_mode(model):
+                student, teacher = distiller.outputs(image, model(image))
+            for name, (loss, _) in losses.items():
+                setup = getattr(loss, "setup", None)
+                if setup is not None:
+                    setup(*distiller.own(name, student, teacher))
+                loss.to(self.device)
+        except BaseException:
+            distiller.remove()
+            raise
+        return distiller
+
+    def _epoch(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        settings: PhaseConfig,
+        distiller: Distiller | None,
+        extra: list[nn.Parameter],
+        epoch: int,
+        seed: int,
+        desc: str,
+    ) -> float:
+        model.train()
+        total, batches, bad = 0.0, 0, 0
+        for cpu_batch in tqdm(self.data.train_batches(seed), desc=desc, leave=False, disable=not self.progress):
+            batch = to_device(cpu_batch, self.device)
+            with self._autocast():
+                logits = model(batch["image"])
+                loss = self.objective.task_loss(logits.float(), batch, epoch)
+                if distiller is not None:
+                    loss = loss + distiller.loss(*distiller.outputs(batch["image"], logits))
+            if not _finite_everywhere(loss):
+                bad += 1
+                warnings.warn(f"{desc}: non-finite loss ({loss.item()}), batch skipped", RuntimeWarning, stacklevel=2)
+                if bad >= settings.max_bad_batches:
+                    raise TrainingError(
+                        f"{desc}: the loss was not finite for {bad} batches in a row; lower the learning rate "
+                        "or enable grad_clip (the last complete checkpoint is kept)"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                continue
+            bad = 0
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            _average_gradients(extra)  # adapters live outside the DDP-wrapped student
+            if settings.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            total, batches = total + loss.item(), batches + 1
+        mean = distributed.all_reduce_sum(torch.tensor([total, batches], dtype=torch.float64))
+        return float(mean[0] / mean[1].clamp_min(1))
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        # bf16 needs no loss scaling; without it, stay in fp32
+        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+
+def _taps(loss: nn.Module, default: tuple[str, ...]) -> tuple[str, ...]:
+    """The module paths a distillation loss reads (its ``taps``; ``None``: the defaults)."""
+    taps = getattr(loss, "taps", None)
+    return default if taps is None else tuple(taps)
+
+
+def _finite_everywhere(loss: torch.Tensor) -> bool:
+    """Whether every process's loss is finite: under DDP all must skip a batch together."""
+    bad = distributed.all_reduce_sum(torch.tensor([0.0 if torch.isfinite(loss) else 1.0]))
+    return float(bad[0]) == 0.0
+
+
+def _average_gradients(params: list[nn.Parameter]) -> None:
+    if distributed.active():
+        for p in params:
+            if p.grad is not None:
+                distributed.all_reduce_sum(p.grad).div_(distributed.world())
+
+
+def _optimizer(cfg: OptimizerConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, epochs: int) -> Any:
+    if cfg.name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+    if cfg.name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", patience=cfg.patience, factor=cfg.factor
+        )
+    return None

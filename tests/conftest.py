@@ -1,0 +1,51 @@
+"""Shared fixtures: a run config small enough for tests, and an isolated plugin manager."""
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+IPAD_MIX = {"weight_norm": 0.5, "activation_deviation": 0.5}
+
+
+def _tiny_config(run_dir: Path | str, **overrides: Any) -> dict[str, Any]:
+    """A width-4 U-Net on 16 generated 32×48 images; ``section__key=value`` overrides one key of a
+    section, ``section=value`` a whole section."""
+    cfg: dict[str, Any] = {
+        "seed": 1,
+        "run_dir": str(run_dir),
+        "model": {"name": "unet", "args": {"width": 4, "n_classes": 4}},
+        "data": {"name": "synthetic_eyes", "args": {"size": [32, 48], "n_train": 16, "n_val": 8}, "batch_size": 8},
+        "train": {"epochs": 1},
+        "pruning": {
+            "prune_away_percent": 50,
+            "step": {"percent": 25},
+            "criterion": {"weights": dict(IPAD_MIX)},
+            "layer_limit_percent": 90,
+            "block_limit_percent": 90,
+            "calibration_batches": 1,
+        },
+        "retrain": {"epochs_per_step": 1},
+        "finetune": {"epochs": 1},
+        "distillation": {"hinton": {"weight": 1.0}, "attention": {"weight": 1.0}, "fsp": {"weight": 0.5}},
+    }
+    for key, value in overrides.items():
+        section, _, name = key.partition("__")
+        if name:
+            cfg[section] = {**copy.deepcopy(cfg[section]), name: value}
+        else:
+            cfg[key] = value
+    return cfg
+
+
+@pytest.fixture
+def tiny_config() -> Callable[..., dict[str, Any]]:
+    """The factory of tiny run configs: ``tiny_config(run_dir, **overrides)``."""
+    return _tiny_config
+
+
+@pytest.fixture(scope="module")
+def module_tiny_config() -> Callable[..., dict[str, Any]]:
+    return _tiny_config

@@ -1,0 +1,53 @@
+"""The package's layers: each imports only the layers before it, and core never names a plugin."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+CORE = Path(__file__).parents[1] / "core"
+#: the pipeline, in order; the top-level modules (records, errors, the plugin manager …) are beneath all
+LAYERS = ("graph", "cost", "pruning", "training", "run")
+FACE = {"__init__", "__main__", "cli"}  # the package face may import every layer
+
+
+def imported_layers(path: Path) -> set[str]:
+    """The core layers (or top-level modules) a module imports, by relative or absolute import."""
+    package = path.relative_to(CORE).parent.parts
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                parts = (*base, *(node.module.split(".") if node.module else ()))
+                names = [(*parts, alias.name) for alias in node.names] if not node.module else [parts]
+            elif node.module and node.module.startswith("prunekit"):
+                names = [tuple(node.module.split(".")[1:])]
+            else:
+                continue
+            found |= {name[0] for name in names if name}
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("prunekit.")}
+    return found
+
+
+MODULES = sorted(p for p in CORE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(CORE)))
+def test_dependencies_point_one_way(path):
+    parts = path.relative_to(CORE).parts
+    imports = imported_layers(path)
+    assert "plugins" not in imports, f"{path} imports a plugin"
+    if len(parts) == 1:  # a top-level module
+        if path.stem not in FACE:
+            assert not imports & set(LAYERS), f"{path.name} is beneath the layers but imports {imports & set(LAYERS)}"
+        return
+    layer = LAYERS.index(parts[0])
+    later = {name for name in imports if name in LAYERS and LAYERS.index(name) > layer}
+    assert not later, f"{'/'.join(parts)} (layer {parts[0]}) imports later layers {later}"
+
+
+def test_no_module_is_long():
+    long = {str(p.relative_to(CORE)): n for p in MODULES if (n := len(p.read_text().splitlines())) > 400}
+    assert not long
