@@ -28,11 +28,13 @@ from prunekit.cost.latency import measure
 from prunekit.pruning.calibration import TAPS
 from prunekit.pruning.scoring import NORMALIZATIONS
 from prunekit.pruning.selection import COST_MEASURES
-from prunekit.run.atomic_files import load_into, load_weights
 from prunekit.run.components import build_model, build_trainer
 from prunekit.run.pruner import Pruner
+from prunekit.run.weights import load_into, load_weights
 from prunekit.training.distributed import resolve_device
 from prunekit.training.seeds import step_seed
+
+MARKER = ".prunekit-quality"  # marks an output folder this script may delete and rewrite
 
 
 def source_config(args: argparse.Namespace) -> dict:
@@ -143,7 +145,11 @@ def main() -> None:
     except pk.ConfigError as e:
         parser.error(f"--config: {e}")
     out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
+        parser.error(f"--out {out}: the folder holds files this benchmark did not write; choose another")
+    shutil.rmtree(out, ignore_errors=True)  # an earlier run of this benchmark
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("written by benchmarks/quality.py\n")
     started = time.perf_counter()
 
     setup = {

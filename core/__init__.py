@@ -21,7 +21,16 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .cost.counting import CostReport, count
-from .errors import CheckpointError, ConfigError, DataError, PluginError, PruneError, PrunekitError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    PluginError,
+    PruneError,
+    PrunekitError,
+    StorageError,
+    TrainingError,
+)
 from .graph.channel_graph import ChannelGraph, Group, Member, trace
 from .hookspecs import hookimpl
 from .layer_type import Flow, LayerShape, LayerType, cut_parameter, numel
@@ -60,6 +69,8 @@ __all__ = [
     "Pruner",
     "ScoredLayer",
     "Spec",
+    "StorageError",
+    "TrainingError",
     "Traversal",
     "apply_plan",
     "config",

@@ -26,7 +26,7 @@ class Parser(argparse.ArgumentParser):
 
 def parse_ints(text: str, what: str) -> list[int]:
     tokens = re.split(r"[,x×]", text.strip())
-    if not all(t.strip().isdigit() and int(t) > 0 for t in tokens):
+    if not all(re.fullmatch(r"\s*[0-9]+\s*", t) and int(t) > 0 for t in tokens):
         raise ConfigError(f"{what}: {text!r} must be positive integers separated by commas, e.g. 1,1,640,400")
     return [int(t) for t in tokens]
 
@@ -35,9 +35,14 @@ def parse_args_kv(items: Sequence[str]) -> dict[str, Any]:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--arg: {item!r} must look like key=value")
-        out[key] = yaml.safe_load(value)
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(f"--arg: {item!r} must look like key=value, the key a name")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"--arg: the value of {item!r} is not a YAML value ({str(exc).splitlines()[0]})"
+            ) from None
     return out
 
 
@@ -70,12 +75,12 @@ def cmd_cost(args: argparse.Namespace) -> int:
         cfg = config_mod.load(args.config)
         plugins = for_settings(cfg.plugins.load, cfg.plugins.disable, cfg.plugins.autoload)
         builder = ModelConfig(cfg.model.name, cfg.model.factory, {**cfg.model.args, **parse_args_kv(args.arg)})
-        size = parse_ints(args.input, "--input") if args.input else cfg.input_size
+        size = parse_ints(args.input, "--input") if args.input is not None else cfg.input_size
         include = include or cfg.cost.include or None
         overrides = cfg.cost.overrides
     elif args.model:
         plugins, builder = manager(), ModelConfig(args.model, None, parse_args_kv(args.arg))
-        size = parse_ints(args.input, "--input") if args.input else None
+        size = parse_ints(args.input, "--input") if args.input is not None else None
     else:
         raise ConfigError(
             f"which model? give --model NAME or --config FILE; registered models: {', '.join(manager().names('model'))}"
@@ -84,7 +89,8 @@ def cmd_cost(args: argparse.Namespace) -> int:
     if size is None:
         size = [1, int(builder.args.get("in_channels", 1)), 640, 400]
     model = build_model(builder, plugins)
-    report = count(model, torch.zeros(size), overrides=overrides, include=include, plugins=plugins)
+    example = torch.empty(size, device="meta")  # shapes only: allocated for real only if the model needs it
+    report = count(model, example, overrides=overrides, include=include, plugins=plugins)
     if args.json:
         print(json.dumps({"model": name, "input": size, **report.to_dict()}, indent=2))
     else:

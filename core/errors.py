@@ -30,6 +30,21 @@ class PruneError(PrunekitError, ValueError):
     """A pruning request cannot be carried out; the model is left untouched."""
 
 
+class TrainingError(PrunekitError):
+    """Training cannot go on: the loss kept being NaN or infinite, or the weights became so."""
+
+
+class StorageError(PrunekitError, OSError):
+    """The operating system refused a read or write in a run directory (a file in the way, no
+    permission, a full disk); what was written completely before stays intact."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as ``Type: first line of its message``."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 def suggest(name: str, choices: Iterable[str], limit: int = 12) -> str:
     """``did you mean 'x'?`` (when one is close) and the valid choices — the closest few when
     there are more than ``limit``."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import importlib.util
 import os
 import warnings
 from collections.abc import Iterable, Iterator
@@ -22,7 +23,7 @@ import pluggy
 from torch import nn
 
 from . import hookspecs
-from .errors import PluginError, suggest
+from .errors import PluginError, PrunekitError, one_line, suggest
 from .layer_type import LayerType
 from .records import Spec, Traversal
 
@@ -91,15 +92,14 @@ class Manager:
     def _load_entry_point(self, ep: metadata.EntryPoint) -> None:
         if self.pm.is_blocked(ep.name) or ep.name in self.info:
             return
-        dist = ep.dist
         try:
-            self.register(ep.load(), ep.name)
-        except PluginError:
-            raise
+            plugin = ep.load()
         except Exception as exc:  # a third-party plugin may fail in any way
-            self._broken(ep.name, f"failed to load ({type(exc).__name__}: {exc})")
+            self._broken(ep.name, f"failed to load ({one_line(exc)})")
             return
-        self.info[ep.name] = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None)
+        dist = ep.dist
+        if self._register_loaded(plugin, ep.name):
+            self.info[ep.name] = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None)
 
     def _load_named(self, name: str, entry_points: Iterable[metadata.EntryPoint]) -> None:
         for ep in entry_points:
@@ -107,17 +107,32 @@ class Manager:
                 self._load_entry_point(ep)
                 return
         try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a parent package that does not exist
+            found = False
+        if not found:
             names = [ep.name for ep in entry_points]
             raise PluginError(
-                f"plugins.load: {name!r} is neither an installed plugin nor an importable module "
-                f"({exc}); {suggest(name, names)}"
-            ) from None
+                f"plugins.load: no installed plugin or importable module {name!r}; {suggest(name, names)}"
+            )
+        try:
+            module = importlib.import_module(name)
+        except Exception as exc:  # found, but its code fails: a broken plugin, not a missing one
+            self._broken(name, f"failed to import ({one_line(exc)})")
+            return
         if self.pm.is_registered(module):
             return  # a built-in or installed plugin named by its module path: already there
-        self.register(module, name)
-        self.info[name] = PluginInfo(name, source="module")
+        if self._register_loaded(module, name):
+            self.info[name] = PluginInfo(name, source="module")
+
+    def _register_loaded(self, plugin: object, name: str) -> bool:
+        """Register a loaded plugin; one whose hooks do not match the contract is broken."""
+        try:
+            self.register(plugin, name)
+        except PluginError as exc:
+            self._broken(name, str(exc).removeprefix(f"plugin {name!r} "))
+            return False
+        return True
 
     def _broken(self, name: str, why: str) -> None:
         message = f"plugin {name!r} {why}"
@@ -126,9 +141,15 @@ class Manager:
         warnings.warn(message + "; it is skipped", RuntimeWarning, stacklevel=3)
 
     def register(self, plugin: object, name: str | None = None) -> str:
-        name = self.pm.register(plugin, name)
-        if name is None:  # blocked
+        """Register a plugin object or module; :class:`PluginError` if a hook does not match its spec."""
+        try:
+            registered = self.pm.register(plugin, name)
+        except pluggy.PluginValidationError as exc:
+            detail = " ".join(str(exc).split())
+            raise PluginError(f"plugin {name or exc.plugin!r} does not match the hook contract ({detail})") from None
+        if registered is None:  # blocked
             return ""
+        name = registered
         self.info.setdefault(name, PluginInfo(name, source="registered"))
         self._invalidate()
         return name
@@ -187,8 +208,14 @@ class Manager:
         if isinstance(record, Spec):
             try:
                 return record.factory(**params)
+            except PrunekitError:
+                raise
             except TypeError as exc:
                 raise PluginError(f"{kind.replace('_', ' ')} {name!r}: bad arguments {params} ({exc})") from None
+            except Exception as exc:  # the factory refused its arguments in its own way
+                raise PluginError(
+                    f"{kind.replace('_', ' ')} {name!r} failed with arguments {params} ({one_line(exc)})"
+                ) from None
         if params:
             raise PluginError(f"{kind.replace('_', ' ')} {name!r} takes no arguments")
         return record
@@ -201,12 +228,25 @@ class Manager:
         return self._layer_cache[cls]
 
     def traversal(self, model: nn.Module) -> Traversal | None:
-        return self.pm.hook.prunekit_traversal(model=model)
+        """The first traversal plugin's answer for ``model``, or ``None``."""
+        return next((t for t in self._call("traversal", model=model) if t is not None), None)
 
     def notify(self, event: str, **kwargs: Any) -> None:
+        """Broadcast a lifecycle event; a plugin that raises ends it with :class:`PluginError`."""
         if event not in EVENTS:
             raise PluginError(f"unknown event {event!r}; {suggest(event, EVENTS)}")
-        getattr(self.pm.hook, f"prunekit_{event}")(**kwargs)
+        for _ in self._call(event, **kwargs):
+            pass
+
+    def _call(self, hook: str, **kwargs: Any) -> Iterator[Any]:
+        """Each implementation's answer, in pluggy's calling order, errors naming the plugin."""
+        for impl in reversed(getattr(self.pm.hook, f"prunekit_{hook}").get_hookimpls()):
+            try:
+                yield impl.function(*(kwargs[arg] for arg in impl.argnames))
+            except PrunekitError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"plugin {impl.plugin_name!r} failed in prunekit_{hook} ({one_line(exc)})") from exc
 
     # -- listing ---------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ naming the key path, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, Union
@@ -55,7 +56,8 @@ def describe(tp: Any) -> str:
 def convert(tp: Any, value: Any, path: str) -> Any:
     """``value`` as type ``tp``, or ConfigError."""
     origin = typing.get_origin(tp)
-    if tp is Any:
+    if tp is Any:  # free-form (a plugin's arguments): any value, but never a NaN or an infinity
+        _check_finite(value, path)
         return value
     if origin in (Union, types.UnionType):
         return _union(tp, value, path)
@@ -70,6 +72,17 @@ def convert(tp: Any, value: Any, path: str) -> Any:
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, path)
     return _scalar(tp, value, path)
+
+
+def _check_finite(value: Any, path: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: {value!r} is not allowed; expected a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{path}[{i}]")
 
 
 def _union(tp: Any, value: Any, path: str) -> Any:
@@ -105,6 +118,8 @@ def _dict(tp: Any, value: Any, path: str) -> dict[str, Any]:
 
 def _scalar(tp: Any, value: Any, path: str) -> Any:
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):  # NaN would pass every range check
+            raise ConfigError(f"{path}: {value!r} is not allowed; expected a finite number")
         return float(value)
     if tp is int and isinstance(value, float) and value.is_integer() and abs(value) >= 1e3:
         return int(value)  # 1e9 in YAML is a float

@@ -169,7 +169,7 @@ def test_load_by_dotted_module_and_disable(tmp_path, monkeypatch):
     manager = Manager(load=("extra_models",), disable=("densenet",))
     assert manager.names("model") == ["extra", "unet"]
     assert manager.info["extra_models"].source == "module"
-    with pytest.raises(pk.PluginError, match="neither an installed plugin nor an importable module"):
+    with pytest.raises(pk.PluginError, match="no installed plugin or importable module"):
         Manager(load=("no_such_plugin_module",))
     assert "unet" in Manager(load=("prunekit.plugins.unet",)).names("model")  # a built-in, by module path
 

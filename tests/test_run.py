@@ -67,18 +67,37 @@ def test_report_writes_its_plots(finished):
     assert "mIoU" in result.stdout
 
 
+def test_onnx_export_matches_pytorch_and_never_leaves_a_failed_file(finished, tmp_path):
+    pytest.importorskip("onnxruntime")
+    _, _, run_dir = finished
+    result = subprocess.run(
+        [sys.executable, "-m", "prunekit", "export", str(run_dir), "--onnx", str(tmp_path / "m.onnx")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-1000:]
+    assert (tmp_path / "m.onnx").stat().st_size > 10_000 and "largest difference from PyTorch" in result.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporary file left beside it
+
+
 def test_corrupt_or_mismatched_export_is_a_clear_error(finished, tmp_path):
     _, _, run_dir = finished
     import shutil
 
+    from prunekit.run.atomic_files import write_manifest
+
     broken = tmp_path / "broken"
     shutil.copytree(run_dir / "export", broken)
     (broken / "weights.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(pk.CheckpointError, match=r"weights\.safetensors' has changed since it was written"):
+        pk.load(broken)
+    write_manifest(broken)  # as if the bytes had been written so: the reader says what is wrong with them
     with pytest.raises(pk.CheckpointError, match="corrupt or not a weights file"):
         pk.load(broken)
     meta = json.loads((broken / "model.json").read_text())
     shutil.copy(run_dir / "export" / "weights.safetensors", broken / "weights.safetensors")
     (broken / "model.json").write_text(json.dumps({**meta, "args": {"width": 8, "n_classes": 4}}))
+    write_manifest(broken)
     with pytest.raises(pk.PruneError, match=r"plan expects layer .* to have \d+ \w+ channels, the model has \d+"):
         pk.load(broken)
     with pytest.raises(pk.CheckpointError, match=r"no model\.json"):
@@ -86,8 +105,8 @@ def test_corrupt_or_mismatched_export_is_a_clear_error(finished, tmp_path):
 
 
 def test_malformed_files_are_clear_errors(finished, tmp_path):
-    from prunekit.run.atomic_files import load_weights
     from prunekit.run.checkpoints import load_last
+    from prunekit.run.weights import load_weights
 
     _, result, _run_dir = finished
     pickled = tmp_path / "model.pt"

@@ -43,6 +43,15 @@ SAME_SHAPE = {
 }
 
 
+class ShapeError(RuntimeError):
+    """The example input does not fit the model (wrong dtype, too small, mismatched channels):
+    a real forward would fail the same way, so there is nothing to fall back to."""
+
+
+#: ops a real forward runs on floating-point tensors only
+FLOATING_ONLY = {F.batch_norm, F.instance_norm, F.interpolate, F.linear}
+
+
 def _interpolated_size(x: torch.Tensor, size: Any = None, scale_factor: Any = None, **_: Any) -> list[int]:
     spatial = x.dim() - 2
     if size is not None:
@@ -57,7 +66,7 @@ def _cat(tensors: Any, dim: int = 0, **_: Any) -> torch.Tensor:
     size = list(tensors[0].shape)
     for t in tensors:
         if t.dim() != len(size) or any(a != b for i, (a, b) in enumerate(zip(t.shape, size)) if i != dim):
-            raise RuntimeError(f"cat: sizes {[tuple(t.shape) for t in tensors]} do not match outside dim {dim}")
+            raise ShapeError(f"cat: sizes {[tuple(t.shape) for t in tensors]} do not match outside dim {dim}")
     size[dim] = sum(t.shape[dim] for t in tensors)
     return tensors[0].new_empty(size)
 
@@ -76,8 +85,10 @@ def _conv(
     groups: int = 1,
 ) -> torch.Tensor:
     n = weight.dim() - 2
+    if x.dtype != weight.dtype:
+        raise ShapeError(f"conv: the input is {x.dtype}, the weights {weight.dtype}")
     if x.shape[-n - 1] != weight.shape[1] * groups:
-        raise RuntimeError(
+        raise ShapeError(
             f"conv: input has {x.shape[-n - 1]} channels, weight {tuple(weight.shape)} expects "
             f"{weight.shape[1] * groups}"
         )
@@ -89,6 +100,8 @@ def _conv(
         spatial = [
             (i + 2 * p - d * (k - 1) - 1) // s + 1 for i, p, d, k, s in zip(x.shape[-n:], pad, dilation, kernel, stride)
         ]
+    if min(spatial, default=1) < 1:
+        raise ShapeError(f"conv: input {tuple(x.shape)} is smaller than the kernel {tuple(kernel)} (output {spatial})")
     return x.new_empty((*x.shape[: -n - 1], weight.shape[0], *spatial))
 
 
@@ -113,6 +126,8 @@ def _pool(
         _pooled(i, k, s, p, d, ceil_mode)
         for i, k, s, p, d in zip(x.shape[-n:], kernel, stride, _tuple(padding, n), _tuple(dilation, n))
     ]
+    if min(spatial, default=1) < 1:
+        raise ShapeError(f"pooling: input {tuple(x.shape)} is too small for a window of {kernel} (output {spatial})")
     return x.new_empty((*x.shape[:-n], *spatial))
 
 
@@ -155,8 +170,12 @@ class FastMeta(TorchFunctionMode):
             return _cat(*args, **kwargs)
         if isinstance(x, torch.Tensor) and x.is_meta:
             stats = args[1] if len(args) > 1 else kwargs.get("running_mean")
+            if func in FLOATING_ONLY and not x.is_floating_point():
+                raise ShapeError(f"{func.__name__}: the input is {x.dtype}, not a floating-point tensor")
+            if func is F.linear and x.shape[-1] != args[1].shape[1]:
+                raise ShapeError(f"linear: the input has {x.shape[-1]} features, the weight {tuple(args[1].shape)}")
             if func is F.batch_norm and stats is not None and stats.shape[0] != x.shape[1]:
-                raise RuntimeError(f"batch_norm: {x.shape[1]} channels, running stats of {stats.shape[0]}")
+                raise ShapeError(f"batch_norm: {x.shape[1]} channels, running stats of {stats.shape[0]}")
             if func in SAME_SHAPE:
                 return x if kwargs.get("inplace") else x.new_empty(x.shape)
             if func in SHAPE_FUNCTIONS:

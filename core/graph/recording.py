@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import PruneError
-from .meta_shapes import FastMeta
+from .meta_shapes import FastMeta, ShapeError
 
 Size = tuple[int, ...]
 
@@ -94,6 +94,13 @@ def _to_meta(value: Any) -> Any:
     return tree_map(lambda t: torch.empty_like(t, device="meta") if isinstance(t, torch.Tensor) else t, value)
 
 
+def _materialized(value: Any) -> Any:
+    """Meta tensors (an input given by shape only) as zeros, for a real forward."""
+    return tree_map(
+        lambda t: torch.zeros_like(t, device="cpu") if isinstance(t, torch.Tensor) and t.is_meta else t, value
+    )
+
+
 def record(
     model: nn.Module,
     example_input: Any,
@@ -135,9 +142,12 @@ def _record(
                 with FastMeta(), mode(meta_args) if mode else contextlib.nullcontext():
                     output = torch.func.functional_call(model, _meta_state(model), meta_args, strict=False)
                 return Recording(calls, output)
+            except ShapeError:
+                raise  # the input does not fit: a real forward would fail the same way
             except Exception as exc:  # an op without a meta kernel, a device move, .item() ...
                 reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             calls.clear()
+            args = _materialized(args)
             with mode(args) if mode else contextlib.nullcontext():
                 output = model(*args)
             return Recording(calls, output, fallback=f"shape-only pass failed ({reason}); ran a real forward")

@@ -7,6 +7,7 @@ ask the same question, so the answer lives below both.
 from __future__ import annotations
 
 import importlib
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,13 @@ class Override:
         return self.module.__name__
 
     def macs(self, module: nn.Module, shape: LayerShape) -> int:
-        return int(self.fn(module, shape))
+        value = self.fn(module, shape)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            fn = getattr(self.fn, "__qualname__", repr(self.fn))
+            raise ConfigError(
+                f"cost override {fn} for {self.name} returned {value!r}; it must return MACs as an integer >= 0"
+            )
+        return int(value)
 
     def params(self, module: nn.Module, shape: LayerShape) -> int:
         return sum(p.numel() for p in module.parameters())

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -15,16 +17,41 @@ from ..plugin_manager import Manager
 from .plan import Plan
 
 
+def channel_indices(layer: str, indices: Any) -> list[int]:
+    """A request's channel indices as ints: Python or NumPy integers, or an integer tensor — never
+    bools or floats, which would silently pick other channels."""
+    if torch.is_tensor(indices):
+        if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
+            raise PruneError(f"channels of layer {layer!r}: a {indices.dtype} tensor is not a tensor of indices")
+        return [int(i) for i in indices.flatten().tolist()]
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, Iterable):
+        raise PruneError(f"channels of layer {layer!r}: {indices!r} is not a list of channel indices")
+    return [_index(layer, i) for i in indices]
+
+
+def _index(layer: str, index: Any) -> int:
+    if torch.is_tensor(index) and index.numel() == 1 and not (index.is_floating_point() or index.dtype == torch.bool):
+        return int(index.item())
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, numbers.Integral):
+        raise PruneError(f"channel {index!r} of layer {layer!r} is a {type(index).__name__}, not an integer index")
+    return int(index)
+
+
 def removal_for(graph: ChannelGraph, request: Mapping[str, Iterable[int]]) -> dict[int, set[int]]:
     """Translate ``{layer: [output-channel indices]}`` into ``{group id: {group channels}}``."""
+    if not isinstance(request, Mapping):
+        raise PruneError(
+            f"a pruning request maps layer names to channel indices, e.g. {{'conv1': [0, 3]}}; "
+            f"got {type(request).__name__}"
+        )
     removal: dict[int, set[int]] = defaultdict(set)
     for layer, indices in request.items():
-        channels = graph.output_channels(layer)
+        channels = graph.output_channels(str(layer))
         if not channels:
             raise PruneError(f"layer {layer!r} has no output channels that can be pruned")
         size = max(channels) + 1
-        for index in indices:
-            if not isinstance(index, int) or not 0 <= index < size:
+        for index in channel_indices(layer, indices):
+            if not 0 <= index < size:
                 raise PruneError(f"channel {index!r} of layer {layer!r} is out of range 0..{size - 1}")
             if index not in channels:
                 raise PruneError(f"channel {index} of layer {layer!r} is not traced to any group")

@@ -1,10 +1,11 @@
-"""Writing files so that nothing is ever half-written, and reading weights without unpickling."""
+"""Writing files so that nothing is ever half-written, and checking that what is read back is
+what was written (a SHA-256 manifest per folder). OS errors become :class:`StorageError`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import pickle
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -12,42 +13,71 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
+from ..errors import CheckpointError, StorageError
 
-from ..errors import CheckpointError
+MANIFEST = "manifest.json"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: permissions of the files written: what ``open`` would give, not mkstemp's owner-only 0600
+FILE_MODE = 0o666 & ~_umask()
+
+
+@contextmanager
+def storage(path: Path, action: str) -> Iterator[None]:
+    """Turn an OS error inside the block into a one-line :class:`StorageError` naming ``path``."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        raise StorageError(f"cannot {action} {str(path)!r}: {exc.strerror or exc}") from None
 
 
 @contextmanager
 def staged(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path``, renamed over it when the block ends without error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
+    with storage(path, "write"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(fd)
+        os.chmod(name, FILE_MODE)
+    tmp = Path(name)
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield tmp
+        with storage(path, "write"):
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextmanager
 def staged_dir(folder: Path) -> Iterator[Path]:
-    """A fresh directory beside ``folder``, moved into its place when the block ends without error."""
+    """A fresh directory beside ``folder``, moved into its place when the block ends without error;
+    on an error it is removed and ``folder`` stays as it was."""
     tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    yield tmp
-    replace_dir(tmp, folder)
+    with storage(folder, "write"):
+        if tmp.exists():
+            shutil.rmtree(tmp)  # a leftover of our own, from a process that died mid-write
+        tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        with storage(folder, "write"):
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    with staged(path) as tmp, open(tmp, "w") as handle:
+    with staged(path) as tmp, storage(path, "write"), open(tmp, "w") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
@@ -64,55 +94,35 @@ def read_json(path: Path, what: str) -> Any:
         raise CheckpointError(f"{what} {str(path)!r} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{what} {str(path)!r} is corrupt ({exc})") from None
+    except OSError as exc:
+        raise StorageError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
 
 
-def save_weights(path: Path, module: nn.Module) -> None:
-    """The module's state dict as safetensors (tied tensors stored once each under every name)."""
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
-    with staged(path) as tmp:
-        save_file(tensors, str(tmp))
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with storage(path, "read"), open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors from a safetensors file, or a ``torch.save`` of tensors (loaded with weights_only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {str(path)!r} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorError, RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(
-            f"weights file {str(path)!r} is corrupt or not a weights file ({str(exc).splitlines()[0]})"
-        ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise CheckpointError(f"weights file {str(path)!r} does not hold a state dict of tensors")
-    return state
+def write_manifest(folder: Path) -> None:
+    """Record the SHA-256 of every file in ``folder`` (written last, so a folder with a manifest
+    is complete)."""
+    files = {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+    atomic_write_json(folder / MANIFEST, {"format": "prunekit-manifest", "version": 1, "files": files})
 
 
-def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict`` with a one-line error naming what does not match."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        parts = [
-            f"missing {missing[:3]}" if missing else "",
-            f"unexpected {unexpected[:3]}" if unexpected else "",
-            f"shape mismatch at {wrong[0]}: {tuple(state[wrong[0]].shape)} vs model {tuple(own[wrong[0]].shape)}"
-            if wrong
-            else "",
-        ]
-        raise CheckpointError(f"{source} does not match the model ({'; '.join(p for p in parts if p)})")
-    module.load_state_dict(state)
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a completely written directory into place."""
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+def verify_manifest(folder: Path, what: str) -> None:
+    """Raise :class:`CheckpointError` naming the first file of ``folder`` whose bytes are not the
+    ones its manifest recorded (or that is missing)."""
+    manifest = read_json(folder / MANIFEST, f"{what} manifest")
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise CheckpointError(f"{str(folder / MANIFEST)!r} is not a prunekit manifest")
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{what} file {str(path)!r} is missing")
+        if sha256(path) != expected:
+            raise CheckpointError(f"{what} file {str(path)!r} has changed since it was written (SHA-256 mismatch)")

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, DataError, PluginError, suggest
+from ..errors import ConfigError, DataError, PluginError, PrunekitError, one_line, suggest
 from ..plugin_manager import Manager
 from ..protocols import Task
 from ..records import DataSplits
@@ -49,8 +49,12 @@ def build_model(cfg: ModelConfig, plugins: Manager) -> nn.Module:
 def _call(factory: Any, args: dict[str, Any], what: str) -> Any:
     try:
         return factory(**args)
+    except PrunekitError:
+        raise
     except TypeError as exc:
         raise ConfigError(f"{what}: bad arguments {args} ({exc})") from None
+    except Exception as exc:  # the builder refused its arguments in its own way
+        raise ConfigError(f"{what} failed with arguments {args} ({one_line(exc)})") from None
 
 
 def build_data(config: Config, plugins: Manager) -> SplitData:
@@ -120,3 +124,16 @@ def build_trainer(config: Config, plugins: Manager, device: torch.device, progre
 
 def build_loggers(names: list[str], run_dir: Path, plugins: Manager) -> list[Any]:
     return [plugins.get("logger", name, run_dir=run_dir) for name in names]
+
+
+def check(config: Config, plugins: Manager, device: torch.device | None = None, progress: bool = False) -> Trainer:
+    """Build everything the config names — model, data, task, losses, distillation, criteria — and
+    look up its loggers, so that a bad name or argument fails before anything is written or
+    trained. Returns the trainer, which a run goes on to use."""
+    trainer = build_trainer(config, plugins, device or torch.device("cpu"), progress)
+    build_model(config.model, plugins)
+    build_criteria(config.pruning.criterion, plugins)
+    trainer.objective.distillation()
+    for name in config.logging:
+        plugins.spec("logger", name)
+    return trainer

@@ -70,6 +70,10 @@ class CriterionConfig:
         for name, weight in self.weights.items():
             if weight < 0:
                 raise ConfigError(f"{path}.weights.{name}: {weight!r} is out of range; it must be >= 0")
+        if self.weights and not any(self.weights.values()):
+            raise ConfigError(
+                f"{path}.weights: every weight is 0, so no criterion ranks the channels; give one a positive weight"
+            )
 
 
 @dataclass
@@ -162,6 +166,10 @@ class Config:
     distillation: dict[str, LossTerm] = field({})
     logging: list[str] = field([], doc="loggers besides the console and run_dir/log.jsonl")
 
+    def check(self, path: str) -> None:
+        if not self.run_dir.strip():
+            raise ConfigError("run_dir: an empty path names no folder; give one, e.g. runs/my-run")
+
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
@@ -196,11 +204,15 @@ def _read(source: str | Path | dict[str, Any] | None) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (a binary file?)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read ({exc.strerror or exc})") from None
     if data is None:
-        return {}
+        raise ConfigError(f"config file {str(path)!r} is empty; `prunekit demo --config-only` prints a complete one")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config is a mapping of sections, not {type(data).__name__}")
     return data

@@ -6,12 +6,13 @@ from pathlib import Path
 
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, PruneError
 from ..plugin_manager import Manager, manager
 from ..pruning.plan import Plan, apply_plan
-from .atomic_files import atomic_write_json, load_into, load_weights, read_json, save_weights, staged_dir
+from .atomic_files import atomic_write_json, read_json, staged_dir, verify_manifest, write_manifest
 from .components import build_model
 from .config import Config, ModelConfig
+from .weights import load_into, load_weights, save_weights
 
 FORMAT = "prunekit-export"
 
@@ -32,6 +33,7 @@ def export(folder: Path, config: Config, model: nn.Module, plan: Plan) -> Path:
         )
         atomic_write_json(tmp / "plan.json", plan.to_dict())
         save_weights(tmp / "weights.safetensors", model)
+        write_manifest(tmp)
     return folder
 
 
@@ -47,11 +49,28 @@ def load(path: str | Path, plugins: Manager | None = None) -> nn.Module:
         raise CheckpointError(
             f"{str(path)!r} is neither a run directory with an export nor an export folder (no model.json)"
         )
-    meta = read_json(folder / "model.json", "export description")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("args", {}), dict):
-        raise CheckpointError(f"{str(folder / 'model.json')!r} is not a prunekit export description")
-    builder = ModelConfig(meta.get("name"), meta.get("factory"), meta.get("args", {}))
-    model = build_model(builder, plugins)
-    apply_plan(model, Plan.from_dict(read_json(folder / "plan.json", "export plan")), plugins)
+    verify_manifest(folder, "export")
+    model = build_model(_builder(folder / "model.json"), plugins)
+    try:
+        plan = Plan.from_dict(read_json(folder / "plan.json", "export plan"))
+    except PruneError as exc:
+        raise CheckpointError(f"export plan {str(folder / 'plan.json')!r}: {exc}") from None
+    apply_plan(model, plan, plugins)
     load_into(model, load_weights(folder / "weights.safetensors"), f"export {str(folder)!r}")
     return model.eval()
+
+
+def _builder(path: Path) -> ModelConfig:
+    """The builder an export description names, checked field by field."""
+    meta = read_json(path, "export description")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not a prunekit export description")
+    name, factory, args = meta.get("name"), meta.get("factory"), meta.get("args", {})
+    if not isinstance(args, dict):
+        raise CheckpointError(
+            f"{str(path)!r}: 'args' must be a mapping of builder arguments, not {type(args).__name__}"
+        )
+    builders = (name, factory)
+    if not any(isinstance(v, str) for v in builders) or not all(v is None or isinstance(v, str) for v in builders):
+        raise CheckpointError(f"{str(path)!r}: needs the model's registered 'name' or its 'factory' import path")
+    return ModelConfig(name, factory, args)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
-from .atomic_files import read_json
+from .atomic_files import read_json, staged, storage
 
 
 def example_for(run: Path) -> torch.Tensor:
@@ -32,19 +32,22 @@ def to_onnx(model: nn.Module, run: Path, path: str, tolerance: float = 1e-4) -> 
         raise ConfigError("--onnx needs onnx and onnxruntime: pip install 'prunekit[onnx]'") from None
     x = example_for(run)
     model.eval()
-    torch.onnx.export(
-        model,
-        (x,),
-        path,
-        input_names=["input"],
-        output_names=["output"],
-        dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-        dynamo=False,
-    )
-    with torch.no_grad():
-        expected = model(x).numpy()
-    got = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
-    error = float(np.abs(got - expected).max())
-    if error > tolerance * max(1.0, float(np.abs(expected).max())):
-        raise CheckpointError(f"the ONNX model disagrees with PyTorch (largest difference {error:.2e})")
+    with staged(Path(path)) as tmp:  # only a model that passed the check reaches ``path``
+        with storage(Path(path), "write"):
+            torch.onnx.export(
+                model,
+                (x,),
+                str(tmp),
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                dynamo=False,
+            )
+        with torch.no_grad():
+            expected = model(x).numpy()
+        session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"input": x.numpy()})[0]
+        error = float(np.abs(got - expected).max())
+        if error > tolerance * max(1.0, float(np.abs(expected).max())):
+            raise CheckpointError(f"the ONNX model disagrees with PyTorch (largest difference {error:.2e})")
     return error

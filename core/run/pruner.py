@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from ..cost.cost_model import CostModel
 from ..cost.counting import CostReport, count
 from ..cost.latency import measure
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 from ..graph.channel_graph import ChannelGraph, trace
 from ..plugin_manager import Manager, for_settings
 from ..pruning.calibration import calibrate, needs
@@ -31,16 +30,17 @@ from ..pruning.selection import Limits, Reference, Selection, per_cost, select
 from ..pruning.surgery import remove
 from ..training import distributed
 from ..training.seeds import seed_everything, step_seed
-from ..training.trainer import Trainer
-from . import budget, checkpoints
-from .atomic_files import atomic_write_json, atomic_write_text, load_into, load_weights, save_weights
-from .components import build_criteria, build_loggers, build_model, build_trainer
+from ..training.trainer import Teacher, Trainer
+from . import budget, checkpoints, run_dir
+from .atomic_files import atomic_write_json
+from .components import build_criteria, build_loggers, build_model, check
 from .config import Config
 from .config import load as load_config
 from .export import export
 from .report import kept_channels, write_report
 from .run_log import Console, RunLog
 from .state import Result, RunState, Step
+from .weights import load_into, load_weights, save_weights
 
 
 def weights_hash(model: nn.Module) -> str:
@@ -97,9 +97,9 @@ class Pruner:
         distributed.init()
         device = distributed.device_for(distributed.resolve_device(cfg.device))
         seed_everything(cfg.seed)
-        self._guard_run_dir(resume)
-        trainer = build_trainer(cfg, plugins, device, self.progress)
+        trainer = check(cfg, plugins, device, self.progress)  # all the config names exists: only now write
         data, task = trainer.data, trainer.task
+        run_dir.claim(self.run_dir, cfg, resume)
         console = Console(task.best_metric, task.best_label) if self.progress else None
         log = RunLog(self.run_dir, plugins, build_loggers(cfg.logging, self.run_dir, plugins), console)
         trainer.on_epoch = log.epoch
@@ -111,16 +111,6 @@ class Pruner:
             traversal = plugins.traversal(teacher)
             for p in teacher.parameters():
                 p.requires_grad_(False)
-            student = Trainer(
-                trainer.objective,
-                data,
-                task,
-                device,
-                teacher,
-                traversal.taps if traversal else (),
-                on_epoch=log.epoch,
-                progress=self.progress,
-            )
             last = checkpoints.load_last(self.run_dir) if resume else None
             state = RunState(
                 cfg,
@@ -135,7 +125,8 @@ class Pruner:
                 example,
                 original,
                 Reference.of(graph),
-                student,
+                trainer,
+                Teacher(teacher, traversal.taps if traversal else ()),
                 model=self._student(teacher, device),
             )
             if last is None:
@@ -147,29 +138,12 @@ class Pruner:
             log.close()
             raise
 
-    def _guard_run_dir(self, resume: bool) -> None:
-        saved = self.run_dir / "config.yaml"
-        resolved = yaml.safe_dump(self.config.to_dict(), sort_keys=True)
-        if resume:
-            if saved.is_file() and saved.read_text() != resolved:
-                raise ConfigError(
-                    f"the config differs from the one {str(self.run_dir)!r} was started with; "
-                    "resume with the same config or start a new run_dir"
-                )
-        elif saved.exists():
-            raise ConfigError(
-                f"run directory {str(self.run_dir)!r} already holds a run; "
-                "pass --resume to continue it, or choose another run_dir"
-            )
-        distributed.barrier()  # every process has checked before the first one writes
-        if distributed.is_main():
-            atomic_write_text(saved, resolved)
-
     def _baseline(self, plugins: Manager, trainer: Trainer, device: torch.device, resume: bool) -> nn.Module:
         """The unpruned teacher: the saved baseline, the given checkpoint, or trained now."""
         cfg = self.config
         model, path = build_model(cfg.model, plugins), self.run_dir / "baseline.safetensors"
         if resume and path.is_file():
+            run_dir.verify(self.run_dir, path)
             load_into(model, load_weights(path), str(path))
         elif cfg.model.checkpoint:
             load_into(model, load_weights(Path(cfg.model.checkpoint)), f"model.checkpoint {cfg.model.checkpoint!r}")
@@ -177,6 +151,7 @@ class Pruner:
             trainer.fit(model, "train", cfg.train, cfg.train.epochs, seed=cfg.seed)
         if distributed.is_main():
             save_weights(path, model)
+            run_dir.record(self.run_dir, path)
         distributed.barrier()
         return model.to(device).eval()
 
@@ -192,7 +167,7 @@ class Pruner:
         model = apply_plan(build_model(self.config.model, state.plugins), last.plan, state.plugins)
         load_into(model, last.weights, f"checkpoint step {last.step}")
         state.model, state.plan, state.start_step = model.to(state.device), last.plan, last.step + 1
-        state.steps = [Step(**s) for s in last.state.get("steps", [])]
+        state.steps = last.steps
 
     def _count(self, state: RunState, model: nn.Module) -> CostReport:
         cost = self.config.cost
@@ -232,9 +207,7 @@ class Pruner:
             state.steps.append(record)
             self._check_ranks_agree(state, record)
             if distributed.is_main():
-                checkpoints.save(
-                    self.run_dir, step, state.model, state.plan, {"steps": [s.__dict__ for s in state.steps]}
-                )
+                checkpoints.save(self.run_dir, step, state.model, state.plan, state.steps)
             state.log.record(record.record())
             state.log.notify("step_done", run=state, record=record.record())
             distributed.barrier()
@@ -276,13 +249,16 @@ class Pruner:
         retrain, metrics = self.config.retrain, {}
         if retrain != "none" and retrain.epochs_per_step:
             seed = step_seed(self.config.seed, step)
-            metrics = state.trainer.fit(state.model, "retrain", retrain, retrain.epochs_per_step, seed=seed, step=step)
+            metrics = state.trainer.fit(
+                state.model, "retrain", retrain, retrain.epochs_per_step, seed, step, teacher=state.distil_from
+            )
         return metrics or state.trainer.evaluate(state.model)
 
     def _finetune(self, state: RunState) -> None:
         ft = self.config.finetune
         if ft.epochs:
-            state.trainer.fit(state.model, "finetune", ft, ft.epochs, seed=step_seed(self.config.seed, 10_000))
+            seed = step_seed(self.config.seed, 10_000)
+            state.trainer.fit(state.model, "finetune", ft, ft.epochs, seed, teacher=state.distil_from)
 
     def _check_ranks_agree(self, state: RunState, record: Step) -> None:
         """Every process must hold the same plan and weights after a step; stop if not."""

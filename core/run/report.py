@@ -12,7 +12,7 @@ from ..cost.counting import CostReport, block_of
 from ..cost.formatting import human, render_table
 from ..plugin_manager import Manager, manager
 from ..protocols import Task
-from .atomic_files import atomic_write_text, read_json
+from .atomic_files import atomic_write_text, read_json, storage
 from .report_plots import plot
 from .run_log import read_steps
 
@@ -102,7 +102,8 @@ def write_report(run_dir: Path, plots: bool | None = None, plugins: Manager | No
     summary, steps = read_run(run_dir)
     task = task_of(summary, plugins)
     metric, label = (task.best_metric, task.best_label) if task else ("", "")
-    have_plots = plot(run_dir, summary, steps, metric, label, required=plots is True) if plots is not False else False
+    with storage(run_dir, "write the plots into"):
+        have_plots = plot(run_dir, summary, steps, metric, label, plots is True) if plots is not False else False
     table = _markdown_table(["", "baseline", "pruned", "change"], summary_rows(summary, task))
     parts = [f"# prunekit run `{run_dir}`", "", table]
     if steps:

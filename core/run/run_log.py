@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from ..cost.formatting import human
 from ..plugin_manager import Manager
 from ..training import distributed
+from .atomic_files import storage
 
 LOG = "log.jsonl"
 STEP_COLUMNS = ("step", "MACs %", "params %", "removed", "at limit", "{metric}", "time")
@@ -57,13 +58,16 @@ class RunLog:
         self.main = distributed.is_main()
         self.loggers = loggers if self.main else []
         self.console = console if self.main else None
-        self.handle = (run_dir / LOG).open("a") if self.main else None
+        self.path = run_dir / LOG
+        with storage(self.path, "open"):
+            self.handle = self.path.open("a") if self.main else None
 
     def record(self, record: dict[str, Any]) -> None:
         if self.handle is None:
             return
-        self.handle.write(json.dumps(record, default=float) + "\n")
-        self.handle.flush()
+        with storage(self.path, "write"):
+            self.handle.write(json.dumps(record, default=float) + "\n")
+            self.handle.flush()
         if self.console:
             self.console.log(record)
         for logger in self.loggers:

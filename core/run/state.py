@@ -15,7 +15,7 @@ from ..protocols import Task
 from ..pruning.plan import Plan
 from ..pruning.selection import Reference
 from ..training.data import TrainingData
-from ..training.trainer import Trainer
+from ..training.trainer import Teacher, Trainer
 from .config import Config
 from .run_log import RunLog
 
@@ -40,8 +40,9 @@ class Step:
 
 @dataclass
 class RunState:
-    """A prepared run. ``teacher`` is the frozen baseline, ``model`` the student being pruned,
-    ``plan`` what has been cut from it so far, ``original`` the baseline's cost."""
+    """A prepared run. ``teacher`` is the frozen baseline (``distil_from`` with its distillation
+    taps), ``model`` the student being pruned, ``plan`` what has been cut from it so far,
+    ``original`` the baseline's cost."""
 
     config: Config
     run_dir: Path
@@ -56,6 +57,7 @@ class RunState:
     original: CostReport
     reference: Reference
     trainer: Trainer
+    distil_from: Teacher
     model: nn.Module
     plan: Plan = field(default_factory=Plan)
     steps: list[Step] = field(default_factory=list)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, PrunekitError, suggest
+from ..errors import ConfigError, TrainingError, suggest
 from ..graph.recording import eval_mode
 from ..protocols import Metric, Task
 from ..records import Outputs, to_device
@@ -29,10 +29,6 @@ from .seeds import step_seed
 from .settings import LossScheduleConfig, OptimizerConfig, PhaseConfig, ScheduleConfig
 
 TaskLoss = Callable[[torch.Tensor, dict[str, Any]], torch.Tensor]
-
-
-class TrainingError(PrunekitError):
-    """Training cannot go on (the loss kept being NaN or infinite)."""
 
 
 def evaluate(
@@ -128,11 +124,21 @@ class Distiller:
         self.teacher_taps.remove()
 
 
+@dataclass(frozen=True)
+class Teacher:
+    """The frozen model to distil from, and the module paths its losses tap by default."""
+
+    model: nn.Module
+    taps: tuple[str, ...] = ()
+
+
 class Trainer:
     """Trains a model for some epochs; one instance serves every phase of a run.
 
     ``on_epoch(trainer, record)`` receives a flat record after every epoch (phase, epoch, loss, lr
-    and the task's validation metrics).
+    and the task's validation metrics). A batch whose loss is not finite is skipped and leaves the
+    model as it was (BatchNorm statistics included); ``max_bad_batches`` of them in a row — across
+    epochs and phases — end training with :class:`~prunekit.TrainingError`.
     """
 
     def __init__(
@@ -141,14 +147,12 @@ class Trainer:
         data: TrainingData,
         task: Task,
         device: torch.device,
-        teacher: nn.Module | None = None,
-        default_taps: tuple[str, ...] = (),
         on_epoch: Callable[[Trainer, dict[str, Any]], None] | None = None,
         progress: bool = True,
     ) -> None:
         self.objective, self.data, self.task, self.device = objective, data, task, device
-        self.teacher, self.default_taps = teacher, default_taps
         self.on_epoch, self.progress = on_epoch, progress
+        self.bad_in_row = 0
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Validation metrics, or ``{}`` without validation data."""
@@ -158,11 +162,19 @@ class Trainer:
         return evaluate(model, batches, self.task.metric(self.data.n_classes, self.device), self.device, self.progress)
 
     def fit(
-        self, model: nn.Module, phase: str, settings: PhaseConfig, epochs: int, seed: int, step: int | None = None
+        self,
+        model: nn.Module,
+        phase: str,
+        settings: PhaseConfig,
+        epochs: int,
+        seed: int,
+        step: int | None = None,
+        teacher: Teacher | None = None,
     ) -> dict[str, float]:
-        """Train ``model`` in place for ``epochs``; keep the weights of its best validation epoch."""
+        """Train ``model`` in place for ``epochs`` (distilling from ``teacher`` if given); keep the
+        weights of its best validation epoch."""
         model.to(self.device)
-        distiller = self._distiller(model, seed)
+        distiller = self._distiller(model, teacher, seed) if teacher is not None else None
         try:
             extra = distiller.parameters() if distiller else []
             optimizer = _optimizer(settings.optimizer, list(model.parameters()) + extra)
@@ -199,26 +211,26 @@ class Trainer:
             if distiller:
                 distiller.remove()
 
-    def _distiller(self, model: nn.Module, seed: int) -> Distiller | None:
+    def _distiller(self, model: nn.Module, teacher: Teacher, seed: int) -> Distiller | None:
         """Fresh distillation losses, their taps hooked, adapters built for the student's current
         channel counts (from one batch, before the optimizer is built)."""
-        losses = self.objective.distillation() if self.teacher is not None else {}
-        if self.teacher is None or not losses:
+        losses = self.objective.distillation()
+        if not losses:
             return None
-        loss_taps = {n: _taps(loss, self.default_taps) for n, (loss, _) in losses.items()}
+        loss_taps = {n: _taps(loss, teacher.taps) for n, (loss, _) in losses.items()}
         paths = sorted({p for taps in loss_taps.values() for p in taps})
         for loss, _ in losses.values():
             loss.to(self.device)
-        distiller = Distiller(self.teacher, losses, loss_taps, Taps(model, paths), Taps(self.teacher, paths))
+        distiller = Distiller(teacher.model, losses, loss_taps, Taps(model, paths), Taps(teacher.model, paths))
         try:
             batch = next(iter(self.data.train_batches(seed)))
             image = batch["image"].to(self.device)
             with torch.no_grad(), eval_mode(model):
-                student, teacher = distiller.outputs(image, model(image))
+                student, teacher_out = distiller.outputs(image, model(image))
             for name, (loss, _) in losses.items():
                 setup = getattr(loss, "setup", None)
                 if setup is not None:
-                    setup(*distiller.own(name, student, teacher))
+                    setup(*distiller.own(name, student, teacher_out))
                 loss.to(self.device)
         except BaseException:
             distiller.remove()
@@ -237,40 +249,55 @@ class Trainer:
         desc: str,
     ) -> float:
         model.train()
-        total, batches, bad = 0.0, 0, 0
+        total, finite, seen = 0.0, 0, 0
         for cpu_batch in tqdm(self.data.train_batches(seed), desc=desc, leave=False, disable=not self.progress):
             batch = to_device(cpu_batch, self.device)
+            buffers = [b.detach().clone() for b in model.buffers()]  # the forward updates BN statistics
             with self._autocast():
                 logits = model(batch["image"])
                 loss = self.objective.task_loss(logits.float(), batch, epoch)
                 if distiller is not None:
                     loss = loss + distiller.loss(*distiller.outputs(batch["image"], logits))
+            seen += 1
             if not _finite_everywhere(loss):
-                bad += 1
-                warnings.warn(f"{desc}: non-finite loss ({loss.item()}), batch skipped", RuntimeWarning, stacklevel=2)
-                if bad >= settings.max_bad_batches:
-                    raise TrainingError(
-                        f"{desc}: the loss was not finite for {bad} batches in a row; lower the learning rate "
-                        "or enable grad_clip (the last complete checkpoint is kept)"
-                    )
-                optimizer.zero_grad(set_to_none=True)
+                _restore(model.buffers(), buffers)
+                self._skip(desc, loss, settings.max_bad_batches)
                 continue
-            bad = 0
+            self.bad_in_row = 0
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             _average_gradients(extra)  # adapters live outside the DDP-wrapped student
             if settings.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimizer.step()
-            total, batches = total + loss.item(), batches + 1
-        mean = distributed.all_reduce_sum(torch.tensor([total, batches], dtype=torch.float64))
-        return float(mean[0] / mean[1].clamp_min(1))
+            total, finite = total + loss.item(), finite + 1
+        sums = distributed.all_reduce_sum(torch.tensor([total, finite, seen], dtype=torch.float64))
+        if sums[2] and not sums[1]:
+            raise TrainingError(
+                f"{desc}: no batch of the epoch had a finite loss (the last complete checkpoint is kept)"
+            )
+        return float(sums[0] / sums[1].clamp_min(1))
+
+    def _skip(self, desc: str, loss: torch.Tensor, max_bad_batches: int) -> None:
+        self.bad_in_row += 1
+        warnings.warn(f"{desc}: non-finite loss ({loss.item()}), batch skipped", RuntimeWarning, stacklevel=3)
+        if self.bad_in_row >= max_bad_batches:
+            raise TrainingError(
+                f"{desc}: the loss was not finite for {self.bad_in_row} batches in a row; lower the learning "
+                "rate or enable grad_clip (the last complete checkpoint is kept)"
+            )
 
     def _autocast(self) -> AbstractContextManager[Any]:
         # bf16 needs no loss scaling; without it, stay in fp32
         if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
+
+
+def _restore(buffers: Iterable[torch.Tensor], saved: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for buffer, value in zip(buffers, saved):
+            buffer.copy_(value)
 
 
 def _taps(loss: nn.Module, default: tuple[str, ...]) -> tuple[str, ...]:
