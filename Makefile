@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TYPED := build/typed
 
-.PHONY: demo test test-slow test-all lint typecheck clean
+.PHONY: demo test test-slow test-all template lint typecheck clean
 
 $(BIN)/prunekit: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test-slow: $(BIN)/prunekit
 test-all: $(BIN)/prunekit
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+# the plugin template, installed as a user would, passing its own tests (one of them a whole run)
+template: $(BIN)/prunekit
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation ./examples/plugin-template
+	cd examples/plugin-template && $(CURDIR)/$(BIN)/python -m pytest -q -p no:cacheprovider
+
 lint: $(BIN)/prunekit typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -38,4 +43,4 @@ typecheck: $(BIN)/prunekit
 	$(BIN)/mypy $(TYPED)/prunekit benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info examples/plugin-template/build

@@ -32,13 +32,12 @@ from .errors import (
     TrainingError,
 )
 from .graph.channel_graph import ChannelGraph, Group, Member, trace
-from .hookspecs import hookimpl
+from .hookspecs import HOOK_VERSION, hookimpl
 from .layer_type import Flow, LayerShape, LayerType, cut_parameter, numel
 from .plugin_manager import Manager, get, manager, registered
 from .pruning.plan import Plan, apply_plan
-from .pruning.scoring import ScoredLayer
 from .pruning.surgery import prune
-from .records import DataSplits, Outputs, Spec, Traversal
+from .records import DataSplits, Outputs, ScoredLayer, Spec, Traversal
 from .run import config
 from .run.export import load
 from .run.pruner import Pruner
@@ -49,6 +48,7 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
     __version__ = "0+unknown"
 
 __all__ = [
+    "HOOK_VERSION",
     "ChannelGraph",
     "CheckpointError",
     "ConfigError",

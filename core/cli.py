@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
+import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -15,7 +19,7 @@ import yaml
 
 from .cost.counting import count
 from .errors import ConfigError, PrunekitError
-from .plugin_manager import EVENTS, for_settings, manager
+from .plugin_manager import EVENTS, manager
 from .run import config as config_mod
 
 
@@ -48,18 +52,26 @@ def parse_args_kv(items: Sequence[str]) -> dict[str, Any]:
 
 # -- commands ---------------------------------------------------------------------------------
 def cmd_plugins(args: argparse.Namespace) -> int:
-    rows = manager().describe()
+    """Every plugin and what it registers; clashes are listed, not fatal."""
+    plugins = manager()
+    rows, clashes = plugins.describe(), plugins.clashes()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"plugins": rows, "clashes": clashes}, indent=2))
         return 0
     for row in rows:
         dist = f"{row['distribution']} {row['version']}" if row["distribution"] else row["source"]
         print(f"{row['name']}  ({dist})")
-        for kind, names in row["registers"].items():
-            print(f"    {kind}: {', '.join(names)}")
+        for kind, described in row["descriptions"].items():
+            if kind == "layer_type" or not any(described.values()):
+                print(f"    {kind}: {', '.join(described)}")
+                continue
+            for name, text in described.items():
+                print(f"    {kind} {name}: {text}" if text else f"    {kind} {name}")
         events = [h for h in row["hooks"] if h.removeprefix("prunekit_") in (*EVENTS, "traversal")]
         if events:
             print(f"    hooks: {', '.join(events)}")
+    for clash in clashes:
+        print(f"clash: {clash}")
     return 0
 
 
@@ -73,7 +85,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     overrides = None
     if args.config:
         cfg = config_mod.load(args.config)
-        plugins = for_settings(cfg.plugins.load, cfg.plugins.disable, cfg.plugins.autoload)
+        plugins = cfg.manager()
         builder = ModelConfig(cfg.model.name, cfg.model.factory, {**cfg.model.args, **parse_args_kv(args.arg)})
         size = parse_ints(args.input, "--input") if args.input is not None else cfg.input_size
         include = include or cfg.cost.include or None
@@ -197,13 +209,31 @@ def cmd_report(args: argparse.Namespace) -> int:
 # -- wiring -----------------------------------------------------------------------------------
 def build_parser() -> Parser:
     parser = Parser(prog="prunekit", description="Structured filter pruning of CNNs under a MACs or parameter budget.")
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--plugin",
+        "-p",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also load this plugin: entry point, module or file (like PRUNEKIT_PLUGINS)",
+    )
+    common.add_argument(
+        "--no-plugin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="do not load this plugin (like PRUNEKIT_DISABLE_PLUGINS)",
+    )
+    common.add_argument("--verbose", "-v", action="store_true", help="tracebacks of failing plugins and errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    add = functools.partial(sub.add_parser, parents=[common])
 
-    p = sub.add_parser("plugins", help="list plugins and what they register")
+    p = add("plugins", help="list plugins and what they register")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("cost", help="MACs and parameters per layer, block and in total")
+    p = add("cost", help="MACs and parameters per layer, block and in total")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", help="registered model name")
     src.add_argument("--config", help="take model, input size and cost settings from a run config")
@@ -214,27 +244,27 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_cost)
 
-    p = sub.add_parser("prune", help="the iterative pruning loop of a run config (with its retraining)")
+    p = add("prune", help="the iterative pruning loop of a run config (with its retraining)")
     p.add_argument("config", help="run config (YAML)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.set_defaults(func=cmd_prune)
 
-    p = sub.add_parser("run", help="the whole job: baseline, pruning with retraining, fine-tune, export, report")
+    p = add("run", help="the whole job: baseline, pruning with retraining, fine-tune, export, report")
     p.add_argument("config", help="run config (YAML)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.add_argument("--nproc", type=int, default=1, help="processes on this machine, launched with torchrun (DDP)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("demo", help="run the built-in demo config (a small U-Net on synthetic eyes)")
+    p = add("demo", help="run the built-in demo config (a small U-Net on synthetic eyes)")
     p.add_argument("--config-only", action="store_true", help="print the demo config and stop")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("export", help="check a run's export, or convert it to ONNX")
+    p = add("export", help="check a run's export, or convert it to ONNX")
     p.add_argument("run", help="run directory or export folder")
     p.add_argument("--onnx", help="write the pruned model as ONNX to this file (needs prunekit[onnx])")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("report", help="write report.md and its PNG plots for a finished run")
+    p = add("report", help="write report.md and its PNG plots for a finished run")
     p.add_argument("run", help="run directory")
     p.set_defaults(func=cmd_report)
     return parser
@@ -243,14 +273,42 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with plugin_flags(args.plugin, args.no_plugin, args.verbose):
+        try:
+            return args.func(args)
+        except PrunekitError as exc:
+            print(f"prunekit: error: {exc}", file=sys.stderr)
+            if args.verbose:
+                print(getattr(exc, "details", "") or "".join(traceback.format_exception(exc)), file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("prunekit: interrupted", file=sys.stderr)
+            return 130
+
+
+@contextlib.contextmanager
+def plugin_flags(load: list[str], disable: list[str], verbose: bool) -> Iterator[None]:
+    """The flags as the environment variables every plugin manager reads (torchrun's worker
+    processes inherit them), for the duration of one command."""
+    changes = {
+        "PRUNEKIT_PLUGINS": load,
+        "PRUNEKIT_DISABLE_PLUGINS": disable,
+        "PRUNEKIT_VERBOSE": ["1"] if verbose else [],
+    }
+    saved = {name: os.environ.get(name) for name in changes}
+    for name, values in changes.items():
+        if values:
+            os.environ[name] = ",".join(filter(None, (os.environ.get(name, ""), *values)))
+    manager.cache_clear()
     try:
-        return args.func(args)
-    except PrunekitError as exc:
-        print(f"prunekit: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("prunekit: interrupted", file=sys.stderr)
-        return 130
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        manager.cache_clear()
 
 
 if __name__ == "__main__":

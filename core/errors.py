@@ -15,7 +15,12 @@ class ConfigError(PrunekitError, ValueError):
 
 
 class PluginError(PrunekitError, LookupError):
-    """A plugin is unknown, broken, or registers a name twice."""
+    """A plugin is unknown, broken, or registers a name twice. ``details`` holds the plugin's own
+    traceback when it failed to load (the CLI prints it under ``--verbose``)."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class DataError(PrunekitError, ValueError):

@@ -6,7 +6,8 @@ the ``prunekit`` entry-point group (``[project.entry-points.prunekit]`` in ``pyp
 or through ``plugins.load`` in a run's config. Registry hooks return lists of named records;
 two plugins returning the same name for the same kind is an error naming both.
 
-The examples run as doctests in the test suite.
+The examples run as doctests in the test suite. ``docs/writing-plugins.md`` is the guide;
+``prunekit.testing`` proves a plugin against this contract.
 """
 
 from __future__ import annotations
@@ -22,14 +23,22 @@ from .records import Spec, Traversal
 hookspec = pluggy.HookspecMarker("prunekit")
 hookimpl = pluggy.HookimplMarker("prunekit")
 
+#: The version of this contract. It grows by one when a hook changes incompatibly (a removed or
+#: renamed hook or argument, a changed meaning); additions leave it as it is. A plugin can check
+#: ``prunekit.HOOK_VERSION`` and refuse to load against a version it does not know.
+HOOK_VERSION = 1
+
 
 @hookspec
 def prunekit_layer_types() -> list[LayerType]:
     """Return layer types: how to count and cut a module class.
 
-    A layer type is a :class:`prunekit.LayerType` subclass instance. Resolution walks the module
-    class's MRO, so a type registered for ``nn.Conv2d`` also counts subclasses of it; user cost
-    overrides win over every plugin.
+    A layer type is a :class:`prunekit.LayerType` subclass instance that declares ``flow()``:
+    ``PRODUCER`` (new output channels from all inputs, like a convolution), ``CHANNELWISE``
+    (output channel c from input channel c only, like a norm), ``DEPTHWISE`` or ``OPAQUE``.
+    Resolution walks the module class's MRO, so a type registered for ``nn.Conv2d`` also counts
+    subclasses of it; user cost overrides win over every plugin. ``prunekit.testing
+    .check_layer_type`` proves one against real forwards.
 
     >>> import torch, prunekit as pk
     >>> from torch import nn
@@ -41,6 +50,8 @@ def prunekit_layer_types() -> list[LayerType]:
     ...         return x * self.gain.view(1, -1, 1, 1)
     >>> class ScaleType(pk.LayerType):
     ...     name, module, kind = "scale", Scale, "norm"
+    ...     def flow(self, module):                   # output channel c is input channel c, scaled
+    ...         return pk.Flow.CHANNELWISE
     ...     def macs(self, module, shape):
     ...         return pk.numel(shape.output)
     ...     def params(self, module, shape):

@@ -60,7 +60,12 @@ class LayerType:
     elementwise: bool = False
 
     def flow(self, module: nn.Module) -> Flow:
-        return Flow.CHANNELWISE
+        """How channels pass through ``module``: every layer type must say (no default), since a
+        wrong answer couples channels that do not belong together."""
+        raise NotImplementedError(f"layer type {getattr(self, 'name', type(self).__name__)!r} does not declare flow()")
+
+    def declares_flow(self) -> bool:
+        return type(self).flow is not LayerType.flow
 
     def macs(self, module: nn.Module, shape: LayerShape) -> int:
         return 0

@@ -1,18 +1,20 @@
-"""The plugin manager: loads plugins, builds the registries, answers lookups by name.
+"""The plugin manager: registers plugins, checks them against the hook contract, builds the
+registries and answers lookups by name.
 
-Built-in plugins are ordinary entry points of the ``prunekit`` distribution, so they are found
-exactly like third-party ones; they are registered first, other installed entry points after,
-then whatever ``plugins.load`` names. A broken third-party plugin is skipped with a warning
-naming it (an error when ``PRUNEKIT_STRICT_PLUGINS=1``).
+Built-in plugins are ordinary entry points of the ``prunekit`` distribution (named
+``prunekit.<module>``), found exactly like third-party ones; they are registered first, other
+installed entry points after, then whatever ``plugins.load`` names. Nothing fails silently: a
+plugin that fails to load, a hook whose name is no hook, an unmarked hook function, an
+entry-point name already taken — each is a warning naming the plugin (an error when
+``PRUNEKIT_STRICT_PLUGINS=1``). Two plugins registering one name (or two layer types one module
+class) is a clash: asking for that name fails, naming both, while everything else works.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
-import importlib
-import importlib.util
-import os
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,28 +27,20 @@ from torch import nn
 from . import hookspecs
 from .errors import PluginError, PrunekitError, one_line, suggest
 from .layer_type import LayerType
+from .plugin_contract import EVENTS, HOOKS, KINDS, class_key, invalid, record_key
+from .plugin_loading import (
+    GROUP,
+    SELF_DIST,
+    ImportFailed,
+    autoload_allowed,
+    entry_points,
+    env_list,
+    import_plugin,
+    strict,
+    verbose,
+)
 from .records import Spec, Traversal
-
-GROUP = "prunekit"
-SELF_DIST = "prunekit"
-
-#: registry kind -> hook returning its records
-KINDS = {
-    "layer_type": "prunekit_layer_types",
-    "model": "prunekit_models",
-    "dataset": "prunekit_datasets",
-    "criterion": "prunekit_criteria",
-    "task_loss": "prunekit_task_losses",
-    "distillation": "prunekit_distillation_losses",
-    "logger": "prunekit_loggers",
-    "task": "prunekit_tasks",
-    "preset": "prunekit_presets",
-}
-EVENTS = ("run_started", "step_done", "epoch_done", "run_finished")
-
-
-def strict() -> bool:
-    return os.environ.get("PRUNEKIT_STRICT_PLUGINS", "") not in ("", "0")
+from .schema import build
 
 
 @dataclass
@@ -65,65 +59,80 @@ class Entry:
 
 @dataclass
 class Manager:
-    """One set of loaded plugins and the registries built from them."""
+    """One set of loaded plugins and the registries built from them.
+
+    ``load`` and ``disable`` are extended by ``PRUNEKIT_PLUGINS`` and ``PRUNEKIT_DISABLE_PLUGINS``
+    (comma-separated); ``search`` are folders where ``load`` also finds modules and files (a
+    config's own folder).
+    """
 
     load: tuple[str, ...] = ()
     disable: tuple[str, ...] = ()
     autoload: bool = True
+    search: tuple[str, ...] = ()
     pm: pluggy.PluginManager = field(init=False)
     info: dict[str, PluginInfo] = field(init=False, default_factory=dict)
     _registries: dict[str, dict[str, Entry]] = field(init=False, default_factory=dict)
+    _clashes: dict[str, dict[str, list[str]]] = field(init=False, default_factory=dict)
     _layer_cache: dict[type, LayerType | None] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.load = tuple(dict.fromkeys((*self.load, *env_list("PRUNEKIT_PLUGINS"))))
+        self.disable = tuple(dict.fromkeys((*self.disable, *env_list("PRUNEKIT_DISABLE_PLUGINS"))))
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
+        found = entry_points()
+        known = {ep.name for ep in found} | set(self.load)
         for name in self.disable:
+            if name not in known:
+                raise PluginError(f"plugins.disable: no plugin named {name!r}; {suggest(name, known)}")
             self.pm.set_blocked(name)
-        entry_points = sorted(metadata.entry_points(group=GROUP), key=_builtin_first)
-        for ep in entry_points:
-            if (ep.dist is not None and ep.dist.name == SELF_DIST) or self.autoload or ep.name in self.load:
+        for ep in found:
+            builtin = ep.dist is not None and ep.dist.name == SELF_DIST
+            if builtin or (self.autoload and autoload_allowed()) or ep.name in self.load:
                 self._load_entry_point(ep)
         for name in self.load:
-            if name not in self.info:
-                self._load_named(name, entry_points)
+            if name not in self.info and not self.pm.is_blocked(name):
+                self._load_named(name, found)
 
     # -- loading ---------------------------------------------------------------------------
     def _load_entry_point(self, ep: metadata.EntryPoint) -> None:
-        if self.pm.is_blocked(ep.name) or ep.name in self.info:
+        if self.pm.is_blocked(ep.name):
+            return
+        dist = ep.dist
+        if ep.name in self.info:
+            taken = self.info[ep.name].distribution
+            if dist is None or taken != dist.name:
+                owner = dist.name if dist else "?"
+                self._broken(
+                    ep.name,
+                    f"of distribution {owner!r} has an entry-point name that {taken!r} took first; rename one of them",
+                )
             return
         try:
             plugin = ep.load()
         except Exception as exc:  # a third-party plugin may fail in any way
-            self._broken(ep.name, f"failed to load ({one_line(exc)})")
+            self._broken(ep.name, f"failed to load ({one_line(exc)})", ImportFailed(exc).details)
             return
-        dist = ep.dist
         if self._register_loaded(plugin, ep.name):
             self.info[ep.name] = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None)
 
-    def _load_named(self, name: str, entry_points: Iterable[metadata.EntryPoint]) -> None:
-        for ep in entry_points:
+    def _load_named(self, name: str, found: list[metadata.EntryPoint]) -> None:
+        for ep in found:
             if ep.name == name:
                 self._load_entry_point(ep)
                 return
         try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):  # a parent package that does not exist
-            found = False
-        if not found:
-            names = [ep.name for ep in entry_points]
-            raise PluginError(
-                f"plugins.load: no installed plugin or importable module {name!r}; {suggest(name, names)}"
-            )
-        try:
-            module = importlib.import_module(name)
-        except Exception as exc:  # found, but its code fails: a broken plugin, not a missing one
-            self._broken(name, f"failed to import ({one_line(exc)})")
+            module = import_plugin(name, self.search, [ep.name for ep in found])
+        except ImportFailed as exc:  # found, but its code fails: a broken plugin, not a missing one
+            self._broken(name, f"was found but failed to import ({exc})", exc.details)
             return
         if self.pm.is_registered(module):
             return  # a built-in or installed plugin named by its module path: already there
         if self._register_loaded(module, name):
-            self.info[name] = PluginInfo(name, source="module")
+            self.info[name] = PluginInfo(
+                name, source="file" if str(module.__name__).startswith("prunekit_local_") else "module"
+            )
 
     def _register_loaded(self, plugin: object, name: str) -> bool:
         """Register a loaded plugin; one whose hooks do not match the contract is broken."""
@@ -134,11 +143,14 @@ class Manager:
             return False
         return True
 
-    def _broken(self, name: str, why: str) -> None:
+    def _broken(self, name: str, why: str, details: str = "", skipped: bool = True) -> None:
+        """A plugin's mistake: a warning naming it (with its traceback under ``--verbose``), or an
+        error in strict mode."""
         message = f"plugin {name!r} {why}"
         if strict():
-            raise PluginError(message)
-        warnings.warn(message + "; it is skipped", RuntimeWarning, stacklevel=3)
+            raise PluginError(message, details)
+        shown = f"{message}; it is skipped" if skipped else message
+        warnings.warn(shown + (f"\n{details}" if details and verbose() else ""), RuntimeWarning, stacklevel=3)
 
     def register(self, plugin: object, name: str | None = None) -> str:
         """Register a plugin object or module; :class:`PluginError` if a hook does not match its spec."""
@@ -149,10 +161,23 @@ class Manager:
             raise PluginError(f"plugin {name or exc.plugin!r} does not match the hook contract ({detail})") from None
         if registered is None:  # blocked
             return ""
-        name = registered
-        self.info.setdefault(name, PluginInfo(name, source="registered"))
+        self._check_hook_names(plugin, registered)
+        self.info.setdefault(registered, PluginInfo(registered, source="registered"))
         self._invalidate()
-        return name
+        return registered
+
+    def _check_hook_names(self, plugin: object, name: str) -> None:
+        """A misspelled hook, or one without ``@prunekit.hookimpl``, would never be called."""
+        for attr in dir(plugin):
+            if not attr.startswith("prunekit_"):
+                continue
+            marked = getattr(getattr(plugin, attr, None), f"{GROUP}_impl", None) is not None
+            if attr not in HOOKS:
+                self._broken(
+                    name, f"has a hook {attr!r}, which is no prunekit hook; {suggest(attr, HOOKS)}", skipped=False
+                )
+            elif not marked:
+                self._broken(name, f"defines {attr} without @prunekit.hookimpl, so it is never called", skipped=False)
 
     def unregister(self, plugin: object) -> None:
         name = self.pm.get_name(plugin)
@@ -163,6 +188,7 @@ class Manager:
 
     def _invalidate(self) -> None:
         self._registries.clear()
+        self._clashes.clear()
         self._layer_cache.clear()
 
     # -- registries ------------------------------------------------------------------------
@@ -170,61 +196,116 @@ class Manager:
         if kind not in KINDS:
             raise PluginError(f"unknown plugin kind {kind!r}; {suggest(kind, KINDS)}")
         if kind not in self._registries:
-            self._registries[kind] = self._collect(kind)
+            self._registries[kind], self._clashes[kind] = self._collect(kind)
         return self._registries[kind]
 
-    def _collect(self, kind: str) -> dict[str, Entry]:
+    def _collect(self, kind: str) -> tuple[dict[str, Entry], dict[str, list[str]]]:
         found: dict[str, Entry] = {}
+        clashes: dict[str, list[str]] = {}
         for impl in getattr(self.pm.hook, KINDS[kind]).get_hookimpls():
             try:
                 records = list(impl.function() or ())
             except Exception as exc:
-                self._broken(impl.plugin_name, f"raised in {KINDS[kind]} ({type(exc).__name__}: {exc})")
+                self._broken(impl.plugin_name, f"raised in {KINDS[kind]} ({one_line(exc)})")
                 continue
             for record in records:
-                name = getattr(record, "name", None)
-                if not isinstance(name, str) or not name:
-                    self._broken(impl.plugin_name, f"returned a {kind} record without a name: {record!r}")
+                problem = invalid(kind, record)
+                if problem:
+                    self._broken(impl.plugin_name, f"returned {problem}")
                     continue
-                if name in found:
-                    raise PluginError(
-                        f"{kind} {name!r} is registered by both {found[name].plugin!r} and "
-                        f"{impl.plugin_name!r}; disable one with plugins.disable"
-                    )
-                found[name] = Entry(record, impl.plugin_name)
-        return found
+                key = record_key(kind, record)
+                if key in found:
+                    clashes.setdefault(key, [found[key].plugin]).append(impl.plugin_name)
+                    continue
+                found[key] = Entry(record, impl.plugin_name)
+        if kind == "layer_type":  # clash by module class (above) and by name
+            by_name: dict[str, Entry] = {}
+            for entry in found.values():
+                if entry.record.name in by_name:
+                    clashes.setdefault(entry.record.name, [by_name[entry.record.name].plugin]).append(entry.plugin)
+                else:
+                    by_name[entry.record.name] = entry
+            found = by_name
+        return found, clashes
+
+    def clashes(self) -> list[str]:
+        """Every clash, as a sentence."""
+        out = []
+        for kind in KINDS:
+            self.registry(kind)
+            for name, plugins in self._clashes[kind].items():
+                out.append(
+                    f"{kind.replace('_', ' ')} {name!r} is registered by {' and '.join(map(repr, plugins))}; "
+                    "disable all but one with plugins.disable"
+                )
+        return out
+
+    def _clash(self, kind: str, name: str) -> None:
+        plugins = self._clashes.get(kind, {}).get(name)
+        if plugins:
+            raise PluginError(
+                f"{kind.replace('_', ' ')} {name!r} is registered by both "
+                f"{' and '.join(map(repr, plugins))}; disable one with plugins.disable"
+            )
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.registry(kind))
 
     def spec(self, kind: str, name: str) -> Any:
         entries = self.registry(kind)
+        self._clash(kind, name)
         if name not in entries:
             raise PluginError(f"unknown {kind.replace('_', ' ')} {name!r}; {suggest(name, entries)}")
         return entries[name].record
 
-    def get(self, kind: str, name: str, **params: Any) -> Any:
+    def arguments(self, kind: str, name: str, params: dict[str, Any], path: str | None = None) -> dict[str, Any]:
+        """``params`` checked against the arguments the plugin declares (a dataclass ``Spec.args``),
+        with the config's key paths and "did you mean"; unchanged when it declares none."""
         record = self.spec(kind, name)
-        if isinstance(record, Spec):
-            try:
-                return record.factory(**params)
-            except PrunekitError:
-                raise
-            except TypeError as exc:
-                raise PluginError(f"{kind.replace('_', ' ')} {name!r}: bad arguments {params} ({exc})") from None
-            except Exception as exc:  # the factory refused its arguments in its own way
-                raise PluginError(
-                    f"{kind.replace('_', ' ')} {name!r} failed with arguments {params} ({one_line(exc)})"
-                ) from None
-        if params:
-            raise PluginError(f"{kind.replace('_', ' ')} {name!r} takes no arguments")
-        return record
+        declared = getattr(record, "args", None)
+        if declared is None:
+            return params
+        checked = build(declared, params, path or name)
+        return {f.name: getattr(checked, f.name) for f in dataclasses.fields(checked)}
+
+    def get(self, kind: str, name: str, **params: Any) -> Any:
+        """The plugin object ``name`` of ``kind``, built from its factory with ``params`` (a
+        logger's ``run_dir`` is what prunekit passes it, not one of its arguments)."""
+        given = (params.pop("run_dir"),) if kind == "logger" and "run_dir" in params else ()
+        return self.create(kind, name, given, params)
+
+    def create(
+        self, kind: str, name: str, given: tuple[Any, ...], params: dict[str, Any], path: str | None = None
+    ) -> Any:
+        """``factory(*given, **params)`` of the plugin ``name``: ``params`` are the user's arguments,
+        checked against what the plugin declares; ``given`` are what prunekit passes (a logger's
+        run directory)."""
+        record = self.spec(kind, name)
+        if not isinstance(record, Spec):
+            if params or given:
+                raise PluginError(f"{kind.replace('_', ' ')} {name!r} takes no arguments")
+            return record
+        params = self.arguments(kind, name, params, path)
+        try:
+            return record.factory(*given, **params)
+        except PrunekitError:
+            raise
+        except TypeError as exc:
+            raise PluginError(f"{kind.replace('_', ' ')} {name!r}: bad arguments {params} ({exc})") from None
+        except Exception as exc:  # the factory refused its arguments in its own way
+            raise PluginError(
+                f"{kind.replace('_', ' ')} {name!r} failed with arguments {params} ({one_line(exc)})"
+            ) from None
 
     def layer_type(self, cls: type) -> LayerType | None:
         """The layer type registered for ``cls`` or its nearest base class, or ``None``."""
         if cls not in self._layer_cache:
-            by_class = {entry.record.module: entry.record for entry in self.registry("layer_type").values()}
-            self._layer_cache[cls] = next((by_class[c] for c in cls.__mro__ if c in by_class), None)
+            entries = self.registry("layer_type")
+            by_class = {entry.record.module: entry.record for entry in entries.values()}
+            owner = next((c for c in cls.__mro__ if c in by_class), None)
+            if owner is not None:
+                self._clash("layer_type", class_key(owner))
+            self._layer_cache[cls] = by_class[owner] if owner is not None else None
         return self._layer_cache[cls]
 
     def traversal(self, model: nn.Module) -> Traversal | None:
@@ -251,14 +332,18 @@ class Manager:
     # -- listing ---------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:
         """What ``prunekit plugins`` prints: each plugin, its distribution, what it registers."""
-        registers: dict[str, dict[str, list[str]]] = {}
+        registers: dict[str, dict[str, dict[str, str]]] = {}
         for kind in KINDS:
             for name, entry in self.registry(kind).items():
-                registers.setdefault(entry.plugin, {}).setdefault(kind, []).append(name)
+                described = getattr(entry.record, "description", "") or (entry.record.__doc__ or "").strip()
+                registers.setdefault(entry.plugin, {}).setdefault(kind, {})[name] = (
+                    described.splitlines()[0] if described else ""
+                )
         rows = []
         for name, plugin in self.pm.list_name_plugin():
             info = self.info.get(name, PluginInfo(name))
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or ())
+            own = registers.get(name, {})
             rows.append(
                 {
                     "name": name,
@@ -266,14 +351,11 @@ class Manager:
                     "version": info.version,
                     "source": info.source,
                     "hooks": hooks,
-                    "registers": {k: sorted(v) for k, v in sorted(registers.get(name, {}).items())},
+                    "registers": {k: sorted(v) for k, v in sorted(own.items())},
+                    "descriptions": {k: dict(sorted(v.items())) for k, v in sorted(own.items())},
                 }
             )
         return rows
-
-
-def _builtin_first(ep: metadata.EntryPoint) -> tuple[int, str]:
-    return (0 if ep.dist is not None and ep.dist.name == SELF_DIST else 1, ep.name)
 
 
 @functools.cache
@@ -282,13 +364,15 @@ def manager() -> Manager:
     return Manager()
 
 
-def for_settings(load: Iterable[str] = (), disable: Iterable[str] = (), autoload: bool = True) -> Manager:
+def for_settings(
+    load: Iterable[str] = (), disable: Iterable[str] = (), autoload: bool = True, search: Iterable[str] = ()
+) -> Manager:
     """A manager with these ``plugins`` settings: the process-wide one when they are the defaults
     (so plugins registered on it count), else a new one."""
     load, disable = tuple(load), tuple(disable)
     if not load and not disable and autoload:
         return manager()
-    return Manager(load, disable, autoload)
+    return Manager(load, disable, autoload, tuple(search))
 
 
 @contextlib.contextmanager

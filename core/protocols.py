@@ -1,6 +1,8 @@
 """The objects plugins build, as :class:`typing.Protocol` s: what prunekit calls on them.
 
-A plugin's object needs no base class; it only has to offer these attributes and methods.
+A plugin's object needs no base class; it only has to offer these attributes and methods. (Layer
+types are the exception: they subclass :class:`prunekit.LayerType`.) ``prunekit.testing`` checks
+an object against its protocol on real tensors.
 """
 
 from __future__ import annotations
@@ -9,6 +11,58 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+
+from .records import Outputs, ScoredLayer
+
+
+@runtime_checkable
+class Criterion(Protocol):
+    """Scores the output channels of each layer; higher is more important.
+
+    ``needs`` is a subset of ``{"weights", "activations", "gradients"}``: weights are read in
+    ``score``; activations (and gradients) arrive through ``observe`` during the calibration pass,
+    once per batch and scored layer, with channels on dim 1 — accumulate them as running sums so
+    memory does not grow with the batches, and so their order does not matter. ``reset()`` starts
+    a new pass. Under torchrun ``all_reduce(sum_)``, when present, replaces each statistic ``t`` by
+    ``sum_(t)``.
+    """
+
+    needs: frozenset[str]
+
+    def reset(self) -> None: ...
+
+    def observe(self, layer: str, activation: torch.Tensor, gradient: torch.Tensor | None) -> None: ...
+
+    def score(self, layer: ScoredLayer) -> torch.Tensor | None:
+        """One value per output channel of ``layer``, or ``None`` to say nothing about it."""
+
+
+@runtime_checkable
+class DistillationLoss(Protocol):
+    """An ``nn.Module`` comparing the student with the frozen teacher.
+
+    ``taps`` lists the module paths whose outputs it reads (``None``: the traversal's defaults,
+    ``()``: logits only). ``forward(student, teacher)`` returns a scalar and never writes to the
+    teacher's tensors. An optional ``setup(student, teacher)`` is called with one batch's outputs
+    before each training phase, before the optimizer is built: the place to create adapters for
+    channel counts that pruning made differ (they are trained with the student, never exported).
+    """
+
+    taps: tuple[str, ...] | None
+
+    def __call__(self, student: Outputs, teacher: Outputs) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Logger(Protocol):
+    """Receives every record of a run: flat dicts with an ``event`` — ``epoch`` (phase, epoch,
+    loss, lr, the task's metrics), ``step`` (step, macs, params, macs_percent, params_percent,
+    removed, at_limit, seconds, the metrics), ``stop`` (message) and ``summary`` (macs, params, …).
+    Built as ``factory(run_dir, **args)``; it writes only inside ``run_dir``."""
+
+    def log(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @runtime_checkable

@@ -10,18 +10,22 @@ import torch
 from torch import nn
 
 from .errors import DataError
+from .layer_type import LayerType
 
 
 @dataclass(frozen=True)
 class Spec:
-    """A named factory: what model, dataset, criterion, loss and logger hooks return.
+    """A named factory: what model, dataset, criterion, loss, logger, task and preset hooks return.
 
     ``factory(**params)`` builds the object; ``description`` is shown by ``prunekit plugins``.
+    ``args``, a dataclass, declares the factory's arguments: configs are then checked against it
+    key by key (names with "did you mean", types, ranges, finite numbers) before anything runs.
     """
 
     name: str
     factory: Callable[..., Any]
     description: str = ""
+    args: type | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,20 @@ class Traversal:
         """This traversal if ``model`` has every module it names (blocks, protected, taps), else None."""
         names = {name for name, _ in model.named_modules()}
         return self if names.issuperset((*self.blocks, *self.protected, *self.taps)) else None
+
+
+@dataclass
+class ScoredLayer:
+    """What a criterion's ``score`` receives: one layer owning prunable output channels."""
+
+    name: str
+    module: nn.Module
+    role: str  # out, dw or norm
+    layer_type: LayerType
+
+    def weight_rows(self) -> torch.Tensor | None:
+        """The weights producing each output channel, one row per channel (``None`` if it has none)."""
+        return self.layer_type.weight_rows(self.module)
 
 
 @dataclass

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from prunekit import ConfigError, ScoredLayer, Spec, hookimpl
+from prunekit.schema import field
 
 
 def _check_p(p: int) -> int:
@@ -153,13 +156,28 @@ class Random(_Static):
         return torch.rand(len(rows), generator=torch.Generator().manual_seed(key), dtype=torch.float64)
 
 
+@dataclass
+class NormArgs:
+    p: Literal[1, 2] = field(1, doc="the norm: 1 or 2")
+
+
+@dataclass
+class NoArgs:
+    pass
+
+
+@dataclass
+class SeedArgs:
+    seed: int = field(0, min=0)
+
+
 @hookimpl
 def prunekit_criteria() -> list[Spec]:
     return [
-        Spec("weight_norm", WeightNorm, "L1/L2 norm of each filter's weights; arg p (1)"),
-        Spec("activation_deviation", ActivationDeviation, "IPAD's activation deviation; arg p (1)"),
-        Spec("activation_mean", ActivationMean, "mean squared activation"),
-        Spec("taylor", Taylor, "first-order Taylor |a·dL/da|"),
-        Spec("bn_scale", BnScale, "|gamma| of the following norm layer"),
-        Spec("random", Random, "random baseline; arg seed (0)"),
+        Spec("weight_norm", WeightNorm, "L1/L2 norm of each filter's weights; arg p (1)", NormArgs),
+        Spec("activation_deviation", ActivationDeviation, "IPAD's activation deviation; arg p (1)", NormArgs),
+        Spec("activation_mean", ActivationMean, "mean squared activation", NoArgs),
+        Spec("taylor", Taylor, "first-order Taylor |a·dL/da|", NoArgs),
+        Spec("bn_scale", BnScale, "|gamma| of the following norm layer", NoArgs),
+        Spec("random", Random, "random baseline; arg seed (0)", SeedArgs),
     ]

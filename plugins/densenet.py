@@ -4,11 +4,14 @@ skip concatenation; and the traversal that names its blocks."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from prunekit import Spec, Traversal, hookimpl
+from prunekit.schema import field
 
 
 class DownBlock(nn.Module):
@@ -95,10 +98,23 @@ TRAVERSAL = Traversal(
 )
 
 
+@dataclass
+class DenseNetArgs:
+    in_channels: int = field(1, min=1)
+    n_classes: int = field(4, min=1)
+    channel_size: int = field(32, min=1, doc="channels of every block")
+    dropout: float = field(0.2, min=0, max=1)
+
+
 @hookimpl
 def prunekit_models() -> list[Spec]:
     return [
-        Spec("densenet", DenseNet2D, "RITnet DenseNet2D; args in_channels, n_classes, channel_size (32), dropout (0.2)")
+        Spec(
+            "densenet",
+            DenseNet2D,
+            "RITnet DenseNet2D; args in_channels, n_classes, channel_size (32), dropout (0.2)",
+            DenseNetArgs,
+        )
     ]
 
 

@@ -13,12 +13,14 @@ and never written to.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import prunekit as pk
+from prunekit.schema import field
 
 Pair = tuple[str, torch.Tensor, torch.Tensor]
 
@@ -211,11 +213,40 @@ class ChannelWise(nn.Module):
         return torch.stack(terms).mean()
 
 
+@dataclass
+class HintonArgs:
+    T: float = field(4.0, min=0, open_min=True, doc="temperature")
+
+
+@dataclass
+class AttentionArgs:
+    p: float = field(2.0, min=0, open_min=True, doc="power of the attention map")
+    taps: list[str] | None = field(None, doc="module paths; default: the traversal's")
+
+
+@dataclass
+class FspArgs:
+    taps: list[str] | None = field(None, doc="module paths, at least two; default: the traversal's")
+
+
+@dataclass
+class ChannelWiseArgs:
+    tau: float = field(4.0, min=0, open_min=True, doc="temperature")
+    taps: list[str] | None = field(None, doc="module paths; default: the traversal's")
+    logits: bool = field(True, doc="also distil the logits")
+
+
 @pk.hookimpl
 def prunekit_distillation_losses() -> list[pk.Spec]:
     return [
-        pk.Spec("hinton", Hinton, "pixel-wise knowledge distillation, temperature T (Hinton et al. 2015)"),
-        pk.Spec("attention", Attention, "attention transfer on feature taps (Zagoruyko & Komodakis 2017)"),
-        pk.Spec("fsp", FSP, "flow of solution procedure matrices between taps (Yim et al. 2017)"),
-        pk.Spec("cwd", ChannelWise, "channel-wise distillation for dense prediction (Shu et al. 2021)"),
+        pk.Spec(
+            "hinton", Hinton, "knowledge distillation on the logits, temperature T (Hinton et al. 2015)", HintonArgs
+        ),
+        pk.Spec(
+            "attention", Attention, "attention transfer on feature taps (Zagoruyko & Komodakis 2017)", AttentionArgs
+        ),
+        pk.Spec("fsp", FSP, "flow of solution procedure matrices between taps (Yim et al. 2017)", FspArgs),
+        pk.Spec(
+            "cwd", ChannelWise, "channel-wise distillation for dense prediction (Shu et al. 2021)", ChannelWiseArgs
+        ),
     ]

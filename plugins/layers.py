@@ -138,6 +138,9 @@ class Norm(LayerType):
 
     kind = "norm"
 
+    def flow(self, m: Any) -> Flow:
+        return Flow.CHANNELWISE
+
     def __init__(self, module: type[nn.Module]) -> None:
         self.module = module
         self.name = module.__name__.lower()
@@ -177,6 +180,9 @@ class Elementwise(LayerType):
 
     elementwise = True
 
+    def flow(self, m: Any) -> Flow:
+        return Flow.CHANNELWISE
+
     def __init__(self, module: type[nn.Module], kind: str = "activation") -> None:
         self.module, self.kind = module, kind
         self.name = module.__name__.lower()
@@ -207,6 +213,9 @@ class Pool(LayerType):
 
     kind = "pooling"
 
+    def flow(self, m: Any) -> Flow:
+        return Flow.CHANNELWISE
+
     def __init__(self, module: type[nn.Module]) -> None:
         self.module = module
         self.name = module.__name__.lower()
@@ -227,6 +236,9 @@ class Upsample(LayerType):
     """Upsampling: output elements × points interpolated (nearest: a copy, 0)."""
 
     name, module, kind = "upsample", nn.Upsample, "upsample"
+
+    def flow(self, m: Any) -> Flow:
+        return Flow.CHANNELWISE
 
     def macs(self, m: Any, shape: LayerShape) -> int:
         return numel(shape.output) * INTERPOLATION_MACS.get(m.mode, 0)

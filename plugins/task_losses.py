@@ -8,6 +8,7 @@ the collated batch (``mask``: N×H×W class indices) and returns a scalar.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from scipy.ndimage import distance_transform_edt
 from torch import nn
 
 import prunekit as pk
+from prunekit.schema import field
 
 
 def boundary_pixels(mask: torch.Tensor) -> torch.Tensor:
@@ -30,20 +32,25 @@ def boundary_pixels(mask: torch.Tensor) -> torch.Tensor:
 
 
 class CrossEntropy(nn.Module):
-    """Pixel-wise cross-entropy with optional class weights and boundary weights.
+    """Cross-entropy per pixel (segmentation) or per sample (classification), with optional class
+    weights, boundary weights and label smoothing.
 
     Pixel weight w = class_weight[target] · (1 + boundary_weight · B), B = :func:`boundary_pixels`
-    (RITnet uses boundary_weight 20). The loss is the weighted mean sum(w·ce) / sum(w), the
-    convention of ``F.cross_entropy(weight=...)``: its scale stays that of plain CE whatever the
-    share of boundary pixels, so its weight against the other losses does not drift. RITnet's own
-    code takes mean(w·ce) instead, which is this value times mean(w).
+    (RITnet uses boundary_weight 20; segmentation only). The loss is the weighted mean
+    sum(w·ce) / sum(w), the convention of ``F.cross_entropy(weight=...)``: its scale stays that of
+    plain CE whatever the share of boundary pixels, so its weight against the other losses does
+    not drift. RITnet's own code takes mean(w·ce) instead, which is this value times mean(w).
+    ``label_smoothing`` ε spreads ε of the target over all classes (Szegedy et al. 2016).
     """
 
     class_weights: torch.Tensor | None
 
-    def __init__(self, boundary_weight: float = 0.0, class_weights: Sequence[float] | None = None) -> None:
+    def __init__(
+        self, boundary_weight: float = 0.0, class_weights: Sequence[float] | None = None, label_smoothing: float = 0.0
+    ) -> None:
         super().__init__()
         self.boundary_weight = float(boundary_weight)
+        self.label_smoothing = float(label_smoothing)
         weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
 
@@ -51,13 +58,13 @@ class CrossEntropy(nn.Module):
         w = torch.ones(mask.shape, device=mask.device)
         if self.class_weights is not None:
             w = self.class_weights.to(mask.device)[mask]
-        if self.boundary_weight:
+        if self.boundary_weight and mask.dim() == 3:  # N×H×W masks have borders; class labels do not
             w = w * (1 + self.boundary_weight * boundary_pixels(mask))
         return w
 
     def forward(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         mask = batch["target"]
-        ce = F.cross_entropy(logits, mask, reduction="none")
+        ce = F.cross_entropy(logits, mask, reduction="none", label_smoothing=self.label_smoothing)
         w = self.pixel_weights(mask).to(ce.dtype)
         return (w * ce).sum() / w.sum()
 
@@ -140,14 +147,32 @@ class Surface(nn.Module):
         return (logits.softmax(1) * dist.to(logits.device, logits.dtype)).mean()
 
 
+@dataclass
+class CrossEntropyArgs:
+    boundary_weight: float = field(0.0, min=0, doc="extra weight of pixels at class borders (RITnet: 20)")
+    class_weights: list[float] | None = field(None, doc="a weight per class")
+    label_smoothing: float = field(0.0, min=0, max=1, doc="share of the target spread over all classes")
+
+
+@dataclass
+class DiceArgs:
+    epsilon: float = field(1e-5, min=0, doc="smoothing of the ratio")
+
+
+@dataclass
+class SurfaceArgs:
+    normalize: bool = field(True, doc="divide distances by the image diagonal")
+
+
 @pk.hookimpl
 def prunekit_task_losses() -> list[pk.Spec]:
     return [
         pk.Spec(
             "cross_entropy",
             CrossEntropy,
-            "pixel-wise cross-entropy; optional class weights and boundary weights (RITnet: 20)",
+            "cross-entropy per pixel or sample; class weights, boundary weights (RITnet: 20), label smoothing",
+            CrossEntropyArgs,
         ),
-        pk.Spec("generalized_dice", GeneralizedDice, "generalised Dice loss (Sudre et al. 2017)"),
-        pk.Spec("surface", Surface, "boundary loss on signed distance maps (Kervadec et al. 2019)"),
+        pk.Spec("generalized_dice", GeneralizedDice, "generalised Dice loss (Sudre et al. 2017)", DiceArgs),
+        pk.Spec("surface", Surface, "boundary loss on signed distance maps (Kervadec et al. 2019)", SurfaceArgs),
     ]

@@ -4,11 +4,15 @@ and the traversal that names its blocks."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from prunekit import ConfigError, Spec, Traversal, hookimpl
+from prunekit.schema import field
 
 ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True)}
 
@@ -96,9 +100,17 @@ BLOCKS = ("inc", "down1.conv", "down2.conv", "down3.conv", "down4.conv", "up1.co
 TRAVERSAL = Traversal("unet", blocks=BLOCKS, protected=("outc",), taps=("down4.conv", "up2.conv", "up4.conv"))
 
 
+@dataclass
+class UNetArgs:
+    in_channels: int = field(1, min=1)
+    n_classes: int = field(4, min=1)
+    width: int = field(64, min=1, doc="channels of the first block; the widest has 8×")
+    activation: Literal["relu", "leaky_relu"] = "relu"
+
+
 @hookimpl
 def prunekit_models() -> list[Spec]:
-    return [Spec("unet", UNet, "bilinear U-Net; args in_channels, n_classes, width (64), activation (relu)")]
+    return [Spec("unet", UNet, "bilinear U-Net; args in_channels, n_classes, width (64), activation (relu)", UNetArgs)]
 
 
 @hookimpl

@@ -1,11 +1,17 @@
 """Shared fixtures: a run config small enough for tests, and an isolated plugin manager."""
 
 import copy
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest_plugins = ["prunekit.testing"]  # the plugin_manager fixture, as plugin authors get it
+
+# Hermetic: other installed prunekit plugins (the template, say) do not load into these tests.
+os.environ["PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
 IPAD_MIX = {"weight_norm": 0.5, "activation_deviation": 0.5}
 

@@ -246,6 +246,9 @@ class Gain(nn.Module):
 class GainType(pk.LayerType):
     name, module, kind = "gain", Gain, "norm"
 
+    def flow(self, module):
+        return pk.Flow.CHANNELWISE
+
 
 class GainPlugin:
     @pk.hookimpl

@@ -53,7 +53,7 @@ def install_plugin(tmp_path, name, body, entry="plugin"):
 
 
 def run_prunekit(args, site, **env):
-    environ = {**os.environ, "PYTHONPATH": str(site), **env}
+    environ = {**os.environ, "PYTHONPATH": str(site), "PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD": "", **env}
     return subprocess.run([sys.executable, "-m", "prunekit", *args], capture_output=True, text=True, env=environ)
 
 
@@ -83,13 +83,16 @@ def sites(tmp_path_factory):
 def test_installed_distribution_is_discovered_and_listed(sites):
     result = run_prunekit(["plugins", "--json"], sites["good"])
     assert result.returncode == 0, result.stderr
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    listing = json.loads(result.stdout)
+    rows = {row["name"]: row for row in listing["plugins"]}
     assert rows["tiny"]["distribution"] == "pk-tiny" and rows["tiny"]["version"] == "1.2.3"
     assert rows["tiny"]["registers"] == {"model": ["tiny"]}
-    assert rows["unet"]["distribution"] == "prunekit" and rows["unet"]["registers"] == {"model": ["unet"]}
-    assert "conv2d" in rows["layers"]["registers"]["layer_type"]
+    assert rows["tiny"]["descriptions"] == {"model": {"tiny": "a tiny model"}}
+    unet = rows["prunekit.unet"]
+    assert unet["distribution"] == "prunekit" and unet["registers"] == {"model": ["unet"]}
+    assert "conv2d" in rows["prunekit.layers"]["registers"]["layer_type"] and listing["clashes"] == []
     text = run_prunekit(["plugins"], sites["good"]).stdout
-    assert "tiny  (pk-tiny 1.2.3)" in text
+    assert "tiny  (pk-tiny 1.2.3)" in text and "model tiny: a tiny model" in text
     cost = run_prunekit(["cost", "--model", "tiny", "--input", "1,1,4,4", "--json"], sites["good"])
     assert json.loads(cost.stdout)["macs"] == 3 * 16
 
@@ -106,10 +109,17 @@ def test_broken_plugin_warns_with_its_name_and_strict_mode_fails(sites):
     ]
 
 
-def test_two_plugins_registering_one_name_is_an_error_naming_both(sites):
+@pytest.mark.slow
+def test_a_clash_fails_only_what_uses_the_name_and_plugins_lists_it(sites):
     result = run_prunekit(["cost", "--model", "unet"], sites["duplicate"])
     assert result.returncode == 2
-    assert "model 'unet' is registered by both 'unet' and 'dup'" in result.stderr
+    assert "model 'unet' is registered by both 'prunekit.unet' and 'dup'" in result.stderr
+    other = run_prunekit(["cost", "--model", "densenet", "--input", "1,1,32,32", "--json"], sites["duplicate"])
+    assert other.returncode == 0, other.stderr  # the clash stops only what asks for 'unet'
+    listing = run_prunekit(["plugins"], sites["duplicate"])
+    assert (
+        listing.returncode == 0 and "clash: model 'unet' is registered by 'prunekit.unet' and 'dup'" in listing.stdout
+    )
 
 
 class Models:
@@ -127,7 +137,11 @@ def test_registered_plugin_object_and_duplicate_in_process():
     assert manager.names("model") == ["alpha", "densenet", "unet"]
     manager.register(Models("alpha"), "second")
     with pytest.raises(pk.PluginError, match="'alpha' is registered by both 'first' and 'second'"):
-        manager.registry("model")
+        manager.get("model", "alpha")
+    assert manager.get("model", "unet")  # everything else still works
+    assert manager.clashes() == [
+        "model 'alpha' is registered by 'first' and 'second'; disable all but one with plugins.disable"
+    ]
 
 
 def test_hook_that_raises_is_skipped_with_a_warning(monkeypatch):
@@ -157,8 +171,10 @@ def test_unknown_name_suggests_and_lists():
 
 def test_get_builds_with_params_and_rejects_bad_ones():
     assert pk.get("model", "unet", width=4).inc.conv1.out_channels == 4
-    with pytest.raises(pk.PluginError, match="bad arguments"):
+    with pytest.raises(pk.ConfigError, match=r"unknown key 'unet\.widht'; did you mean 'width'\?"):
         pk.get("model", "unet", widht=4)
+    with pytest.raises(pk.ConfigError, match=r"unet\.width: 0 is out of range; it must be >= 1"):
+        pk.get("model", "unet", width=0)
     conv = pk.get("layer_type", "conv2d")
     assert conv.module is nn.Conv2d
 
@@ -166,7 +182,7 @@ def test_get_builds_with_params_and_rejects_bad_ones():
 def test_load_by_dotted_module_and_disable(tmp_path, monkeypatch):
     (tmp_path / "extra_models.py").write_text(textwrap.dedent(TINY.replace('"tiny"', '"extra"')))
     monkeypatch.syspath_prepend(str(tmp_path))
-    manager = Manager(load=("extra_models",), disable=("densenet",))
+    manager = Manager(load=("extra_models",), disable=("prunekit.densenet",))
     assert manager.names("model") == ["extra", "unet"]
     assert manager.info["extra_models"].source == "module"
     with pytest.raises(pk.PluginError, match="no installed plugin or importable module"):

@@ -224,7 +224,11 @@ VALID = {
             "train.optimizer.lr: inf is not allowed; expected a finite number",
         ),
         ({"pruning": {"criterion": {"weights": {"weight_norm": 0, "random": 0}}}}, "every weight is 0"),
-        ({"model": {"name": "unet", "args": {"width": -1}}}, "model 'unet' failed with arguments {'width': -1}"),
+        ({"model": {"name": "unet", "args": {"width": -1}}}, "model.args.width: -1 is out of range; it must be >= 1"),
+        (
+            {"model": {"factory": "torch.nn:Conv2d", "args": {"in_channels": 1, "out_channels": -1, "kernel_size": 3}}},
+            "model.factory 'torch.nn:Conv2d' failed with arguments",
+        ),
         ({"data": {"name": "synthetic_eyes", "args": {"n_train": 8, "size": [32]}}}, "synthetic_eyes"),
     ],
 )
@@ -266,7 +270,7 @@ def test_a_file_in_the_way_of_the_run_dir_is_a_one_line_error(tmp_path, capsys):
         (["cost", "--model", "unet", "--input", "1,1,²,4"], "must be positive integers"),
         (["cost", "--model", "unet", "--arg", "width=["], "is not a YAML value"),
         (["cost", "--model", "unet", "--arg", "=3"], "must look like key=value"),
-        (["cost", "--model", "unet", "--arg", "width=-2"], "model 'unet' failed with arguments {'width': -2}"),
+        (["cost", "--model", "unet", "--arg", "width=-2"], "unet.width: -2 is out of range; it must be >= 1"),
         (["cost", "--model", "unet", "--input", "1,1,8,8"], "too small for a window"),
     ],
 )

@@ -22,7 +22,7 @@ from ..layer_type import LayerType
 from ..plugin_manager import Manager
 from ..records import Traversal
 from .atoms import Atoms
-from .recording import Call, record
+from .recording import Call, record, tensor_sizes
 from .rules import Overrides, Rule, Rules, channels
 from .tracer import ChannelTracer
 
@@ -98,6 +98,9 @@ class ChannelGraph:
     traversal: Traversal | None = None
     warnings: list[str] = field(default_factory=list)
     fallback: str | None = None
+    #: the example input the graph was traced on, and the sizes of the model's outputs there
+    example: Any = None
+    output_sizes: list[tuple[int, ...]] = field(default_factory=list)
 
     def members_of(self, layer: str, roles: Iterable[str] = OUTPUT_ROLES) -> list[tuple[Group, Member]]:
         return [(g, m) for g in self.groups for m in g.members if m.layer == layer and m.role in roles]
@@ -160,6 +163,8 @@ def trace(
         sum(p.numel() for p in model.parameters()),
         traversal,
         fallback=recording.fallback,
+        example=example_input,
+        output_sizes=tensor_sizes(recording.output),
     )
     graph.warnings = _warn_unknown(tracer)
     return graph
@@ -200,11 +205,11 @@ def _groups(atoms: Atoms, members: dict[tuple[str, str, int | None], tuple[int, 
 
 
 def _warn_unknown(tracer: ChannelTracer) -> list[str]:
-    messages = []
+    messages = list(tracer.faults.values())
     for op, op_atoms in tracer.unknown.items():
         layers = sorted({tracer.atoms.space(a).name for a in op_atoms} - {"<input>"})
         if layers:
-            message = f"{op} touches the channels of {', '.join(layers)}; they are left unprunable"
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
-            messages.append(message)
+            messages.append(f"{op} touches the channels of {', '.join(layers)}; they are left unprunable")
+    for message in messages:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
     return messages

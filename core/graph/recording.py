@@ -60,6 +60,11 @@ def leaves(model: nn.Module, is_leaf: Callable[[nn.Module], bool]) -> dict[str, 
     return found
 
 
+def tensor_sizes(value: Any) -> list[Size]:
+    """The sizes of every tensor in a (nested) output."""
+    return [tuple(t.shape) for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)]
+
+
 def first_tensor(value: Any) -> torch.Tensor | None:
     return next((t for t in tree_flatten(value)[0] if isinstance(t, torch.Tensor)), None)
 
@@ -94,6 +99,18 @@ def _to_meta(value: Any) -> Any:
     return tree_map(lambda t: torch.empty_like(t, device="meta") if isinstance(t, torch.Tensor) else t, value)
 
 
+class ForwardError(PruneError):
+    """The model failed on the example input; ``layer`` is where, when it was inside a layer."""
+
+    def __init__(self, layer: str | None, cause: Exception) -> None:
+        self.layer = layer
+        where = f" in layer {layer!r}" if layer else ""
+        text = str(cause).strip().splitlines()
+        super().__init__(
+            f"the model failed on the example input{where} ({type(cause).__name__}: {text[0] if text else ''})"
+        )
+
+
 def _materialized(value: Any) -> Any:
     """Meta tensors (an input given by shape only) as zeros, for a real forward."""
     return tree_map(
@@ -111,14 +128,29 @@ def record(
 
     ``mode(args)`` builds a context (e.g. a TorchFunctionMode) entered around the forward on
     ``args``; it is built afresh if the meta forward fails and the model is run for real.
-    A model that fails on the example input is bad input: :class:`PruneError`.
+    A model that fails on the example input is bad input: :class:`ForwardError`, naming the
+    innermost of ``layers`` that was running.
     """
+    active: list[str] = []
+    names = {id(m): name for name, m in layers.items()}
+
+    def enter(module: nn.Module, args: tuple) -> None:
+        active.append(names[id(module)])
+
+    def leave(module: nn.Module, args: tuple, result: Any) -> None:
+        active.pop()  # a forward hook must return None, or it replaces the output
+
+    handles = [m.register_forward_pre_hook(enter) for m in layers.values()]
+    handles += [m.register_forward_hook(leave) for m in layers.values()]
     try:
         return _record(model, example_input, layers, mode)
     except torch.cuda.OutOfMemoryError:
         raise
     except Exception as exc:
-        raise PruneError(f"the model failed on the example input ({type(exc).__name__}: {exc})") from exc
+        raise ForwardError(active[-1] if active else None, exc) from exc
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _record(

@@ -42,6 +42,7 @@ class ChannelTracer(TorchFunctionMode):
         self.members: dict[tuple[str, str, int | None], tuple[int, ...]] = {}
         self.calls: dict[str, int] = {}
         self.unknown: dict[str, set[int]] = {}  # op name -> atoms it pinned
+        self.faults: dict[str, str] = {}  # layer type -> what it declares wrongly
         self.depth = 0
         self._pending: list[Tag | None] = []
         self.tag_input(args)
@@ -126,11 +127,25 @@ class ChannelTracer(TorchFunctionMode):
         if not rule.elementwise and tag.dim != _dim(rule.in_dim, out):
             self.atoms.pin(tag.atoms, f"layer {name} acts on another dim than the channels")
             return
+        if out.shape[tag.dim] != len(tag.atoms):  # a layer type that declares the wrong flow
+            self._misdeclared(name, module, rule, tag, out)
+            return
         if any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False)):
             self._member(name, "norm", tag.atoms)  # per-channel state to cut (BN statistics, PReLU slopes)
         else:  # stateless (activation, pooling): a shared one sees different channels at each call
             self.members[(name, "pass", self.calls[name])] = tag.atoms
         self.set(out, tag.dim, tag.atoms)
+
+    def _misdeclared(self, name: str, module: nn.Module, rule: LayerType, tag: Tag, out: torch.Tensor) -> None:
+        """Pin the channels around a "channel-wise" layer that changes the channel count."""
+        self.faults[rule.name] = (
+            f"layer type {rule.name!r} declares {type(module).__name__} channel-wise, but layer {name} turns "
+            f"{len(tag.atoms)} channels into {out.shape[tag.dim]}; its channels are left unprunable (declare "
+            "flow() PRODUCER or OPAQUE)"
+        )
+        reason = f"is next to layer {name}, whose layer type {rule.name!r} declares the wrong flow"
+        self.atoms.pin(tag.atoms, reason)
+        self.set(out, tag.dim, self.atoms.new_space(name, out.shape[tag.dim], reason))
 
     def _member(self, name: str, role: str, atoms: tuple[int, ...]) -> None:
         rule = self.layers[name][1]

@@ -10,33 +10,17 @@ two-criterion case. A channel no criterion can score is never selected.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..errors import ConfigError, suggest
 from ..graph.channel_graph import OUTPUT_ROLES, ChannelGraph
-from ..layer_type import LayerType
+from ..records import ScoredLayer
 
 EPS = 1e-12
 NORMALIZATIONS = ("none", "max", "l2", "mean", "rank")
 REDUCTIONS = ("mean", "sum", "max")
-
-
-@dataclass
-class ScoredLayer:
-    """What a criterion's ``score`` receives: one layer owning prunable output channels."""
-
-    name: str
-    module: nn.Module
-    role: str  # out, dw or norm
-    layer_type: LayerType
-
-    def weight_rows(self) -> torch.Tensor | None:
-        """The weights producing each output channel, one row per channel (``None`` if it has none)."""
-        return self.layer_type.weight_rows(self.module)
 
 
 def scored_layers(graph: ChannelGraph) -> list[ScoredLayer]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from torch import nn
 
 from ..errors import PruneError
 from ..graph.channel_graph import ChannelGraph, trace
+from ..graph.recording import ForwardError, record, tensor_sizes
 from ..plugin_manager import Manager
 from .plan import Plan
 
@@ -97,7 +99,8 @@ def kept_channels(graph: ChannelGraph, removal: Mapping[int, Iterable[int]]) -> 
 def remove(model: nn.Module, graph: ChannelGraph, removal: Mapping[int, Iterable[int]]) -> Plan:
     """Remove ``{group id: channels}`` from ``model`` (traced as ``graph``), physically, in place.
 
-    Everything is checked before the first tensor is cut; a PruneError leaves the model untouched.
+    Everything is checked before the first tensor is cut, and a shape-only forward after the cut
+    proves the model still runs; a PruneError leaves the model bit-identical.
     """
     sets = {gid: set(chans) for gid, chans in removal.items() if chans}
     for gid in sets:
@@ -109,11 +112,60 @@ def remove(model: nn.Module, graph: ChannelGraph, removal: Mapping[int, Iterable
     for (layer, role), kept in keep.items():
         plan.keep.setdefault(layer, {})[role] = kept
         plan.sizes.setdefault(layer, {})[role] = graph.layers[layer].channels(role)
-    for (layer, role), kept in keep.items():
-        node = graph.layers[layer]
-        cut = node.layer_type.prune_in if role == "in" else node.layer_type.prune_out
-        cut(node.module, torch.tensor(kept, dtype=torch.long))
+    saved = {layer: Snapshot.of(graph.layers[layer].module) for layer, _ in keep}
+    try:
+        for (layer, role), kept in keep.items():
+            node = graph.layers[layer]
+            cut = node.layer_type.prune_in if role == "in" else node.layer_type.prune_out
+            cut(node.module, torch.tensor(kept, dtype=torch.long))
+        _still_runs(model, graph, {graph.layers[layer].layer_type.name for layer, _ in keep})
+    except BaseException:
+        for snapshot in saved.values():
+            snapshot.restore()
+        raise
     return plan
+
+
+@dataclass
+class Snapshot:
+    """A module's attributes and tensor contents, to undo a cut bit for bit — whatever the layer
+    type did: replaced parameters, reassigned ``.data``, or values changed in place."""
+
+    module: nn.Module
+    attributes: dict[str, Any]
+    tensors: list[tuple[torch.Tensor, torch.Tensor]]
+
+    @classmethod
+    def of(cls, module: nn.Module) -> Snapshot:
+        attributes = {k: dict(v) if isinstance(v, dict) else v for k, v in vars(module).items()}
+        own = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+        return cls(module, attributes, [(t, t.detach().clone()) for t in own])
+
+    def restore(self) -> None:
+        vars(self.module).clear()
+        vars(self.module).update(self.attributes)
+        with torch.no_grad():
+            for tensor, value in self.tensors:
+                tensor.data = value
+
+
+def _still_runs(model: nn.Module, graph: ChannelGraph, cut_by: set[str]) -> None:
+    """A shape-only forward on the graph's example input; the outputs keep their sizes."""
+    if graph.example is None:
+        return
+    try:
+        recording = record(model, graph.example, {name: node.module for name, node in graph.layers.items()})
+    except ForwardError as exc:
+        at = f" at layer {exc.layer!r} ({type(graph.layers[exc.layer].module).__name__})" if exc.layer else ""
+        raise PruneError(
+            f"after the cut the model no longer runs{at}: {exc}; it is restored unchanged. A layer type cut here "
+            f"({', '.join(sorted(cut_by))}) declares the wrong flow or channel dims, or cuts the wrong tensor"
+        ) from None
+    if tensor_sizes(recording.output) != graph.output_sizes:
+        raise PruneError(
+            f"after the cut the model's outputs are {tensor_sizes(recording.output)}, not "
+            f"{graph.output_sizes}; it is restored unchanged (layer types cut: {', '.join(sorted(cut_by))})"
+        )
 
 
 def prune(

@@ -122,8 +122,8 @@ def build_trainer(config: Config, plugins: Manager, device: torch.device, progre
     return Trainer(build_objective(config, task, plugins), data, task, device, progress=progress)
 
 
-def build_loggers(names: list[str], run_dir: Path, plugins: Manager) -> list[Any]:
-    return [plugins.get("logger", name, run_dir=run_dir) for name in names]
+def build_loggers(config: Config, run_dir: Path, plugins: Manager) -> list[Any]:
+    return [plugins.create("logger", name, (run_dir,), args, f"logging.{name}") for name, args in config.loggers()]
 
 
 def check(config: Config, plugins: Manager, device: torch.device | None = None, progress: bool = False) -> Trainer:
@@ -134,6 +134,6 @@ def check(config: Config, plugins: Manager, device: torch.device | None = None, 
     build_model(config.model, plugins)
     build_criteria(config.pruning.criterion, plugins)
     trainer.objective.distillation()
-    for name in config.logging:
+    for name, _ in config.loggers():
         plugins.spec("logger", name)
     return trainer

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PluginError, suggest
+from ..graph.rules import resolve_overrides
 from ..plugin_manager import Manager, for_settings
 from ..pruning.selection import ELEMENT_MACS
 from ..schema import build, field, to_dict
@@ -48,9 +49,10 @@ class CostConfig:
 
 @dataclass
 class PluginsConfig:
-    load: list[str] = field([], doc="entry-point names or dotted module paths")
+    load: list[str] = field([], doc="entry-point names, dotted module paths or plugin files (./my_plugin.py)")
     disable: list[str] = field([], doc="plugin names to block")
     autoload: bool = field(True, doc="load every installed plugin")
+    search: list[str] = field([], doc="folders where load finds modules and files; default: the config file's")
 
 
 @dataclass
@@ -164,11 +166,27 @@ class Config:
     loss: dict[str, LossTerm] = field({}, doc="task losses; default: the task's")
     loss_schedule: LossScheduleConfig = field(LossScheduleConfig())
     distillation: dict[str, LossTerm] = field({})
-    logging: list[str] = field([], doc="loggers besides the console and run_dir/log.jsonl")
+    logging: list[str | dict[str, dict[str, Any]]] = field(
+        [], doc="loggers besides the console and run_dir/log.jsonl: a name, or {name: {arg: value}}"
+    )
 
     def check(self, path: str) -> None:
         if not self.run_dir.strip():
             raise ConfigError("run_dir: an empty path names no folder; give one, e.g. runs/my-run")
+        for i, entry in enumerate(self.logging):
+            if isinstance(entry, dict) and len(entry) != 1:
+                raise ConfigError(
+                    f"logging[{i}]: {entry!r} must name one logger, e.g. {{csv: {{filename: steps.csv}}}}"
+                )
+
+    def loggers(self) -> list[tuple[str, dict[str, Any]]]:
+        """``logging`` as (logger name, arguments) pairs."""
+        return [(e, {}) if isinstance(e, str) else next(iter(e.items())) for e in self.logging]
+
+    def manager(self) -> Manager:
+        """The plugin manager for this config's ``plugins`` section."""
+        p = self.plugins
+        return for_settings(p.load, p.disable, p.autoload, p.search)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -178,21 +196,53 @@ def load(source: str | Path | dict[str, Any] | None = None, plugins: Manager | N
     """A validated :class:`Config` from a YAML file or a dict.
 
     The ``pruning.preset`` is resolved with ``plugins`` (default: a manager for the config's own
-    ``plugins`` section); its settings sit beneath the config's (see :func:`beneath`).
+    ``plugins`` section); its settings sit beneath the config's (see :func:`beneath`). Every
+    plugin the config names, and its arguments where the plugin declares them, is checked here.
     """
     data = _shorthand(_read(source))
+    if isinstance(source, (str, Path)) and isinstance(data.get("plugins", {}), dict):
+        plugins_section = data.get("plugins", {})
+        if "search" not in plugins_section:  # the config's folder: its plugin files and modules
+            data = {**data, "plugins": {**plugins_section, "search": [str(Path(source).resolve().parent)]}}
     config = build(Config, data)
+    manager = plugins or config.manager()
     preset = config.pruning.preset
-    if preset is None:
-        return config
-    manager = plugins or for_settings(config.plugins.load, config.plugins.disable, config.plugins.autoload)
-    fragment = manager.get("preset", preset)
-    if not isinstance(fragment, dict):
-        raise ConfigError(
-            f"pruning.preset: {preset!r} gave {type(fragment).__name__}, not a mapping of pruning settings"
-        )
-    pruning = data.get("pruning")
-    return build(Config, {**data, "pruning": beneath(fragment, pruning if isinstance(pruning, dict) else {})})
+    if preset is not None:
+        fragment = manager.get("preset", preset)
+        if not isinstance(fragment, dict):
+            raise ConfigError(f"pruning.preset: {preset!r} gave {type(fragment).__name__}, not a mapping of settings")
+        pruning = data.get("pruning")
+        config = build(Config, {**data, "pruning": beneath(fragment, pruning if isinstance(pruning, dict) else {})})
+    check_names(config, manager)
+    return config
+
+
+def check_names(config: Config, plugins: Manager) -> None:
+    """Every plugin the config names exists, and its arguments fit what it declares."""
+    named: list[tuple[str, str, str | None, dict[str, Any]]] = [
+        ("model", "model", config.model.name, config.model.args),
+        ("dataset", "data", config.data.name, config.data.args),
+        ("task", "task", config.task, {}),
+    ]
+    named += [("task_loss", f"loss.{n}", n, t.args) for n, t in config.loss.items()]
+    named += [("distillation", f"distillation.{n}", n, t.args) for n, t in config.distillation.items()]
+    criterion = config.pruning.criterion
+    named += [("criterion", f"pruning.criterion.weights.{n}", n, criterion.args.get(n, {})) for n in criterion.weights]
+    named += [("logger", f"logging.{n}", n, args) for n, args in config.loggers()]
+    for kind, path, name, args in named:
+        if name is None:
+            continue
+        try:
+            plugins.spec(kind, name)
+        except PluginError as exc:
+            raise PluginError(f"{path}: {exc}") from None
+        plugins.arguments(kind, name, args, path if kind == "logger" else f"{path}.args")
+    resolve_overrides(config.cost.overrides)
+    for name in criterion.args:
+        if name not in criterion.weights:
+            raise ConfigError(
+                f"pruning.criterion.args.{name}: no criterion {name!r} in weights; {suggest(name, criterion.weights)}"
+            )
 
 
 def _read(source: str | Path | dict[str, Any] | None) -> dict[str, Any]:

@@ -29,6 +29,7 @@ def export(folder: Path, config: Config, model: nn.Module, plan: Plan) -> Path:
                 "name": config.model.name,
                 "factory": config.model.factory,
                 "args": config.model.args,
+                "plugins": {"load": config.plugins.load, "search": config.plugins.search},
             },
         )
         atomic_write_json(tmp / "plan.json", plan.to_dict())
@@ -40,9 +41,9 @@ def export(folder: Path, config: Config, model: nn.Module, plan: Plan) -> Path:
 def load(path: str | Path, plugins: Manager | None = None) -> nn.Module:
     """Rebuild a pruned model from a run directory or its export folder, weights loaded, eval mode.
 
-    The builder and layer types come from ``plugins`` (default: the process-wide plugin manager).
+    The builder and layer types come from ``plugins`` (default: the plugins the run loaded, which
+    the export records, besides the installed ones), so a fresh process can load any run.
     """
-    plugins = plugins or manager()
     path = Path(path)
     folder = path / "export" if (path / "export" / "model.json").is_file() else path
     if not (folder / "model.json").is_file():
@@ -50,7 +51,9 @@ def load(path: str | Path, plugins: Manager | None = None) -> nn.Module:
             f"{str(path)!r} is neither a run directory with an export nor an export folder (no model.json)"
         )
     verify_manifest(folder, "export")
-    model = build_model(_builder(folder / "model.json"), plugins)
+    builder, needed = _builder(folder / "model.json")
+    plugins = plugins or (Manager(load=needed["load"], search=needed["search"]) if needed["load"] else manager())
+    model = build_model(builder, plugins)
     try:
         plan = Plan.from_dict(read_json(folder / "plan.json", "export plan"))
     except PruneError as exc:
@@ -60,8 +63,8 @@ def load(path: str | Path, plugins: Manager | None = None) -> nn.Module:
     return model.eval()
 
 
-def _builder(path: Path) -> ModelConfig:
-    """The builder an export description names, checked field by field."""
+def _builder(path: Path) -> tuple[ModelConfig, dict[str, tuple[str, ...]]]:
+    """The builder an export description names, checked field by field, and the plugins it needs."""
     meta = read_json(path, "export description")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a prunekit export description")
@@ -73,4 +76,8 @@ def _builder(path: Path) -> ModelConfig:
     builders = (name, factory)
     if not any(isinstance(v, str) for v in builders) or not all(v is None or isinstance(v, str) for v in builders):
         raise CheckpointError(f"{str(path)!r}: needs the model's registered 'name' or its 'factory' import path")
-    return ModelConfig(name, factory, args)
+    needed = meta.get("plugins", {})
+    lists = {key: needed.get(key, []) if isinstance(needed, dict) else None for key in ("load", "search")}
+    if not all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in lists.values()):
+        raise CheckpointError(f"{str(path)!r}: 'plugins' must list plugin names ('load') and folders ('search')")
+    return ModelConfig(name, factory, args), {key: tuple(v) for key, v in lists.items() if v is not None}

@@ -22,7 +22,7 @@ from ..cost.counting import CostReport, count
 from ..cost.latency import measure
 from ..errors import CheckpointError
 from ..graph.channel_graph import ChannelGraph, trace
-from ..plugin_manager import Manager, for_settings
+from ..plugin_manager import Manager
 from ..pruning.calibration import calibrate, needs
 from ..pruning.plan import apply_plan
 from ..pruning.scoring import group_scores
@@ -93,7 +93,7 @@ class Pruner:
     def prepare(self, resume: bool = False) -> RunState:
         """Join the process group, build the run's objects, and load or train the baseline."""
         cfg = self.config
-        plugins = self.plugins or for_settings(cfg.plugins.load, cfg.plugins.disable, cfg.plugins.autoload)
+        plugins = self.plugins or cfg.manager()
         distributed.init()
         device = distributed.device_for(distributed.resolve_device(cfg.device))
         seed_everything(cfg.seed)
@@ -101,7 +101,7 @@ class Pruner:
         data, task = trainer.data, trainer.task
         run_dir.claim(self.run_dir, cfg, resume)
         console = Console(task.best_metric, task.best_label) if self.progress else None
-        log = RunLog(self.run_dir, plugins, build_loggers(cfg.logging, self.run_dir, plugins), console)
+        log = RunLog(self.run_dir, plugins, build_loggers(cfg, self.run_dir, plugins), console)
         trainer.on_epoch = log.epoch
         try:
             teacher = self._baseline(plugins, trainer, device, resume)

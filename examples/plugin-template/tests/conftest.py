@@ -1,0 +1,1 @@
+pytest_plugins = ["prunekit.testing"]  # the plugin_manager fixture
