@@ -85,13 +85,13 @@ def cmd_cost(args: argparse.Namespace) -> int:
     overrides = None
     if args.config:
         cfg = config_mod.load(args.config)
-        plugins = cfg.manager()
+        plugins, search = cfg.manager(), cfg.plugins.search
         builder = ModelConfig(cfg.model.name, cfg.model.factory, {**cfg.model.args, **parse_args_kv(args.arg)})
         size = parse_ints(args.input, "--input") if args.input is not None else cfg.input_size
         include = include or cfg.cost.include or None
         overrides = cfg.cost.overrides
     elif args.model:
-        plugins, builder = manager(), ModelConfig(args.model, None, parse_args_kv(args.arg))
+        plugins, builder, search = manager(), ModelConfig(args.model, None, parse_args_kv(args.arg)), []
         size = parse_ints(args.input, "--input") if args.input is not None else None
     else:
         raise ConfigError(
@@ -100,7 +100,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     name = builder.name or builder.factory
     if size is None:
         size = [1, int(builder.args.get("in_channels", 1)), 640, 400]
-    model = build_model(builder, plugins)
+    model = build_model(builder, plugins, search)
     example = torch.empty(size, device="meta")  # shapes only: allocated for real only if the model needs it
     report = count(model, example, overrides=overrides, include=include, plugins=plugins)
     if args.json:

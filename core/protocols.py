@@ -89,13 +89,14 @@ class Task(Protocol):
 
     ``best_metric`` names the metric (higher is better) that picks the best epoch of every
     training phase; ``best_label`` is its column heading in progress lines and reports.
-    ``default_loss`` maps task-loss names to weights, used when a config gives no ``loss``.
+    ``default_loss`` is the task losses a config without ``loss`` gets, in the config's form:
+    ``{name: weight}`` or ``{name: {weight, args}}``.
     """
 
     name: str
     best_metric: str
     best_label: str
-    default_loss: dict[str, float]
+    default_loss: dict[str, Any]
 
     def metric(self, n_classes: int, device: torch.device) -> Metric:
         """A fresh accumulator of this task's metrics."""

@@ -1,8 +1,9 @@
-"""``image_folder``: segmentation data read from local folders.
+"""``image_folder``: segmentation or classification data read from local folders.
 
-Layout: ``root/images/*.png|jpg|jpeg`` and ``root/masks/*.png``, paired by file stem, split into
-train and val at random (``val_fraction``, ``seed``); or, when ``root/train`` and ``root/val``
-exist, each of them holding ``images/`` and ``masks/``, split by those folders. Masks hold class
+Segmentation: ``root/images/*.png|jpg|jpeg`` and ``root/masks/*.png``, paired by file stem, split
+into train and val at random (``val_fraction``, ``seed``); or, when ``root/train`` and
+``root/val`` exist, each of them holding ``images/`` and ``masks/``, split by those folders.
+Classification: ``root/train/<class>/*`` and ``root/val/<class>/*`` (see :mod:`.class_folders`). Masks hold class
 indices (single-channel PNG: mode L, P, I or 1) or are colour-coded, with ``colors`` mapping each
 colour (``"#rrggbb"`` or ``[r, g, b]``) to a class index. Folder structure and pairing are
 checked when the dataset is built; each file's contents when its item is loaded.
@@ -17,10 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from prunekit import ConfigError, DataError, DataSplits, Spec, hookimpl
 
+from .class_folders import ClassFolderDataset, find_classes, is_class_layout
+from .image_files import load_image, open_image
 from .transforms import Transforms, flip_rng, is_int, parse_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -71,15 +73,10 @@ class FolderDataset(torch.utils.data.Dataset):
         self.epoch = epoch
 
 
-def load_image(path: Path, channels: int) -> np.ndarray:
-    """A uint8 image, H×W (``channels=1``, grey) or H×W×3 (``channels=3``, RGB)."""
-    return np.asarray(_open(path, "image").convert("L" if channels == 1 else "RGB"))
-
-
 def load_mask(path: Path, n_classes: int, colors: dict[int, int] | None) -> np.ndarray:
     """An int64 H×W class-index mask; colours are mapped through ``colors`` (packed 0xRRGGBB ->
     class) when it is given, otherwise the file must hold class indices below ``n_classes``."""
-    mask = _open(path, "mask")
+    mask = open_image(path, "mask")
     if colors is not None:
         return _map_colors(np.asarray(mask.convert("RGB")), colors, path)
     if mask.mode not in INDEX_MODES:
@@ -95,15 +92,6 @@ def load_mask(path: Path, n_classes: int, colors: dict[int, int] | None) -> np.n
             f"{n_classes} (values 0..{n_classes - 1})"
         )
     return values
-
-
-def _open(path: Path, what: str) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            image.load()  # decode now, so a truncated file fails here and names itself
-            return image
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"image_folder: cannot read {what} '{path}' ({exc})") from None
 
 
 def _map_colors(rgb: np.ndarray, colors: dict[int, int], path: Path) -> np.ndarray:
@@ -219,7 +207,7 @@ def _hw(shape: tuple[int, ...]) -> str:
 
 def build(
     root: str | Path,
-    n_classes: int,
+    n_classes: int | None = None,
     size: Any = None,
     channels: int = 1,
     colors: Any = None,
@@ -229,7 +217,12 @@ def build(
 ) -> DataSplits:
     """The ``image_folder`` factory. ``val_fraction`` and ``seed`` choose the random split when
     there are no ``train``/``val`` sub-folders; ``seed`` also draws the training flips. ``size``
-    is ``transforms.resize`` under a shorter name."""
+    is ``transforms.resize`` under a shorter name. Class folders make it a classification set,
+    whose ``n_classes`` is the number of folders (if given, it must agree)."""
+    if is_class_layout(Path(root)):
+        return _classes(Path(root), n_classes, size, channels, seed, transforms)
+    if n_classes is None:
+        raise ConfigError("image_folder: n_classes is needed for segmentation masks")
     if not is_int(n_classes) or n_classes < 2:
         raise ConfigError(f"image_folder: n_classes must be an integer ≥ 2, got {n_classes!r}")
     if channels not in (1, 3) or isinstance(channels, bool):
@@ -251,6 +244,27 @@ def build(
         in_channels=channels,
         class_names=tuple(f"class_{i}" for i in range(n_classes)),
         task="segmentation",
+    )
+
+
+def _classes(
+    root: Path, n_classes: int | None, size: Any, channels: int, seed: int, transforms: dict | None
+) -> DataSplits:
+    names, train, val = find_classes(root)
+    if n_classes is not None and n_classes != len(names):
+        raise ConfigError(
+            f"image_folder: n_classes is {n_classes}, but '{root / 'train'}' has {len(names)} class "
+            f"folders ({', '.join(names)})"
+        )
+    pipeline = _with_size(Transforms.from_config(transforms, "image_folder: transforms"), size)
+    make = lambda items, augment: ClassFolderDataset(items, channels, pipeline, seed, augment)
+    return DataSplits(
+        make(train, True),
+        make(val, False),
+        n_classes=len(names),
+        in_channels=channels,
+        class_names=names,
+        task="classification",
     )
 
 
@@ -283,7 +297,8 @@ def prunekit_datasets() -> list[Spec]:
         Spec(
             "image_folder",
             build,
-            "segmentation data from root/images + root/masks (or root/train, root/val); args root, "
-            "n_classes, size, channels, colors, val_fraction, seed, transforms",
+            "segmentation data from root/images + root/masks (or root/train, root/val), or classification "
+            "data from root/train/<class>, root/val/<class>; args root, n_classes, size, channels, colors, "
+            "val_fraction, seed, transforms",
         )
     ]

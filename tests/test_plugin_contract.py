@@ -231,6 +231,7 @@ LOCAL_MODEL = """
 """
 
 
+@pytest.mark.slow
 def test_a_plugin_file_beside_the_config_runs_and_its_export_reloads_in_a_fresh_process(tmp_path):
     project = tmp_path / "project"
     write(project, "local_model.py", LOCAL_MODEL)

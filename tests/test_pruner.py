@@ -158,3 +158,11 @@ def test_cli_prune_rejects_a_misspelled_key_with_exit_2(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"prunekit: error: unknown key 'pruning.prune_away_precent'; did you mean 'prune_away_percent'? valid: {valid}"
     ]
+
+
+def test_checking_the_config_draws_nothing_from_the_run_s_random_numbers(tmp_path, config):
+    state = Pruner.from_config(config(tmp_path), progress=False).prepare()
+    state.log.close()
+    torch.manual_seed(3)  # the run's seed
+    fresh = pk.get("model", "unet", width=4, n_classes=4)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), state.teacher.state_dict().values()))

@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import ConfigError, PruneError, suggest
 from ..graph.recording import Call, record
 from ..graph.rules import Overrides, Rule, Rules, channels
+from ..graph.traversal import traversal_of
 from ..layer_type import COST_KINDS, OPTIONAL_COST_KINDS, LayerShape
 from ..plugin_manager import Manager
 from ..records import Traversal
@@ -201,7 +202,7 @@ def count(
 
     ``overrides`` maps module classes (or dotted names) to ``fn(module, shape) -> MACs``.
     ``include`` adds ``"norm"``, ``"activation"``, ``"pooling"``, ``"upsample"`` (or ``"all"``).
-    Blocks come from the traversal plugin that recognises the model (parent modules otherwise).
+    Blocks come from the traversal plugin that recognises the model (its top-level children otherwise).
     ``plugins`` is the plugin manager to resolve layer types with (default: the process-wide one).
     """
     kinds = parse_include(include)
@@ -209,10 +210,10 @@ def count(
     ruled = rules.leaves(model)
     recording = record(model, example_input, {name: m for name, (m, _) in ruled.items()})
     rows = layer_rows(recording.calls, ruled, kinds)
-    traversal = traversal or rules.manager.traversal(model)
+    traversal = traversal or traversal_of(model, rules.manager)
     blocks: dict[str, BlockCost] = {}
     for row in rows:
-        b = blocks.setdefault(block_of(row.name, traversal.blocks if traversal else ()), BlockCost(""))
+        b = blocks.setdefault(block_of(row.name, traversal.blocks), BlockCost(""))
         b.macs, b.params, b.layers = b.macs + row.macs, b.params + row.params, b.layers + 1
     params = list(model.parameters())
     return CostReport(

@@ -25,6 +25,7 @@ from .atoms import Atoms
 from .recording import Call, record, tensor_sizes
 from .rules import Overrides, Rule, Rules, channels
 from .tracer import ChannelTracer
+from .traversal import traversal_of
 
 #: roles whose channels are the layer's output channels (named by ``pk.prune``)
 OUTPUT_ROLES = ("out", "norm", "dw")
@@ -95,7 +96,7 @@ class ChannelGraph:
     groups: list[Group]
     layers: dict[str, LayerNode]
     params: int
-    traversal: Traversal | None = None
+    traversal: Traversal = field(default_factory=lambda: Traversal("default"))
     warnings: list[str] = field(default_factory=list)
     fallback: str | None = None
     #: the example input the graph was traced on, and the sizes of the model's outputs there
@@ -144,8 +145,8 @@ def trace(
         for h in handles:
             h.remove()
     tracer.pin_output(recording.output)
-    traversal = traversal or rules.manager.traversal(model)
-    protect = set(protected) | set(traversal.protected if traversal else ())
+    traversal = traversal or traversal_of(model, rules.manager)
+    protect = set(protected) | set(traversal.protected)
     modules = dict(model.named_modules())
     for name in sorted(protect):
         if name not in modules:

@@ -63,7 +63,7 @@ class Reference:
     def of(cls, graph: ChannelGraph) -> Reference:
         """The reference of a traced (original) model; blocks come from its traversal."""
         base = CostModel(graph).base
-        blocks = graph.traversal.blocks if graph.traversal else ()
+        blocks = graph.traversal.blocks
         owner = {name: block_of(name, blocks) for name in base}
         totals: dict[str, int] = defaultdict(int)
         for name, cost in base.items():

@@ -3,7 +3,11 @@ data, the task, the training objective, the criteria and the loggers."""
 
 from __future__ import annotations
 
+import copy
 import importlib
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,19 +15,25 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError, PluginError, PrunekitError, one_line, suggest
+from ..graph.recording import eval_mode
 from ..plugin_manager import Manager
 from ..protocols import Task
 from ..records import DataSplits
-from ..training.data import SplitData
+from ..schema import convert
+from ..training.data import LoaderData, SplitData
 from ..training.trainer import Objective, Trainer
-from .config import Config, CriterionConfig, ModelConfig
+from .config import Config, CriterionConfig, LossTerm, ModelConfig, shorthand
 
 
-def import_factory(path: str, what: str) -> Any:
-    """``pkg.module:function`` (or ``pkg.module.function``), imported."""
+def import_factory(path: str, what: str, search: Iterable[str] = ()) -> Any:
+    """``pkg.module:function`` (or ``pkg.module.function``), imported — also from the ``search``
+    folders (a config's own folder)."""
     module_name, _sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
     if not module_name or not attr:
         raise ConfigError(f"{what}: {path!r} must look like 'pkg.module:function'")
+    for folder in search:
+        if folder not in sys.path:
+            sys.path.append(folder)
     try:
         obj = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
@@ -33,10 +43,12 @@ def import_factory(path: str, what: str) -> Any:
     return obj
 
 
-def build_model(cfg: ModelConfig, plugins: Manager) -> nn.Module:
-    """The model a config names: a registered builder or a factory by import path."""
+def build_model(cfg: ModelConfig, plugins: Manager, search: Iterable[str] = ()) -> nn.Module:
+    """The model a config names: a registered builder or a factory by import path (found also in
+    the ``search`` folders)."""
     if cfg.factory is not None:
-        model = _call(import_factory(cfg.factory, "model.factory"), cfg.args, f"model.factory {cfg.factory!r}")
+        factory = import_factory(cfg.factory, "model.factory", search)
+        model = _call(factory, cfg.args, f"model.factory {cfg.factory!r}")
     elif cfg.name is not None:
         model = plugins.get("model", cfg.name, **cfg.args)
     else:
@@ -88,9 +100,10 @@ def resolve_task(name: str | None, dataset_task: str | None, plugins: Manager) -
 def build_objective(config: Config, task: Task, plugins: Manager) -> Objective:
     """Task losses (the task's defaults when the config names none), their schedule, and the
     distillation losses, built afresh for every phase."""
-    terms = {name: (t.weight, t.args) for name, t in config.loss.items()} or {
-        name: (weight, {}) for name, weight in task.default_loss.items()
-    }
+    loss = config.loss or convert(
+        dict[str, LossTerm], shorthand({"loss": task.default_loss})["loss"], f"the default loss of task {task.name!r}"
+    )
+    terms = {name: (t.weight, t.args) for name, t in loss.items()}
     for name in config.loss_schedule.ramp:
         if name not in terms:
             raise ConfigError(f"loss_schedule.ramp: {name!r} is not one of the task losses; {suggest(name, terms)}")
@@ -114,26 +127,101 @@ def build_criteria(cfg: CriterionConfig, plugins: Manager) -> dict[str, tuple[An
     }
 
 
-def build_trainer(config: Config, plugins: Manager, device: torch.device, progress: bool = True) -> Trainer:
-    """A trainer (without a teacher) for the config's data, task and losses: what a baseline is
-    trained with, and what benchmarks retrain other tools' models with."""
-    data = build_data(config, plugins)
-    task = resolve_task(config.task, data.splits.task, plugins)
-    return Trainer(build_objective(config, task, plugins), data, task, device, progress=progress)
+@dataclass
+class Objects:
+    """What a Python caller hands over instead of the config's names: a model, data (any
+    iterables of batches, such as DataLoaders), a loss ``loss(logits, target)`` and an example
+    input. Each one given replaces what the config would build."""
+
+    model: nn.Module | None = None
+    train: Iterable[Any] | None = None
+    val: Iterable[Any] | None = None
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    example_input: torch.Tensor | None = None
+
+    def model_builder(self, config: Config, plugins: Manager) -> Callable[[], nn.Module]:
+        """Builds the model afresh: a copy of the given one (left untouched), or the config's."""
+        given = self.model
+        if given is not None:
+            return lambda: copy.deepcopy(given)
+        return lambda: build_model(config.model, plugins, config.plugins.search)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must be given again: the classes and sizes of the objects."""
+
+        def size(data: Any) -> int | None:
+            dataset = getattr(data, "dataset", data)
+            return len(dataset) if hasattr(dataset, "__len__") else None
+
+        out: dict[str, Any] = {}
+        if self.model is not None:
+            out["model"] = f"{type(self.model).__module__}:{type(self.model).__qualname__}"
+            out["model_parameters"] = sum(p.numel() for p in self.model.parameters())
+        for name in ("train", "val"):
+            data = getattr(self, name)
+            if data is not None:
+                out[name] = {"type": type(data).__name__, "samples": size(data)}
+        if self.loss is not None:
+            out["loss"] = getattr(self.loss, "__qualname__", type(self.loss).__qualname__)
+        return out
+
+
+def build_trainer(
+    config: Config, plugins: Manager, device: torch.device, progress: bool = True, objects: Objects | None = None
+) -> Trainer:
+    """A trainer (without a teacher) for the run's data, task and losses — the config's, or the
+    objects given: what a baseline is trained with, and what benchmarks retrain other tools'
+    models with."""
+    objects = objects or Objects()
+    data: SplitData | LoaderData
+    if objects.train is not None:
+        if config.task is None:
+            raise ConfigError(
+                f"task: data given as objects does not say its task; give one: {', '.join(plugins.names('task'))}"
+            )
+        data = LoaderData(objects.train, objects.val, _classes(objects, config, plugins))
+        task = resolve_task(config.task, None, plugins)
+    else:
+        data = build_data(config, plugins)
+        task = resolve_task(config.task, data.splits.task, plugins)
+    objective = build_objective(config, task, plugins)
+    if objects.loss is not None:
+        given = objects.loss
+        objective.task_losses = {"loss": (lambda logits, batch: given(logits, batch["target"]), 1.0)}
+    return Trainer(objective, data, task, device, progress=progress)
+
+
+def _classes(objects: Objects, config: Config, plugins: Manager) -> int:
+    """The model's number of classes: the size of dim 1 of its output on one batch."""
+    model = objects.model_builder(config, plugins)()
+    example = objects.example_input
+    if example is None:
+        example = LoaderData(objects.train or [], None, 0).example()
+    with torch.no_grad(), eval_mode(model):
+        out = model(example)
+    return int(out.shape[1])
 
 
 def build_loggers(config: Config, run_dir: Path, plugins: Manager) -> list[Any]:
     return [plugins.create("logger", name, (run_dir,), args, f"logging.{name}") for name, args in config.loggers()]
 
 
-def check(config: Config, plugins: Manager, device: torch.device | None = None, progress: bool = False) -> Trainer:
-    """Build everything the config names — model, data, task, losses, distillation, criteria — and
+def check(
+    config: Config,
+    plugins: Manager,
+    device: torch.device | None = None,
+    progress: bool = False,
+    objects: Objects | None = None,
+) -> Trainer:
+    """Build everything the run needs — model, data, task, losses, distillation, criteria — and
     look up its loggers, so that a bad name or argument fails before anything is written or
     trained. Returns the trainer, which a run goes on to use."""
-    trainer = build_trainer(config, plugins, device or torch.device("cpu"), progress)
-    build_model(config.model, plugins)
-    build_criteria(config.pruning.criterion, plugins)
-    trainer.objective.distillation()
+    objects = objects or Objects()
+    with torch.random.fork_rng(devices=[]):  # building to check must not change what the run draws
+        trainer = build_trainer(config, plugins, device or torch.device("cpu"), progress, objects)
+        objects.model_builder(config, plugins)()
+        build_criteria(config.pruning.criterion, plugins)
+        trainer.objective.distillation()
     for name, _ in config.loggers():
         plugins.spec("logger", name)
     return trainer

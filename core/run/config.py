@@ -199,7 +199,7 @@ def load(source: str | Path | dict[str, Any] | None = None, plugins: Manager | N
     ``plugins`` section); its settings sit beneath the config's (see :func:`beneath`). Every
     plugin the config names, and its arguments where the plugin declares them, is checked here.
     """
-    data = _shorthand(_read(source))
+    data = shorthand(_read(source))
     if isinstance(source, (str, Path)) and isinstance(data.get("plugins", {}), dict):
         plugins_section = data.get("plugins", {})
         if "search" not in plugins_section:  # the config's folder: its plugin files and modules
@@ -278,7 +278,7 @@ def beneath(preset: dict[str, Any], pruning: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _shorthand(data: dict[str, Any]) -> dict[str, Any]:
+def shorthand(data: dict[str, Any]) -> dict[str, Any]:
     # `loss: {name: 1.0}` is shorthand for `{name: {weight: 1.0}}`
     for key in ("loss", "distillation"):
         if isinstance(data.get(key), dict):

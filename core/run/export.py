@@ -17,18 +17,22 @@ from .weights import load_into, load_weights, save_weights
 FORMAT = "prunekit-export"
 
 
-def export(folder: Path, config: Config, model: nn.Module, plan: Plan) -> Path:
-    """Write ``model.json`` (builder and arguments), ``plan.json`` and ``weights.safetensors``."""
+def export(folder: Path, config: Config, model: nn.Module, plan: Plan, given: nn.Module | None = None) -> Path:
+    """Write ``model.json`` (builder and arguments, or the class of the ``given`` model object),
+    ``plan.json`` and ``weights.safetensors``."""
     folder = Path(folder)
+    built_by = (
+        {"object": f"{type(given).__module__}:{type(given).__qualname__}"}
+        if given is not None
+        else {"name": config.model.name, "factory": config.model.factory, "args": config.model.args}
+    )
     with staged_dir(folder) as tmp:
         atomic_write_json(
             tmp / "model.json",
             {
                 "format": FORMAT,
                 "version": 1,
-                "name": config.model.name,
-                "factory": config.model.factory,
-                "args": config.model.args,
+                **built_by,
                 "plugins": {"load": config.plugins.load, "search": config.plugins.search},
             },
         )
@@ -38,11 +42,12 @@ def export(folder: Path, config: Config, model: nn.Module, plan: Plan) -> Path:
     return folder
 
 
-def load(path: str | Path, plugins: Manager | None = None) -> nn.Module:
+def load(path: str | Path, plugins: Manager | None = None, model: nn.Module | None = None) -> nn.Module:
     """Rebuild a pruned model from a run directory or its export folder, weights loaded, eval mode.
 
     The builder and layer types come from ``plugins`` (default: the plugins the run loaded, which
-    the export records, besides the installed ones), so a fresh process can load any run.
+    the export records, besides the installed ones), so a fresh process can load any run. A run
+    of a model object is rebuilt from ``model``: a fresh instance, built as the original was.
     """
     path = Path(path)
     folder = path / "export" if (path / "export" / "model.json").is_file() else path
@@ -53,7 +58,16 @@ def load(path: str | Path, plugins: Manager | None = None) -> nn.Module:
     verify_manifest(folder, "export")
     builder, needed = _builder(folder / "model.json")
     plugins = plugins or (Manager(load=needed["load"], search=needed["search"]) if needed["load"] else manager())
-    model = build_model(builder, plugins)
+    if isinstance(builder, str):
+        if model is None:
+            raise CheckpointError(
+                f"{str(folder)!r} was exported from a model object ({builder}); load it with "
+                "pk.load(path, model=...) and a fresh instance built as the original was"
+            )
+        if f"{type(model).__module__}:{type(model).__qualname__}" != builder:
+            raise CheckpointError(f"{str(folder)!r} holds a {builder}, not a {type(model).__qualname__}")
+    else:
+        model = build_model(builder, plugins, needed["search"])
     try:
         plan = Plan.from_dict(read_json(folder / "plan.json", "export plan"))
     except PruneError as exc:
@@ -63,11 +77,14 @@ def load(path: str | Path, plugins: Manager | None = None) -> nn.Module:
     return model.eval()
 
 
-def _builder(path: Path) -> tuple[ModelConfig, dict[str, tuple[str, ...]]]:
-    """The builder an export description names, checked field by field, and the plugins it needs."""
+def _builder(path: Path) -> tuple[ModelConfig | str, dict[str, tuple[str, ...]]]:
+    """The builder an export description names (or the class of the model object it was made
+    from), checked field by field, and the plugins it needs."""
     meta = read_json(path, "export description")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a prunekit export description")
+    if isinstance(meta.get("object"), str):
+        return meta["object"], {"load": (), "search": ()}
     name, factory, args = meta.get("name"), meta.get("factory"), meta.get("args", {})
     if not isinstance(args, dict):
         raise CheckpointError(

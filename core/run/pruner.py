@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..cost.counting import CostReport, count
 from ..cost.latency import measure
 from ..errors import CheckpointError
 from ..graph.channel_graph import ChannelGraph, trace
+from ..graph.traversal import traversal_of
 from ..plugin_manager import Manager
 from ..pruning.calibration import calibrate, needs
 from ..pruning.plan import apply_plan
@@ -29,11 +31,12 @@ from ..pruning.scoring import group_scores
 from ..pruning.selection import Limits, Reference, Selection, per_cost, select
 from ..pruning.surgery import remove
 from ..training import distributed
+from ..training.data import TrainingData
 from ..training.seeds import seed_everything, step_seed
 from ..training.trainer import Teacher, Trainer
 from . import budget, checkpoints, run_dir
 from .atomic_files import atomic_write_json
-from .components import build_criteria, build_loggers, build_model, check
+from .components import Objects, build_criteria, build_loggers, check
 from .config import Config
 from .config import load as load_config
 from .export import export
@@ -52,15 +55,33 @@ def weights_hash(model: nn.Module) -> str:
 
 
 class Pruner:
-    """One run, driven by one validated :class:`Config`. Nothing happens until :meth:`run` (or
-    :meth:`prune`, :meth:`prepare`); ``plugins`` defaults to a manager for the config's
-    ``plugins`` section."""
+    """One run, driven by one validated :class:`Config` (or a YAML file or dict to load one from).
 
-    def __init__(self, config: Config, progress: bool = True, plugins: Manager | None = None) -> None:
-        self.config = config
+    Your own objects replace what the config would build: ``model`` (an ``nn.Module``, copied,
+    never changed), ``train`` and ``val`` (iterables of batches such as DataLoaders; the config
+    must then name the ``task``), ``loss`` (``loss(logits, target) -> scalar``) and
+    ``example_input``. A run resumed with ``run(resume=True)`` must be given the same objects.
+    Nothing happens until :meth:`run` (or :meth:`prune`, :meth:`prepare`); ``plugins`` defaults
+    to a manager for the config's ``plugins`` section.
+    """
+
+    def __init__(
+        self,
+        config: Config | str | Path | dict[str, Any] | None = None,
+        progress: bool = True,
+        plugins: Manager | None = None,
+        *,
+        model: nn.Module | None = None,
+        train: Iterable[Any] | None = None,
+        val: Iterable[Any] | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        example_input: torch.Tensor | None = None,
+    ) -> None:
+        self.config = config if isinstance(config, Config) else load_config(config, plugins)
         self.progress = progress
         self.plugins = plugins
-        self.run_dir = Path(config.run_dir)
+        self.objects = Objects(model, train, val, loss, example_input)
+        self.run_dir = Path(self.config.run_dir)
 
     @classmethod
     def from_config(cls, source: str | Path | dict | Config, progress: bool = True) -> Pruner:
@@ -97,18 +118,18 @@ class Pruner:
         distributed.init()
         device = distributed.device_for(distributed.resolve_device(cfg.device))
         seed_everything(cfg.seed)
-        trainer = check(cfg, plugins, device, self.progress)  # all the config names exists: only now write
+        trainer = check(cfg, plugins, device, self.progress, self.objects)  # all exists: only now write
         data, task = trainer.data, trainer.task
-        run_dir.claim(self.run_dir, cfg, resume)
+        run_dir.claim(self.run_dir, cfg, resume, self.objects.fingerprint())
         console = Console(task.best_metric, task.best_label) if self.progress else None
         log = RunLog(self.run_dir, plugins, build_loggers(cfg, self.run_dir, plugins), console)
         trainer.on_epoch = log.epoch
         try:
             teacher = self._baseline(plugins, trainer, device, resume)
-            example = torch.zeros(cfg.input_size) if cfg.input_size else data.example()
+            example = self._example(data)
             original = count(teacher, example, cfg.cost.overrides, cfg.cost.include or None, plugins=plugins)
             graph = trace(teacher, example, cfg.pruning.protected, cfg.cost.overrides, plugins=plugins)
-            traversal = plugins.traversal(teacher)
+            traversal = traversal_of(teacher, plugins, example)
             for p in teacher.parameters():
                 p.requires_grad_(False)
             last = checkpoints.load_last(self.run_dir) if resume else None
@@ -126,7 +147,7 @@ class Pruner:
                 original,
                 Reference.of(graph),
                 trainer,
-                Teacher(teacher, traversal.taps if traversal else ()),
+                Teacher(teacher, traversal.taps),
                 model=self._student(teacher, device),
             )
             if last is None:
@@ -138,10 +159,15 @@ class Pruner:
             log.close()
             raise
 
+    def _example(self, data: TrainingData) -> torch.Tensor:
+        if self.objects.example_input is not None:
+            return self.objects.example_input
+        return torch.zeros(self.config.input_size) if self.config.input_size else data.example()
+
     def _baseline(self, plugins: Manager, trainer: Trainer, device: torch.device, resume: bool) -> nn.Module:
         """The unpruned teacher: the saved baseline, the given checkpoint, or trained now."""
         cfg = self.config
-        model, path = build_model(cfg.model, plugins), self.run_dir / "baseline.safetensors"
+        model, path = self.objects.model_builder(cfg, plugins)(), self.run_dir / "baseline.safetensors"
         if resume and path.is_file():
             run_dir.verify(self.run_dir, path)
             load_into(model, load_weights(path), str(path))
@@ -164,7 +190,7 @@ class Pruner:
 
     def _restore(self, state: RunState, last: checkpoints.Checkpoint) -> None:
         """Continue after the last complete step: its pruned model, plan and step records."""
-        model = apply_plan(build_model(self.config.model, state.plugins), last.plan, state.plugins)
+        model = apply_plan(self.objects.model_builder(self.config, state.plugins)(), last.plan, state.plugins)
         load_into(model, last.weights, f"checkpoint step {last.step}")
         state.model, state.plan, state.start_step = model.to(state.device), last.plan, last.step + 1
         state.steps = last.steps
@@ -278,8 +304,7 @@ class Pruner:
         teacher_after = weights_hash(state.teacher)
         if teacher_after != state.teacher_hash:
             raise RuntimeError("the teacher's weights changed during the run; this is a bug, please report it")
-        traversal = state.plugins.traversal(state.teacher)
-        kept = kept_channels(state.original, final, traversal.blocks if traversal else ())
+        kept = kept_channels(state.original, final, traversal_of(state.teacher, state.plugins).blocks)
         original = state.original
         return {
             "event": "summary",
@@ -309,7 +334,7 @@ class Pruner:
             summary["latency"] = self._latency(state)
             summary["class_names"] = list(state.data.class_names)
             summary["input_size"] = list(state.example.shape)
-            export(self.run_dir / "export", self.config, state.model, state.plan)
+            export(self.run_dir / "export", self.config, state.model, state.plan, self.objects.model)
             atomic_write_json(self.run_dir / "summary.json", summary)
             write_report(self.run_dir, plugins=state.plugins)
         state.log.record({k: v for k, v in summary.items() if not isinstance(v, (list, dict))})

@@ -5,6 +5,7 @@ so a resumed run never starts from a baseline that changed on disk."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -22,17 +23,26 @@ def is_run(folder: Path) -> bool:
     return (Path(folder) / MARKER).is_file()
 
 
-def claim(run_dir: Path, config: Config, resume: bool) -> None:
+def claim(run_dir: Path, config: Config, resume: bool, objects: dict[str, Any] | None = None) -> None:
     """Check that this run may write into ``run_dir`` (every process checks before the main one
-    writes), then mark it and save the resolved config. Nothing is written when the check fails."""
+    writes), then mark it — with what the objects a caller gave look like, which a resumed run
+    must match — and save the resolved config. Nothing is written when the check fails."""
     resolved = yaml.safe_dump(config.to_dict(), sort_keys=True)
     _check(run_dir, resolved, resume)
+    if resume and is_run(run_dir):
+        started = _marker(run_dir).get("objects", {})
+        if started != (objects or {}):
+            raise ConfigError(
+                f"{str(run_dir)!r} was started with other objects ({started or 'none'}); resume it "
+                f"with the same model, data and loss objects (given now: {objects or 'none'})"
+            )
     distributed.barrier()
     if distributed.is_main():
         with storage(run_dir, "create the run directory"):
             run_dir.mkdir(parents=True, exist_ok=True)
         if not is_run(run_dir):
-            atomic_write_json(run_dir / MARKER, {"format": "prunekit-run", "version": 1, "files": {}})
+            marker = {"format": "prunekit-run", "version": 1, "files": {}, "objects": objects or {}}
+            atomic_write_json(run_dir / MARKER, marker)
         atomic_write_text(run_dir / CONFIG, resolved)
 
 

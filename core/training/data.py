@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -100,3 +101,37 @@ def _order(n: int, seed: int | None) -> list[int]:
 
 def _collate_one(item: Any) -> Any:
     return torch.utils.data.default_collate([item])
+
+
+@dataclass
+class LoaderData:
+    """Batches from the user's own iterables (DataLoaders): used as given — their order, their
+    sharding under torchrun (give them a ``DistributedSampler`` there) — with every batch turned
+    into a dict with ``image`` and ``target``."""
+
+    train: Iterable[Any]
+    val: Iterable[Any] | None
+    n_classes: int
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def batch_size(self) -> int:
+        return int(getattr(self.train, "batch_size", None) or 1)
+
+    def train_batches(self, seed: int | None) -> Iterator[dict[str, Any]]:
+        set_epoch = getattr(getattr(self.train, "sampler", None), "set_epoch", None)
+        if seed is not None and set_epoch is not None:
+            set_epoch(seed)  # a DistributedSampler: a new order per epoch
+        return _batches(self.train)
+
+    def val_batches(self) -> Iterator[dict[str, Any]] | None:
+        return None if self.val is None else _batches(self.val)
+
+    def calibration_batches(self, batches: int, seed: int) -> Iterator[dict[str, Any]]:
+        return itertools.islice(self.train_batches(seed), batches)
+
+    def example(self) -> torch.Tensor:
+        batch = next(_batches(self.train), None)
+        if batch is None:
+            raise DataError("the training data yields no batch")
+        return batch["image"][:1].clone()
