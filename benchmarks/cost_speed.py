@@ -1,5 +1,7 @@
 """How fast is pk.count? U-Net at 1×1×640×400 against PyTorch's FlopCounterMode on a real forward
-(and thop / ptflops / fvcore when installed), all measured in this one run.
+(and thop / ptflops / fvcore when installed), all measured in this one run; then ConvNeXt-T
+(LayerNorm), RegNetX-400MF (grouped convolutions) and a GroupNorm FPN at small inputs, where a
+real forward is cheap and per-op overhead decides.
 
     python benchmarks/cost_speed.py [--repeats 5] [--size 640,400]
 """
@@ -7,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -15,9 +18,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the networks rebuilt in tests/families.py
 from _timing import fmt_seconds, median_time, timed
 
 import prunekit as pk
+from tests.families import FPN, ConvNeXt
 
 
 def flop_counter_macs(model, x) -> int:
@@ -79,6 +84,23 @@ def main() -> None:
     same = report.macs == fc_macs
     print(f"conv MACs identical to FlopCounterMode/2: {same} ({report.macs:,})")
     print(f"speed-up over FlopCounterMode: {results['FlopCounterMode (real forward)'][0] / base:.0f}× (target ≥ 30×)")
+    families(args.repeats)
+
+
+def families(repeats: int) -> None:
+    """pk.count against FlopCounterMode on the grouped families at small inputs."""
+    torch.manual_seed(0)
+    nets = {
+        "ConvNeXt-T 1×3×64×64": (ConvNeXt().eval(), torch.randn(1, 3, 64, 64)),
+        "RegNetX-400MF 1×3×64×64": (pk.get("model", "regnet").eval(), torch.randn(1, 3, 64, 64)),
+        "FPN GroupNorm 1×3×64×64": (FPN().eval(), torch.randn(1, 3, 64, 64)),
+    }
+    print(f"\n{'model':26} {'prunekit':>12} {'FlopCounterMode':>16} {'ratio':>7}  same MACs")
+    for name, (model, x) in nets.items():
+        ours = median_time(functools.partial(pk.count, model, x), repeats)
+        theirs = median_time(functools.partial(flop_counter_macs, model, x), repeats)
+        same = pk.count(model, x).macs == flop_counter_macs(model, x)
+        print(f"{name:26} {fmt_seconds(ours)} {fmt_seconds(theirs):>16} {theirs / ours:6.1f}×  {same}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import fmt_seconds, median_time
 
 import prunekit as pk
+from prunekit.graph.constraints import sample
 
 
 def ten_percent(model: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> dict[str, list[int]]:
@@ -26,8 +27,8 @@ def ten_percent(model: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> dict[
     rng = random.Random(seed)
     request = {}
     for group in pk.trace(model, x).groups:
-        channels = group.prunable
-        if len(channels) >= 10:
+        if len(group.prunable) >= 10:
+            channels = sorted(sample(group, 0.1, rng))  # in units its grouped layers allow
             layer = group.producers[0]
             local = {
                 ch: index
@@ -35,7 +36,7 @@ def ten_percent(model: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> dict[
                 if m.layer == layer and m.role == "out"
                 for index, ch in zip(m.local, m.channel)
             }
-            request[layer] = [local[ch] for ch in rng.sample(channels, len(channels) // 10)]
+            request[layer] = [local[ch] for ch in channels]
     return request
 
 

@@ -23,7 +23,8 @@ class Flow(enum.Enum):
     PRODUCER = "producer"  # reads every input channel, writes `out_channels` new ones (conv, linear)
     CHANNELWISE = "channelwise"  # output channel c depends on input channel c only (BN, ReLU, pooling)
     DEPTHWISE = "depthwise"  # output channel j depends on input channel j // multiplier only
-    OPAQUE = "opaque"  # mixes channels in a way pruning cannot follow (grouped conv, LayerNorm)
+    GROUPED = "grouped"  # G producers side by side: outputs of group g read the inputs of group g only
+    OPAQUE = "opaque"  # mixes channels in a way pruning cannot follow exactly (LayerNorm over channels)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class LayerType:
     #: True when each output element depends on the same input element only (activations):
     #: such a layer passes channels along whichever dim holds them.
     elementwise: bool = False
+    #: For an ``OPAQUE`` layer that can be cut approximately (its affine parameters with the
+    #: channels): the name a config's ``pruning.approximate`` uses to allow it, e.g. ``layer_norm``.
+    approximation: str | None = None
 
     def flow(self, module: nn.Module) -> Flow:
         """How channels pass through ``module``: every layer type must say (no default), since a
@@ -66,6 +70,16 @@ class LayerType:
 
     def declares_flow(self) -> bool:
         return type(self).flow is not LayerType.flow
+
+    def groups(self, module: nn.Module) -> int:
+        """``GROUPED`` layers: into how many groups the channels fall (G). Only equal numbers of
+        input channels per group, and of output channels per group, can be removed."""
+        return 1
+
+    def block(self, module: nn.Module) -> int:
+        """``CHANNELWISE`` layers whose channels go in blocks that are removed whole (GroupNorm:
+        the channels of one normalisation group): the block size; 1 for channel by channel."""
+        return 1
 
     def macs(self, module: nn.Module, shape: LayerShape) -> int:
         return 0

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit import Flow, LayerShape, LayerType, cut_parameter, hookimpl, numel
+from prunekit import Flow, LayerShape, LayerType, PruneError, cut_parameter, hookimpl, numel
 
 
 def _kernel(module: Any) -> int:
@@ -21,11 +21,35 @@ def _bias(module: Any, channels: int) -> int:
     return channels if getattr(module, "bias", None) is not None else 0
 
 
-class Conv(LayerType):
-    """Conv1d/2d/3d. MACs = output elements × (input channels per group) × kernel size.
+def regroup(weight: torch.Tensor, keep: torch.Tensor, dim: int, groups: int) -> torch.Tensor:
+    """Keep channels ``keep`` (global indices) along ``dim`` of a grouped weight, whose dim 0 holds
+    the groups one after another and whose ``dim`` holds each group's channels: group g keeps
+    its own ``keep`` channels, as many as every other group (else :class:`PruneError`)."""
+    rows, per = weight.shape[0] // groups, weight.shape[dim]
+    local = [[int(i) - g * per for i in keep.tolist() if g * per <= i < (g + 1) * per] for g in range(groups)]
+    if len({len(kept) for kept in local}) != 1:
+        raise PruneError(
+            f"a grouped layer must keep as many channels in each of its {groups} groups, "
+            f"not {[len(kept) for kept in local]}"
+        )
+    parts = [
+        weight[g * rows : (g + 1) * rows].index_select(dim, torch.tensor(local[g], device=weight.device))
+        for g in range(groups)
+    ]
+    return torch.cat(parts).contiguous()
 
-    Grouped convolutions are opaque (never pruned); depthwise ones (groups == in_channels)
-    pass each input channel to its ``out/in`` output channels, which are pruned with it.
+
+def set_weight(m: Any, data: torch.Tensor) -> None:
+    m.weight = nn.Parameter(data, requires_grad=m.weight.requires_grad)
+
+
+class Conv(LayerType):
+    """Conv1d/2d/3d. MACs = output elements × input channels per group × kernel size.
+
+    A depthwise convolution (groups == in_channels) passes each input channel to its ``out/in``
+    output channels, which are pruned with it. A grouped one (neither plain nor depthwise) is G
+    convolutions side by side: it loses the same number of input channels, and of output
+    channels, in every group (Xie et al. 2017's ResNeXt, Radosavovic et al. 2020's RegNet).
     """
 
     kind = "conv"
@@ -41,16 +65,20 @@ class Conv(LayerType):
     def flow(self, m: Any) -> Flow:
         if m.groups == 1:
             return Flow.PRODUCER
-        return Flow.DEPTHWISE if self.depthwise(m) else Flow.OPAQUE
+        return Flow.DEPTHWISE if self.depthwise(m) else Flow.GROUPED
 
-    def _in_per_group(self, m: Any, shape: LayerShape) -> int:
-        return 1 if self.depthwise(m) else shape.in_channels // m.groups
+    def groups(self, m: Any) -> int:
+        return int(m.groups)
+
+    def _weights_per_output(self, m: Any, shape: LayerShape) -> int:
+        # in / groups, exact whenever every group lost as many inputs as the others
+        return _kernel(m) if self.depthwise(m) else shape.in_channels * _kernel(m) // m.groups
 
     def macs(self, m: Any, shape: LayerShape) -> int:
-        return numel(shape.output) * self._in_per_group(m, shape) * _kernel(m)
+        return numel(shape.output) * self._weights_per_output(m, shape)
 
     def params(self, m: Any, shape: LayerShape) -> int:
-        return shape.out_channels * self._in_per_group(m, shape) * _kernel(m) + _bias(m, shape.out_channels)
+        return shape.out_channels * self._weights_per_output(m, shape) + _bias(m, shape.out_channels)
 
     def weight_rows(self, m: Any) -> torch.Tensor:
         return m.weight.detach().flatten(1)
@@ -64,37 +92,46 @@ class Conv(LayerType):
             m.in_channels = m.groups = len(keep) // multiplier
 
     def prune_in(self, m: Any, keep: torch.Tensor) -> None:
-        cut_parameter(m, "weight", keep, 1)
+        if m.groups > 1:
+            set_weight(m, regroup(m.weight.detach(), keep, 1, m.groups))
+        else:
+            cut_parameter(m, "weight", keep, 1)
         m.in_channels = len(keep)
 
 
 class ConvTranspose(Conv):
     """ConvTranspose1d/2d/3d: the weight is in × out/groups, and MACs use the *input* size.
 
-    MACs = input elements × (output channels per group) × kernel size.
+    MACs = input elements × output channels per group × kernel size.
     """
 
     @staticmethod
     def depthwise(m: Any) -> bool:
         return m.groups > 1 and m.groups == m.in_channels == m.out_channels
 
-    def _out_per_group(self, m: Any, shape: LayerShape) -> int:
-        return 1 if self.depthwise(m) else shape.out_channels // m.groups
+    def _weights_per_input(self, m: Any, shape: LayerShape) -> int:
+        return _kernel(m) if self.depthwise(m) else shape.out_channels * _kernel(m) // m.groups
 
     def macs(self, m: Any, shape: LayerShape) -> int:
-        return numel(shape.input) * self._out_per_group(m, shape) * _kernel(m)
+        return numel(shape.input) * self._weights_per_input(m, shape)
 
     def params(self, m: Any, shape: LayerShape) -> int:
-        return shape.in_channels * self._out_per_group(m, shape) * _kernel(m) + _bias(m, shape.out_channels)
+        return shape.in_channels * self._weights_per_input(m, shape) + _bias(m, shape.out_channels)
 
     def weight_rows(self, m: Any) -> torch.Tensor:
         weight = m.weight.detach()
-        return weight.flatten(1) if self.depthwise(m) else weight.transpose(0, 1).flatten(1)
+        if self.depthwise(m):
+            return weight.flatten(1)
+        per_in, per_out = weight.shape[0] // m.groups, weight.shape[1]
+        rows = [weight[g * per_in : (g + 1) * per_in, j] for g in range(m.groups) for j in range(per_out)]
+        return torch.stack([r.flatten() for r in rows])  # output channel g·(out/G) + j reads group g's inputs
 
     def prune_out(self, m: Any, keep: torch.Tensor) -> None:
         if self.depthwise(m):
             cut_parameter(m, "weight", keep, 0)
             m.in_channels = m.groups = len(keep)
+        elif m.groups > 1:
+            set_weight(m, regroup(m.weight.detach(), keep, 1, m.groups))
         else:
             cut_parameter(m, "weight", keep, 1)
         cut_parameter(m, "bias", keep, 0)
@@ -160,12 +197,52 @@ class Norm(LayerType):
         m.num_features = len(keep)
 
 
-class Opaque(LayerType):
-    """Layers that mix channels in a way pruning cannot follow (LayerNorm, GroupNorm):
-    counted, never cut; the channels around them are left unprunable."""
+class GroupNorm(LayerType):
+    """GroupNorm: channel-wise within each of its G groups, so removing whole groups (blocks of
+    C/G channels) leaves the others' statistics as they were — exact; G shrinks with the cut."""
 
-    def __init__(self, module: type[nn.Module], kind: str) -> None:
-        self.module, self.kind = module, kind
+    name, module, kind = "groupnorm", nn.GroupNorm, "norm"
+
+    def flow(self, m: Any) -> Flow:
+        return Flow.CHANNELWISE
+
+    def block(self, m: Any) -> int:
+        return int(m.num_channels // m.num_groups)
+
+    def macs(self, m: Any, shape: LayerShape) -> int:
+        return numel(shape.output)
+
+    def params(self, m: Any, shape: LayerShape) -> int:
+        return 2 * shape.out_channels if m.affine else 0
+
+    def weight_rows(self, m: Any) -> torch.Tensor | None:
+        return m.weight.detach()[:, None] if m.affine else None
+
+    def prune_out(self, m: Any, keep: torch.Tensor) -> None:
+        size = self.block(m)
+        kept = sorted(int(i) for i in keep)
+        whole = {i // size for i in kept}
+        if len(kept) != len(whole) * size:
+            raise PruneError(f"GroupNorm keeps whole groups of {size} channels, not {len(kept)} channels")
+        cut_parameter(m, "weight", keep, 0)
+        cut_parameter(m, "bias", keep, 0)
+        m.num_channels, m.num_groups = len(kept), len(whole)
+
+
+class LayerNorm(LayerType):
+    """LayerNorm over the channels: no cut is exact — removing channels changes every remaining
+    channel's mean and variance. Counted; cut (its γ and β with the channels) only where a config
+    allows the approximation ``layer_norm``.
+
+    ``dim`` holds the channels: -1 for ``nn.LayerNorm`` in channels-last blocks; a
+    channels-first ``LayerNorm2d`` (a subclass that permutes internally) is registered with 1.
+    """
+
+    kind = "norm"
+    approximation = "layer_norm"
+
+    def __init__(self, module: type[nn.Module] = nn.LayerNorm, dim: int = -1) -> None:
+        self.module, self.in_dim, self.out_dim = module, dim, dim
         self.name = module.__name__.lower()
 
     def flow(self, m: Any) -> Flow:
@@ -173,6 +250,22 @@ class Opaque(LayerType):
 
     def macs(self, m: Any, shape: LayerShape) -> int:
         return numel(shape.output)
+
+    def params(self, m: Any, shape: LayerShape) -> int:
+        own = sum(p.numel() for p in m.parameters(recurse=False))
+        if len(m.normalized_shape) != 1:
+            return own
+        return own // m.normalized_shape[0] * shape.out_channels  # γ and β: one value per channel each
+
+    def weight_rows(self, m: Any) -> torch.Tensor | None:
+        return m.weight.detach()[:, None] if m.weight is not None and len(m.normalized_shape) == 1 else None
+
+    def prune_out(self, m: Any, keep: torch.Tensor) -> None:
+        if len(m.normalized_shape) != 1:
+            raise PruneError(f"LayerNorm over {tuple(m.normalized_shape)} is cut only when it normalises one dim")
+        cut_parameter(m, "weight", keep, 0)
+        cut_parameter(m, "bias", keep, 0)
+        m.normalized_shape = (len(keep),)
 
 
 class Elementwise(LayerType):
@@ -297,7 +390,7 @@ def prunekit_layer_types() -> list[LayerType]:
     types += [ConvTranspose(c) for c in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)]
     types += [Linear(), Upsample(), PReLU()]
     types += [Norm(c) for c in NORMS]
-    types += [Opaque(nn.LayerNorm, "norm"), Opaque(nn.GroupNorm, "norm")]
+    types += [GroupNorm(), LayerNorm()]
     types += [Elementwise(c) for c in ACTIVATIONS]
     types += [Elementwise(c, "other") for c in IDENTITIES]
     types += [Pool(c) for c in POOLS]

@@ -14,7 +14,8 @@ from typing import Any
 
 from torch import nn
 
-from prunekit import Spec, hookimpl
+from prunekit import LayerType, Spec, hookimpl
+from prunekit.plugins.layers import LayerNorm
 
 
 def _importable(name: str) -> Any:
@@ -88,3 +89,18 @@ def prunekit_models() -> list[Spec]:
             if hasattr(smp, a)
         ]
     return specs
+
+
+#: channels-first LayerNorms of the zoos (subclasses of nn.LayerNorm that permute internally)
+LAYER_NORMS_2D = (("torchvision.models.convnext", "LayerNorm2d"), ("timm.layers", "LayerNorm2d"))
+
+
+@hookimpl
+def prunekit_layer_types() -> list[LayerType]:
+    """The zoos' ``LayerNorm2d``: LayerNorm over dim 1, cut only where ``layer_norm`` is allowed."""
+    found: list[LayerType] = []
+    for module, name in LAYER_NORMS_2D:
+        cls = getattr(_importable(module), name, None)
+        if isinstance(cls, type):
+            found.append(LayerNorm(cls, dim=1))
+    return found

@@ -21,7 +21,7 @@ def test_cost_unknown_model_exits_2_with_a_suggestion():
     result = run("cost", "--model", "unett")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "prunekit: error: unknown model 'unett'; did you mean 'unet'? valid: densenet, resnet, unet"
+        "prunekit: error: unknown model 'unett'; did you mean 'unet'? valid: densenet, regnet, resnet, unet"
     ]
     assert result.stdout == ""
 
@@ -31,7 +31,10 @@ def test_cost_unknown_model_exits_2_with_a_suggestion():
     [
         (["cost", "--model", "unet", "--input", "1,x,4"], "--input: '1,x,4' must be positive integers"),
         (["cost", "--model", "unet", "--arg", "width"], "--arg: 'width' must look like key=value"),
-        (["cost"], "which model? give --model NAME or --config FILE; registered models: densenet, resnet, unet"),
+        (
+            ["cost"],
+            "which model? give --model NAME or --config FILE; registered models: densenet, regnet, resnet, unet",
+        ),
         (["cost", "--depth", "two"], "argument --depth: invalid int value: 'two'"),
         (["cost", "--config", "missing.yaml"], "config file 'missing.yaml' does not exist"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),

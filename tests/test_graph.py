@@ -9,6 +9,7 @@ from torch import nn
 
 import prunekit as pk
 from prunekit.cost.cost_model import CostModel
+from prunekit.graph.constraints import sample
 from prunekit.pruning.surgery import remove
 
 from .zoo import MODELS, SplitChunk, randomize
@@ -20,11 +21,15 @@ def kill(model: nn.Module, graph: pk.ChannelGraph, removal: dict) -> None:
     with torch.no_grad():
         for gid, chans in removal.items():
             for member in graph.groups[gid].members:
+                if member.role == "tensor":
+                    continue  # a layer scale multiplies channels already zero
                 local = [i for i, c in zip(member.local, member.channel) if c in chans]
                 module = modules[member.layer]
                 if member.role in ("out", "dw"):
                     if isinstance(module, nn.modules.conv._ConvTransposeNd) and member.role == "out":
-                        module.weight[:, local] = 0  # a transposed conv's weight is in × out
+                        per_in, per_out = module.in_channels // module.groups, module.weight.shape[1]
+                        for j in local:  # weight is in × out/groups: output j reads group j // per_out
+                            module.weight[j // per_out * per_in : (j // per_out + 1) * per_in, j % per_out] = 0
                     else:
                         module.weight[local] = 0
                     if module.bias is not None:
@@ -32,17 +37,20 @@ def kill(model: nn.Module, graph: pk.ChannelGraph, removal: dict) -> None:
                 elif member.role == "norm" and isinstance(module, nn.modules.batchnorm._NormBase):
                     module.running_mean[local] = 0
                     module.bias[local] = 0
+                elif member.role == "norm" and isinstance(module, nn.GroupNorm):
+                    module.bias[local] = 0  # whole normalisation groups of zeros: their output is β
 
 
 def random_removal(graph: pk.ChannelGraph, rng: random.Random) -> dict:
+    """Random valid removals (in the units grouped layers allow) from about 60 % of the groups."""
     removal = {}
     for group in graph.groups:
-        prunable = group.prunable
-        most = min(len(prunable), group.channels - 1)
-        if most >= 1 and rng.random() < 0.6:
-            k = rng.randint(1, most)
-            removal[group.id] = set(rng.sample(prunable, k))
-    return removal
+        if rng.random() < 0.6 and (chosen := sample(group, rng.random(), rng)):
+            removal[group.id] = chosen
+    if not removal:  # at least one group, where any is prunable
+        group = next((g for g in graph.groups if g.prunable), None)
+        removal = {group.id: sample(group, 0.5, rng)} if group else {}
+    return {gid: chosen for gid, chosen in removal.items() if chosen}
 
 
 def outputs(model, x):
@@ -50,7 +58,7 @@ def outputs(model, x):
     return out if isinstance(out, tuple) else (out,)
 
 
-@pytest.mark.filterwarnings("ignore:.*fixed channel sizes")
+@pytest.mark.filterwarnings("ignore:.*fixed size")
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_kill_then_remove(name, seed):
@@ -89,7 +97,10 @@ def same(a, b):
     "request_, message",
     [
         ({"inc.convv1": [0]}, "no layer 'inc.convv1' in the model; did you mean 'inc.conv1'? closest of 63: inc.conv1"),
-        ({"outc": [0]}, "reaches the model output"),
+        (
+            {"outc": [0]},
+            "channel 0 of outc cannot be removed: these channels are protected (outc); they reach the model",
+        ),
         ({"inc.conv1": [4]}, "channel 4 of layer 'inc.conv1' is out of range 0..3"),
         ({"inc.conv1": [0, 1, 2, 3]}, "removing every channel of inc.conv1"),
         ({"inc.bn1": [0], "inc.conv1": [1, 2, 3]}, "removing every channel of inc.conv1"),
@@ -108,11 +119,15 @@ def test_protected_and_pinned_channels_are_refused():
     model = SplitChunk()
     before = state(model)
     with (
-        pytest.warns(RuntimeWarning, match="fixed channel sizes"),
-        pytest.raises(pk.PruneError, match=r"cannot be removed: it op torch\.functional\.split"),
+        pytest.warns(RuntimeWarning, match="fixed size"),
+        pytest.raises(
+            pk.PruneError,
+            match=r"channel 1 of fixed cannot be removed: these channels are split into pieces of fixed size by op "
+            r"torch\.functional\.split",
+        ),
     ):
         pk.prune(model, torch.zeros(1, 1, 8, 8), {"fixed": [1]})
-    with pytest.raises(pk.PruneError, match="is protected"):
+    with pytest.raises(pk.PruneError, match=r"these channels are protected \(stem\)"):
         pk.prune(model, torch.zeros(1, 1, 8, 8), {"stem": [1]}, protected=["stem"])
     assert same(before, state(model))
 
@@ -133,7 +148,7 @@ def test_unet_and_densenet_traversals_protect_their_heads():
     assert dense.traversal.name == "densenet" and "out_conv1" in dense.traversal.protected
     for graph, head in ((unet, "outc"), (dense, "out_conv1")):
         ((group, _),) = graph.members_of(head)
-        assert not group.prunable and "is protected" in group.pinned[0]
+        assert not group.prunable and f"are protected ({head})" in group.pinned[0]
 
 
 def test_apply_plan_rebuilds_the_pruned_model_and_round_trips_json():
@@ -193,7 +208,7 @@ def test_densenet_half_of_every_group_at_full_resolution():
     assert recount.macs < 0.35 * pk.count(pk.get("model", "densenet"), x).macs
 
 
-def test_unknown_op_on_channels_warns_once_naming_op_and_layers():
+def test_unknown_op_on_channels_warns_once_naming_op_and_layers_and_lists_every_cause():
     class MatmulMix(nn.Module):
         def __init__(self):
             super().__init__()
@@ -209,7 +224,8 @@ def test_unknown_op_on_channels_warns_once_naming_op_and_layers():
     with pytest.warns(RuntimeWarning) as record:
         graph = pk.trace(MatmulMix(), torch.zeros(1, 1, 4, 4))
     messages = [str(w.message) for w in record]
-    assert messages == graph.warnings == ["torch.functional.einsum touches the channels of a; they are left unprunable"]
+    assert messages == ["the channels of a are mixed or selected by op torch.functional.einsum; they stay"]
+    assert graph.warnings == [*messages, "the channels of b reach the model output; they stay"]
     ((group, _),) = graph.members_of("a")
     assert group.prunable == []
 

@@ -134,7 +134,7 @@ class Models:
 def test_registered_plugin_object_and_duplicate_in_process():
     manager = Manager()
     manager.register(Models("alpha"), "first")
-    assert manager.names("model") == ["alpha", "densenet", "resnet", "unet"]
+    assert manager.names("model") == ["alpha", "densenet", "regnet", "resnet", "unet"]
     manager.register(Models("alpha"), "second")
     with pytest.raises(pk.PluginError, match="'alpha' is registered by both 'first' and 'second'"):
         manager.get("model", "alpha")
@@ -164,7 +164,7 @@ def test_hook_that_raises_is_skipped_with_a_warning(monkeypatch):
 def test_unknown_name_suggests_and_lists():
     with pytest.raises(pk.PluginError) as info:
         pk.get("model", "unett")
-    assert str(info.value) == "unknown model 'unett'; did you mean 'unet'? valid: densenet, resnet, unet"
+    assert str(info.value) == "unknown model 'unett'; did you mean 'unet'? valid: densenet, regnet, resnet, unet"
     with pytest.raises(pk.PluginError, match="did you mean 'model'"):
         pk.get("modle", "unet")
 
@@ -183,7 +183,7 @@ def test_load_by_dotted_module_and_disable(tmp_path, monkeypatch):
     (tmp_path / "extra_models.py").write_text(textwrap.dedent(TINY.replace('"tiny"', '"extra"')))
     monkeypatch.syspath_prepend(str(tmp_path))
     manager = Manager(load=("extra_models",), disable=("prunekit.densenet",))
-    assert manager.names("model") == ["extra", "resnet", "unet"]
+    assert manager.names("model") == ["extra", "regnet", "resnet", "unet"]
     assert manager.info["extra_models"].source == "module"
     with pytest.raises(pk.PluginError, match="no installed plugin or importable module"):
         Manager(load=("no_such_plugin_module",))

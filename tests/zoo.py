@@ -59,7 +59,7 @@ class ResNetTiny(nn.Module):
 
 
 class EncoderDecoder(nn.Module):
-    """Depthwise (with and without multiplier), grouped (left unprunable), transposed and
+    """Depthwise (with and without multiplier), grouped, transposed and
     depthwise-transposed convolutions, a channels-last linear layer, a flatten into a linear
     layer for an auxiliary head."""
 
@@ -149,6 +149,102 @@ class SplitChunk(nn.Module):
         return self.head(torch.cat([self.left(a), self.right(b), self.p(p), self.q(q), spatial], 1))
 
 
+class GroupedBottleneck(nn.Module):
+    """ResNeXt bottlenecks (Xie et al. 2017: 1×1, grouped 3×3 of cardinality 4, 1×1, residual),
+    the second with a grouped 1×1 in and a learned per-channel layer scale on its branch, and a
+    grouped transposed convolution on the way out."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = conv_bn(3, 16)
+        self.a1, self.b1, self.c1 = conv_bn(16, 32, 1), conv_bn(32, 32, 3, groups=4), nn.Conv2d(32, 16, 1)
+        self.a2, self.b2, self.c2 = conv_bn(16, 24, 1, groups=2), conv_bn(24, 24, 3, groups=4), nn.Conv2d(24, 16, 1)
+        self.scale = nn.Parameter(torch.ones(1, 16, 1, 1))
+        self.up = nn.ConvTranspose2d(16, 8, 2, stride=2, groups=4)
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = F.relu(x + self.c1(self.b1(self.a1(x))))
+        x = F.relu(x + self.scale * self.c2(self.b2(self.a2(x))))
+        return self.head(F.relu(self.up(x)))
+
+
+class GroupNormFPN(nn.Module):
+    """An FPN decoder as in Kirillov et al. 2019's panoptic FPN: lateral 1×1s, a top-down path of
+    upsample-and-add, per-level 3×3 + GroupNorm + ReLU segmentation blocks summed, a 3×3 head."""
+
+    def __init__(self, c=16, seg=8, groups=4):
+        super().__init__()
+        self.enc = nn.ModuleList([conv_bn(1, 8, 3, 2), conv_bn(8, 16, 3, 2), conv_bn(16, 24, 3, 2)])
+        self.lateral = nn.ModuleList([nn.Conv2d(w, c, 1) for w in (8, 16, 24)])
+        self.seg = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, seg, 3, padding=1, bias=False), nn.GroupNorm(groups, seg), nn.ReLU())
+            for _ in range(3)
+        )
+        self.head = nn.Conv2d(seg, 2, 3, padding=1)
+
+    def forward(self, x):
+        features = []
+        for enc in self.enc:
+            x = enc(x)
+            features.append(x)
+        p = self.lateral[2](features[2])
+        pyramid = [p]
+        for level in (1, 0):
+            p = F.interpolate(p, scale_factor=2.0, mode="nearest") + self.lateral[level](features[level])
+            pyramid.insert(0, p)
+        size = pyramid[0].shape[-2:]
+        merged = sum(F.interpolate(block(p), size=size, mode="nearest") for block, p in zip(self.seg, pyramid))
+        return self.head(merged)
+
+
+class Permute(nn.Module):
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return torch.permute(x, self.dims)
+
+
+class ConvNeXtBlock(nn.Module):
+    """A ConvNeXt block as torchvision defines CNBlock (Liu et al. 2022): depthwise 7×7, then
+    channels last: LayerNorm, Linear 4×, GELU, Linear back; a per-channel layer scale and a
+    residual add."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.Conv2d(dim, dim, 7, padding=3, groups=dim),
+            Permute([0, 2, 3, 1]),
+            nn.LayerNorm(dim, eps=1e-6),
+            nn.Linear(dim, 4 * dim),
+            nn.GELU(),
+            nn.Linear(4 * dim, dim),
+            Permute([0, 3, 1, 2]),
+        )
+        self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * 0.5)
+
+    def forward(self, x):
+        result = self.layer_scale * self.block(x)
+        result += x
+        return result
+
+
+class ConvNeXtTiny(nn.Module):
+    """A patchify stem with BatchNorm, two ConvNeXt blocks, and a pooled linear head."""
+
+    def __init__(self, dim=8):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, dim, 2, stride=2), nn.BatchNorm2d(dim))
+        self.blocks = nn.Sequential(ConvNeXtBlock(dim), ConvNeXtBlock(dim))
+        self.fc = nn.Linear(dim, 3)
+
+    def forward(self, x):
+        return self.fc(self.blocks(self.stem(x)).mean(dim=(2, 3)))
+
+
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random weights and BN statistics, double precision, eval mode."""
     gen = torch.Generator().manual_seed(seed)
@@ -169,4 +265,11 @@ MODELS = {
     "dense_cascade": (DenseCascade, (2, 1, 8, 8)),
     "cat_twice": (CatTwice, (2, 1, 6, 6)),
     "split_chunk": (SplitChunk, (2, 1, 8, 8)),
+    "grouped_bottleneck": (GroupedBottleneck, (2, 3, 8, 8)),
+    "regnet": (
+        lambda: pk.get("model", "regnet", widths=[16, 32], depths=[2, 1], group_width=8, stem=8, n_classes=3),
+        (2, 3, 16, 16),
+    ),
+    "groupnorm_fpn": (GroupNormFPN, (2, 1, 32, 32)),
+    "convnext": (ConvNeXtTiny, (2, 3, 8, 8)),
 }

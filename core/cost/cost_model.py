@@ -48,10 +48,17 @@ class CostModel:
                     counts[ch][(m.layer, m.role, m.call)] += 1
             for ch, counter in counts.items():
                 self.effects[(group.id, ch)] = [(*key, n) for key, n in counter.items()]
-        self.base = {name: self.layer_cost(node, {}) for name, node in graph.layers.items()}
+        self.base = {name: self.cost_of(name, {}) for name in (*graph.layers, *graph.tensors)}
         self.macs = sum(c.macs for c in self.base.values())
         self.params = graph.params
         self.elements = sum(c.elements for c in self.base.values())
+
+    def cost_of(self, name: str, shrink: dict[int | None, list[int]]) -> Cost:
+        """The cost of layer ``name``, or of a per-channel tensor outside layers (a layer scale:
+        parameters only), after losing ``shrink`` channels (see :meth:`layer_cost`)."""
+        if name in self.graph.tensors:
+            return Cost(0, self.graph.tensors[name] - sum(lost for _, lost in shrink.values()))
+        return self.layer_cost(self.graph.layers[name], shrink)
 
     def layer_cost(self, node: LayerNode, shrink: dict[int | None, list[int]]) -> Cost:
         """The layer's MACs (all calls) and parameters with fewer channels: ``shrink[call]`` is
@@ -62,11 +69,12 @@ class CostModel:
         for i, call in enumerate(node.calls):
             at = shrink.get(i, (0, 0))
             d_in, d_out = every[0] + at[0], every[1] + at[1]
+            in_dim, out_dim = (node.channel_dims[i],) * 2 if i in node.channel_dims else (rule.in_dim, rule.out_dim)
             shape = LayerShape(
-                _shrunk(call.input, rule.in_dim, d_in),
-                _shrunk(call.output, rule.out_dim, d_out),
-                channels(call.input, rule.in_dim) - d_in,
-                channels(call.output, rule.out_dim) - d_out,
+                _shrunk(call.input, in_dim, d_in),
+                _shrunk(call.output, out_dim, d_out),
+                channels(call.input, in_dim) - d_in,
+                channels(call.output, out_dim) - d_out,
             )
             if rule.kind in self.include:
                 macs += rule.macs(node.module, shape)
@@ -95,14 +103,14 @@ class CostModel:
         if role == "dw":  # n output rows of one input channel
             node = self.graph.layers[layer]
             return n // max(1, node.channels("out") // node.channels("in")), n
-        return n, n  # norm, pass: the same channels in and out
+        return n, n  # norm, pass, tensor: the same channels in and out
 
     def predict(self, removal: Mapping[int, Iterable[int]]) -> Cost:
         """Total MACs, parameters and activation elements after removing ``{group id: channels}``."""
         macs, params, elements = self.macs, self.params, self.elements
         for layer, shrink in self.deltas(removal).items():
-            if layer in self.graph.layers:
-                before, after = self.base[layer], self.layer_cost(self.graph.layers[layer], shrink)
+            if layer in self.base:
+                before, after = self.base[layer], self.cost_of(layer, shrink)
                 macs -= before.macs - after.macs
                 params -= before.params - after.params
                 elements -= before.elements - after.elements
@@ -127,14 +135,14 @@ class CostTracker:
         """New per-layer shrinkage and cost if ``channels`` of ``group`` went too."""
         out = {}
         for layer, shrink in self.model.deltas({group: channels}).items():
-            if layer not in self.model.graph.layers:
+            if layer not in self.model.base:
                 continue
             merged = {call: list(v) for call, v in self.shrink.get(layer, {}).items()}
             for call, (d_in, d_out) in shrink.items():
                 now = merged.setdefault(call, [0, 0])
                 now[0] += d_in
                 now[1] += d_out
-            out[layer] = (merged, self.model.layer_cost(self.model.graph.layers[layer], merged))
+            out[layer] = (merged, self.model.cost_of(layer, merged))
         return out
 
     def commit(self, preview: dict[str, tuple[dict, Cost]]) -> None:

@@ -19,6 +19,23 @@ class Tag:
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """How the channels of one layer may be removed, beyond "together": ``balance`` — the same
+    number from every segment (a grouped convolution's groups); ``blocks`` — whole segments only
+    (GroupNorm's groups). ``segments`` are atoms."""
+
+    kind: str
+    layer: str
+    segments: tuple[tuple[int, ...], ...]
+
+
+def segments(atoms: tuple[int, ...], count: int) -> tuple[tuple[int, ...], ...]:
+    """``atoms`` cut into ``count`` equal consecutive segments."""
+    size = len(atoms) // count
+    return tuple(atoms[i * size : (i + 1) * size] for i in range(count))
+
+
+@dataclass(frozen=True)
 class Space:
     """The channels one producer creates: ``name`` is its layer (or ``<input>``)."""
 

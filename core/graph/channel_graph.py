@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +21,11 @@ from ..errors import PruneError, suggest
 from ..layer_type import LayerType
 from ..plugin_manager import Manager
 from ..records import Traversal
-from .atoms import Atoms
+from .atoms import Atoms, Constraint
+from .constraints import GroupConstraint, settle
 from .recording import Call, record, tensor_sizes
 from .rules import Overrides, Rule, Rules, channels
-from .tracer import ChannelTracer
+from .tracer import OUTPUT, ChannelTracer
 from .traversal import traversal_of
 
 #: roles whose channels are the layer's output channels (named by ``pk.prune``)
@@ -49,10 +50,20 @@ class Member:
 
 @dataclass
 class Group:
+    """Channels removed together; ``pinned`` says why some stay (each reason a predicate of
+    "these channels"), ``constraints`` how grouped layers let the rest go (see
+    :mod:`prunekit.graph.constraints`), ``cells`` the blocks they go in."""
+
     id: int
     channels: int
     members: list[Member]
     pinned: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    constraints: list[GroupConstraint] = field(default_factory=list)
+    cells: tuple[tuple[tuple[int, ...], ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.cells:  # unconstrained: one cell, channel by channel
+            self.cells = (tuple((c,) for c in range(self.channels)),)
 
     @property
     def prunable(self) -> list[int]:
@@ -76,6 +87,9 @@ class LayerNode:
     module: nn.Module
     rule: Rule
     calls: list[Call]
+    #: call -> the dim that held the channels, where an element-wise layer saw them elsewhere than
+    #: its layer type's dims (an activation between channels-last linear layers)
+    channel_dims: dict[int, int] = field(default_factory=dict)
 
     @property
     def layer_type(self) -> LayerType:
@@ -102,6 +116,10 @@ class ChannelGraph:
     #: the example input the graph was traced on, and the sizes of the model's outputs there
     example: Any = None
     output_sizes: list[tuple[int, ...]] = field(default_factory=list)
+    #: layers cut although no cut is exact (``trace(approximate=...)``): name -> approximation
+    approximated: dict[str, str] = field(default_factory=dict)
+    #: parameters and buffers outside layers cut with their channels (layer scales): name -> channels
+    tensors: dict[str, int] = field(default_factory=dict)
 
     def members_of(self, layer: str, roles: Iterable[str] = OUTPUT_ROLES) -> list[tuple[Group, Member]]:
         return [(g, m) for g in self.groups for m in g.members if m.layer == layer and m.role in roles]
@@ -123,17 +141,19 @@ def trace(
     overrides: Overrides | None = None,
     traversal: Traversal | None = None,
     plugins: Manager | None = None,
+    approximate: Iterable[str] = (),
 ) -> ChannelGraph:
     """Trace ``model`` on ``example_input`` into a :class:`ChannelGraph`.
 
     ``protected`` layers (and the traversal's) keep all their output channels; layers whose
     channels reach the model output are protected anyway. ``plugins`` is the plugin manager to
-    resolve layer types and traversals with (default: the process-wide one).
+    resolve layer types and traversals with (default: the process-wide one). ``approximate``
+    names approximations allowed (``layer_norm``): layers no cut is exact for are cut anyway.
     """
     rules = Rules(overrides, plugins)
     ruled = rules.leaves(model)
     typed = {name: (m, rule) for name, (m, rule) in ruled.items() if isinstance(rule, LayerType)}
-    tracer = ChannelTracer(typed)
+    tracer = ChannelTracer(typed, _allowed(approximate, rules.manager))
     handles = [
         h
         for m, _ in typed.values()
@@ -153,25 +173,50 @@ def trace(
             raise PruneError(f"protected layer {name!r} is not in the model; {suggest(name, typed)}")
         for (layer, role, _), atoms in tracer.members.items():
             if role == "out" and (layer == name or layer.startswith(name + ".")):
-                tracer.atoms.pin(atoms, "is protected")
+                tracer.atoms.pin(atoms, f"are protected ({name})")
     calls: dict[str, list[Call]] = defaultdict(list)
     for call in recording.calls:
         calls[call.name].append(call)
-    nodes = {name: LayerNode(name, m, rule, calls[name]) for name, (m, rule) in ruled.items() if calls[name]}
-    graph = ChannelGraph(
-        _groups(tracer.atoms, tracer.members),
+    dims: dict[str, dict[int, int]] = defaultdict(dict)
+    for (layer, index), dim in tracer.channel_dims.items():
+        dims[layer][index] = dim
+    nodes = {
+        name: LayerNode(name, m, rule, calls[name], dims.get(name, {}))
+        for name, (m, rule) in ruled.items()
+        if calls[name]
+    }
+    groups = _groups(tracer.atoms, tracer.members, tracer.constraints)
+    return ChannelGraph(
+        groups,
         nodes,
         sum(p.numel() for p in model.parameters()),
         traversal,
+        warnings=_warn(tracer, groups),
         fallback=recording.fallback,
         example=example_input,
         output_sizes=tensor_sizes(recording.output),
+        approximated=dict(tracer.approximated),
+        tensors={layer: len(atoms) for (layer, role, _), atoms in tracer.members.items() if role == "tensor"},
     )
-    graph.warnings = _warn_unknown(tracer)
-    return graph
 
 
-def _groups(atoms: Atoms, members: dict[tuple[str, str, int | None], tuple[int, ...]]) -> list[Group]:
+def approximations(plugins: Manager) -> list[str]:
+    """The approximate cuts the registered layer types offer (``layer_norm``)."""
+    return sorted({entry.record.approximation for entry in plugins.registry("layer_type").values()} - {None})
+
+
+def _allowed(names: Iterable[str], plugins: Manager) -> frozenset[str]:
+    names = [names] if isinstance(names, str) else list(names)
+    known = approximations(plugins)
+    for name in names:
+        if name not in known:
+            raise PruneError(f"unknown approximation {name!r}; {suggest(str(name), known)}")
+    return frozenset(names)
+
+
+def _groups(
+    atoms: Atoms, members: dict[tuple[str, str, int | None], tuple[int, ...]], constraints: list[Constraint]
+) -> list[Group]:
     # channels = classes of atoms; groups = classes joined by belonging to one producer's space
     roots = [atoms.find(a) for a in range(len(atoms.parent))]
     joined = Atoms()
@@ -199,18 +244,86 @@ def _groups(atoms: Atoms, members: dict[tuple[str, str, int | None], tuple[int, 
             split[gid][1].append(ch)
         for gid, (locals_, chans) in split.items():
             groups[gid].members.append(Member(layer, role, tuple(locals_), tuple(chans), call))
+    _constrain(groups, constraints, lambda atom: where[roots[atom]])
     groups = [g for g in groups if g.members]
     for gid, group in enumerate(groups):
         group.id = gid
     return groups
 
 
-def _warn_unknown(tracer: ChannelTracer) -> list[str]:
-    messages = list(tracer.faults.values())
-    for op, op_atoms in tracer.unknown.items():
-        layers = sorted({tracer.atoms.space(a).name for a in op_atoms} - {"<input>"})
-        if layers:
-            messages.append(f"{op} touches the channels of {', '.join(layers)}; they are left unprunable")
-    for message in messages:
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-    return messages
+def _constrain(groups: list[Group], constraints: list[Constraint], locate: Callable[[int], tuple[int, int]]) -> None:
+    """Give each group the constraints on its channels; pin what no valid removal can take."""
+    for constraint in constraints:
+        located = [[locate(a) for a in segment] for segment in constraint.segments]
+        per_group: dict[int, list[tuple[int, ...]]] = defaultdict(list)
+        for segment in located:
+            for gid in {gid for gid, _ in segment}:
+                per_group[gid].append(tuple(sorted({ch for g, ch in segment if g == gid})))
+        spans = constraint.kind == "balance" and len(per_group) > 1
+        spans |= constraint.kind == "blocks" and any(len({g for g, _ in seg}) > 1 for seg in located)
+        if spans:
+            reason = f"are split into groups by layer {constraint.layer} across the channels of several producers"
+            for gid, ch in (p for seg in located for p in seg):
+                _pin(groups[gid], [ch], reason)
+            continue
+        for gid, segs in per_group.items():
+            groups[gid].constraints.append(GroupConstraint(constraint.kind, constraint.layer, tuple(segs)))
+    for group in groups:
+        _pin_partial_blocks(group)
+        refused = settle(group)
+        if refused:
+            _pin(group, range(group.channels), refused)
+
+
+def _pin_partial_blocks(group: Group) -> None:
+    """A block that must keep some channels keeps them all."""
+    for constraint in group.constraints:
+        if constraint.kind == "blocks":
+            for segment in constraint.segments:
+                if any(c in group.pinned for c in segment):
+                    reason = f"are normalised together with channels that stay by layer {constraint.layer}"
+                    _pin(group, [c for c in segment if c not in group.pinned], reason)
+
+
+def _pin(group: Group, channels: Iterable[int], reason: str) -> None:
+    for ch in channels:
+        group.pinned[ch] = tuple(sorted({*group.pinned.get(ch, ()), reason}))
+
+
+#: reasons every model has; listed in ``graph.warnings`` but not raised as warnings
+EXPECTED = (OUTPUT, "are protected", "are the model input")
+
+
+def _warn(tracer: ChannelTracer, groups: list[Group]) -> list[str]:
+    """One line per reason channels stay, naming the producers they belong to."""
+    layers: dict[str, set[str]] = defaultdict(set)
+    for group in groups:
+        producers = [m.layer for m in group.members if m.role in ("out", "dw")]
+        for reasons in group.pinned.values():
+            for reason in reasons:
+                layers[reason].update(producers)
+    lines = {
+        reason: f"the channels of {', '.join(sorted(found))} {reason}; they stay"
+        for reason, found in layers.items()
+        if found
+    }
+    approximate = [
+        f"layers {', '.join(sorted(names))} are cut although no cut of theirs is exact (approximation {kind} "
+        "allowed): the output changes beyond the removed channels; the plan's deviation says by how much"
+        for kind, names in _by_value(tracer.approximated).items()
+    ]
+    shown = [
+        *tracer.faults.values(),
+        *approximate,
+        *(line for reason, line in sorted(lines.items()) if not reason.startswith(EXPECTED)),
+    ]
+    for line in shown:
+        warnings.warn(line, RuntimeWarning, stacklevel=3)
+    return [*tracer.faults.values(), *approximate, *sorted(lines.values())]
+
+
+def _by_value(mapping: dict[str, str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = defaultdict(list)
+    for key, value in mapping.items():
+        found[value].append(key)
+    return found

@@ -81,8 +81,10 @@ def pointwise(tr: ChannelTracer, call: OpCall) -> None:
         tag = tr.tag(tensor)
         if tag is not None:
             tr.atoms.union_all(base, tag.atoms)
+        elif (owner := tr.model_tensor(tensor)) is not None and tensor.shape[aligned] == len(base):
+            tr.tensor_member(owner, base)
         else:
-            tr.atoms.pin(base, f"op {call.name} combines the channels with a fixed per-channel tensor")
+            tr.atoms.pin(base, f"are combined with a fixed per-channel tensor by op {call.name}")
     for tensor in call.outputs:
         tr.set(tensor, pos, base)
 
@@ -190,7 +192,7 @@ def cat(tr: ChannelTracer, call: OpCall) -> None:
             if tag is not None:
                 atoms += tag.atoms
             elif tensor.dim() == out.dim():
-                untracked = "comes from an untracked tensor"
+                untracked = f"come from a tensor op {call.name} joins them with, which is not traced"
                 atoms += tr.atoms.new_space(f"<{call.name} operand>", tensor.shape[dim], untracked)
         tr.set(out, dim, atoms)
     else:
@@ -215,13 +217,14 @@ def _join_aligned(tr: ChannelTracer, call: OpCall, tensors: list, tags: list, c:
         if tag is not None:
             tr.atoms.union_all(base, tag.atoms)
         elif tensor.dim() > c and tensor.shape[c] > 1:
-            tr.atoms.pin(base, f"op {call.name} joins the channels with an untracked tensor")
+            tr.atoms.pin(base, f"are joined with a tensor that is not traced by op {call.name}")
     tr.set(call.outputs[0], out_dim, base)
 
 
 def split(tr: ChannelTracer, call: OpCall) -> None:
     """chunk / tensor_split(n): equal pieces of the channel dim are coupled position by position,
-    so they stay equal after pruning. Fixed sizes (split, unbind) cannot adapt and are pinned."""
+    so they stay equal after pruning. Fixed sizes (split, unbind) cannot adapt and are pinned;
+    each piece keeps its channels' identity, so what meets a piece later is coupled to them."""
     tag = same_as_input(tr, call)
     if tag is None:
         return
@@ -236,12 +239,14 @@ def split(tr: ChannelTracer, call: OpCall) -> None:
         return
     sizes = [p.shape[dim] for p in pieces]
     counted = name == "chunk" or (name == "tensor_split" and isinstance(call.arg(1, "sections"), int))
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    slices = [tag.atoms[start : start + size] for start, size in zip(starts, sizes)]
     if not counted or len(set(sizes)) != 1:
-        tr.pin_unknown(f"{call.name} (fixed channel sizes)", [tag])
-        return
-    size = sizes[0]
-    slices = [tag.atoms[i * size : (i + 1) * size] for i in range(len(pieces))]
-    for piece_atoms in slices[1:]:
-        tr.atoms.union_all(slices[0], piece_atoms)
+        tr.atoms.pin(tag.atoms, f"are split into pieces of fixed size by op {call.name}")
+        if name == "unbind":
+            return  # the pieces have no channel dim left
+    else:
+        for piece_atoms in slices[1:]:
+            tr.atoms.union_all(slices[0], piece_atoms)
     for piece, piece_atoms in zip(pieces, slices):
         tr.set(piece, dim, piece_atoms)

@@ -49,7 +49,7 @@ class ShapeError(RuntimeError):
 
 
 #: ops a real forward runs on floating-point tensors only
-FLOATING_ONLY = {F.batch_norm, F.instance_norm, F.interpolate, F.linear}
+FLOATING_ONLY = {F.batch_norm, F.instance_norm, F.layer_norm, F.group_norm, F.interpolate, F.linear}
 
 
 def _interpolated_size(x: torch.Tensor, size: Any = None, scale_factor: Any = None, **_: Any) -> list[int]:
@@ -146,6 +146,23 @@ def _avg_pool(n: int):
     return shape
 
 
+def _layer_norm(x: torch.Tensor, normalized_shape: Any, *_: Any, **__: Any) -> torch.Tensor:
+    shape = tuple(_tuple(normalized_shape, 1))
+    if tuple(x.shape[x.dim() - len(shape) :]) != shape:
+        raise ShapeError(f"layer_norm: input {tuple(x.shape)} does not end in the normalised shape {shape}")
+    return x.new_empty(x.shape)
+
+
+def _group_norm(x: torch.Tensor, num_groups: int, weight: Any = None, *_: Any, **__: Any) -> torch.Tensor:
+    if x.dim() < 2 or x.shape[1] % num_groups:
+        raise ShapeError(
+            f"group_norm: {x.shape[1] if x.dim() > 1 else 0} channels do not split into {num_groups} groups"
+        )
+    if weight is not None and weight.shape[0] != x.shape[1]:
+        raise ShapeError(f"group_norm: {x.shape[1]} channels, a weight of {weight.shape[0]}")
+    return x.new_empty(x.shape)
+
+
 #: ops whose meta kernels import sympy on first use (a second of start-up) -> shape functions
 SHAPE_FUNCTIONS: dict[Any, Callable[..., Any]] = {
     torch.conv1d: _conv,
@@ -157,6 +174,8 @@ SHAPE_FUNCTIONS: dict[Any, Callable[..., Any]] = {
     F.avg_pool1d: _avg_pool(1),
     F.avg_pool2d: _avg_pool(2),
     F.avg_pool3d: _avg_pool(3),
+    F.layer_norm: _layer_norm,  # Python decompositions: ~3 ms a call
+    F.group_norm: _group_norm,
 }
 
 
@@ -172,8 +191,11 @@ class FastMeta(TorchFunctionMode):
             stats = args[1] if len(args) > 1 else kwargs.get("running_mean")
             if func in FLOATING_ONLY and not x.is_floating_point():
                 raise ShapeError(f"{func.__name__}: the input is {x.dtype}, not a floating-point tensor")
-            if func is F.linear and x.shape[-1] != args[1].shape[1]:
-                raise ShapeError(f"linear: the input has {x.shape[-1]} features, the weight {tuple(args[1].shape)}")
+            if func is F.linear:
+                weight = args[1] if len(args) > 1 else kwargs["weight"]
+                if x.shape[-1] != weight.shape[1]:
+                    raise ShapeError(f"linear: the input has {x.shape[-1]} features, the weight {tuple(weight.shape)}")
+                return x.new_empty((*x.shape[:-1], weight.shape[0]))  # >2-d inputs decompose slowly
             if func is F.batch_norm and stats is not None and stats.shape[0] != x.shape[1]:
                 raise ShapeError(f"batch_norm: {x.shape[1]} channels, running stats of {stats.shape[0]}")
             if func in SAME_SHAPE:

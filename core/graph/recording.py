@@ -20,6 +20,8 @@ from ..errors import PruneError
 from .meta_shapes import FastMeta, ShapeError
 
 Size = tuple[int, ...]
+#: builds the context a recorded forward runs in, from its arguments and the model's tensors by name
+Mode = Callable[[tuple, dict[str, torch.Tensor]], contextlib.AbstractContextManager]
 
 
 @dataclass
@@ -90,9 +92,13 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-def _meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     named = list(model.named_parameters(remove_duplicate=False)) + list(model.named_buffers(remove_duplicate=False))
-    return {name: torch.empty_like(t, device="meta") for name, t in named}
+    return dict(named)
+
+
+def _meta_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: torch.empty_like(t, device="meta") for name, t in _state(model).items()}
 
 
 def _to_meta(value: Any) -> Any:
@@ -122,12 +128,13 @@ def record(
     model: nn.Module,
     example_input: Any,
     layers: dict[str, nn.Module],
-    mode: Callable[[tuple], contextlib.AbstractContextManager] | None = None,
+    mode: Mode | None = None,
 ) -> Recording:
     """Run ``model`` once in eval mode and record every call of the modules in ``layers``.
 
-    ``mode(args)`` builds a context (e.g. a TorchFunctionMode) entered around the forward on
-    ``args``; it is built afresh if the meta forward fails and the model is run for real.
+    ``mode(args, state)`` builds a context (e.g. a TorchFunctionMode) entered around the forward
+    on ``args`` with the model's parameters and buffers ``state`` (by name, as the forward sees
+    them); it is built afresh if the meta forward fails and the model is run for real.
     A model that fails on the example input is bad input: :class:`ForwardError`, naming the
     innermost of ``layers`` that was running.
     """
@@ -157,7 +164,7 @@ def _record(
     model: nn.Module,
     example_input: Any,
     layers: dict[str, nn.Module],
-    mode: Callable[[tuple], contextlib.AbstractContextManager] | None,
+    mode: Mode | None,
 ) -> Recording:
     calls: list[Call] = []
     names = {id(m): name for name, m in layers.items()}
@@ -170,9 +177,9 @@ def _record(
     try:
         with eval_mode(model), torch.no_grad():
             try:
-                meta_args = _to_meta(args)
-                with FastMeta(), mode(meta_args) if mode else contextlib.nullcontext():
-                    output = torch.func.functional_call(model, _meta_state(model), meta_args, strict=False)
+                meta_args, meta_state = _to_meta(args), _meta_state(model)
+                with FastMeta(), mode(meta_args, meta_state) if mode else contextlib.nullcontext():
+                    output = torch.func.functional_call(model, meta_state, meta_args, strict=False)
                 return Recording(calls, output)
             except ShapeError:
                 raise  # the input does not fit: a real forward would fail the same way
@@ -180,7 +187,7 @@ def _record(
                 reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             calls.clear()
             args = _materialized(args)
-            with mode(args) if mode else contextlib.nullcontext():
+            with mode(args, _state(model)) if mode else contextlib.nullcontext():
                 output = model(*args)
             return Recording(calls, output, fallback=f"shape-only pass failed ({reason}); ran a real forward")
     finally:

@@ -20,29 +20,36 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ..layer_type import Flow, LayerType
 from . import op_table
-from .atoms import Atoms, Tag
+from .atoms import Atoms, Constraint, Tag, segments
 from .channel_ops import OpCall, wrap_dim
 
-OUTPUT = "reaches the model output"
+OUTPUT = "reach the model output"
 
 
 class ChannelTracer(TorchFunctionMode):
     """Records channel atoms, member layers and pins during one forward pass."""
 
-    def __init__(self, layers: dict[str, tuple[nn.Module, LayerType]]) -> None:
+    def __init__(
+        self, layers: dict[str, tuple[nn.Module, LayerType]], approximate: frozenset[str] = frozenset()
+    ) -> None:
         super().__init__()
         self.layers = layers
+        self.approximate = approximate
         self._names = {id(m): name for name, (m, _) in layers.items()}
         self.start(())
 
-    def start(self, args: tuple) -> ChannelTracer:
-        """Fresh state for a forward on ``args`` (a failed shape-only pass may have left some)."""
+    def start(self, args: tuple, state: dict[str, torch.Tensor] | None = None) -> ChannelTracer:
+        """Fresh state for a forward on ``args`` with the model's tensors ``state`` by name (a failed
+        shape-only pass may have left some)."""
+        self.owned = {id(t): name for name, t in reversed(list((state or {}).items()))}  # first name wins
         self.atoms = Atoms()
         self.tags: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.members: dict[tuple[str, str, int | None], tuple[int, ...]] = {}
         self.calls: dict[str, int] = {}
-        self.unknown: dict[str, set[int]] = {}  # op name -> atoms it pinned
         self.faults: dict[str, str] = {}  # layer type -> what it declares wrongly
+        self.constraints: list[Constraint] = []
+        self.channel_dims: dict[tuple[str, int], int] = {}  # (layer, call) -> where an element-wise layer saw channels
+        self.approximated: dict[str, str] = {}  # layer -> the approximation its cut makes
         self.depth = 0
         self._pending: list[Tag | None] = []
         self.tag_input(args)
@@ -59,7 +66,7 @@ class ChannelTracer(TorchFunctionMode):
     def tag_input(self, value: Any) -> None:
         for tensor in tree_flatten(value)[0]:
             if isinstance(tensor, torch.Tensor) and tensor.dim() >= 2:
-                self.set(tensor, 1, self.atoms.new_space("<input>", tensor.shape[1], "is the model input"))
+                self.set(tensor, 1, self.atoms.new_space("<input>", tensor.shape[1], "are the model input"))
 
     def pin_output(self, value: Any) -> None:
         for tensor in tree_flatten(value)[0]:
@@ -69,8 +76,23 @@ class ChannelTracer(TorchFunctionMode):
 
     def pin_unknown(self, name: str, tags: list[Tag]) -> None:
         for tag in tags:
-            self.atoms.pin(tag.atoms, f"op {name} mixes or selects channels")
-            self.unknown.setdefault(name, set()).update(tag.atoms)
+            self.atoms.pin(tag.atoms, f"are mixed or selected by op {name}")
+
+    def model_tensor(self, tensor: torch.Tensor) -> str | None:
+        """The name of the parameter or buffer of the model ``tensor`` is, or is a view of, when
+        it holds one value per channel along a single dim (a layer scale, a learned bias)."""
+        for t in (tensor, tensor._base):
+            if t is not None and id(t) in self.owned:
+                return self.owned[id(t)] if sum(1 for n in t.shape if n != 1) == 1 else None
+        return None
+
+    def tensor_member(self, name: str, atoms: tuple[int, ...]) -> None:
+        """Per-channel values of parameter or buffer ``name``: cut with their channels."""
+        key = (name, "tensor", None)
+        if key in self.members:
+            self.atoms.union_all(self.members[key], atoms)
+        else:
+            self.members[key] = atoms
 
     # -- layers ----------------------------------------------------------------------------
     def pre_hook(self, module: nn.Module, args: tuple) -> None:
@@ -92,17 +114,24 @@ class ChannelTracer(TorchFunctionMode):
         if out is None:
             return
         flow = rule.flow(module)
+        on_channels = tag is not None and tag.dim == _dim(rule.in_dim, out)
         if flow is Flow.PRODUCER:
             self._produce(name, rule, tag, out)
         elif flow is Flow.CHANNELWISE:
             self._pass(name, module, rule, tag, out)
-        elif flow is Flow.DEPTHWISE and tag is not None and tag.dim == _dim(rule.in_dim, out):
+        elif flow is Flow.DEPTHWISE and tag is not None and on_channels:
             repeat = out.shape[tag.dim] // len(tag.atoms)
             atoms = tuple(a for a in tag.atoms for _ in range(repeat))
             self._member(name, "dw", atoms)
             self.set(out, tag.dim, atoms)
+        elif flow is Flow.GROUPED and tag is not None and on_channels:
+            self._grouped(name, rule.groups(module), rule, tag, out)
+        elif tag is not None and on_channels and rule.approximation in self.approximate:
+            self.approximated[name] = str(rule.approximation)  # cut anyway, as the config allows
+            self._member(name, "norm", tag.atoms)
+            self.set(out, tag.dim, tag.atoms)
         else:  # opaque, or a channel dim the layer does not act on
-            reason = f"layer {name} ({type(module).__name__}) mixes channels"
+            reason = f"are mixed by layer {name} ({type(module).__name__})"
             if tag is not None:
                 self.atoms.pin(tag.atoms, reason)
             dim = _dim(rule.out_dim, out)
@@ -113,7 +142,7 @@ class ChannelTracer(TorchFunctionMode):
             if tag.dim == _dim(rule.in_dim, out):
                 self._member(name, "in", tag.atoms)
             else:
-                self.atoms.pin(tag.atoms, f"layer {name} reads channels on another dim")
+                self.atoms.pin(tag.atoms, f"are read along another dim by layer {name}")
         dim = _dim(rule.out_dim, out)
         key = (name, "out", None)
         if key not in self.members:
@@ -121,19 +150,37 @@ class ChannelTracer(TorchFunctionMode):
         atoms = self.members[key]
         self.set(out, dim, atoms)
 
+    def _grouped(self, name: str, groups: int, rule: LayerType, tag: Tag, out: torch.Tensor) -> None:
+        """G producers side by side: inputs and outputs each lose as many channels per group."""
+        self._member(name, "in", tag.atoms)
+        self.constraints.append(Constraint("balance", name, segments(tag.atoms, groups)))
+        dim = _dim(rule.out_dim, out)
+        key = (name, "out", None)
+        if key not in self.members:
+            atoms = self.atoms.new_space(name, out.shape[dim])
+            self._member(name, "out", atoms)
+            self.constraints.append(Constraint("balance", name, segments(atoms, groups)))
+        self.set(out, dim, self.members[key])
+
     def _pass(self, name: str, module: nn.Module, rule: LayerType, tag: Tag | None, out: torch.Tensor) -> None:
         if tag is None:
             return
         if not rule.elementwise and tag.dim != _dim(rule.in_dim, out):
-            self.atoms.pin(tag.atoms, f"layer {name} acts on another dim than the channels")
+            self.atoms.pin(tag.atoms, f"are acted on along another dim by layer {name}")
             return
         if out.shape[tag.dim] != len(tag.atoms):  # a layer type that declares the wrong flow
             self._misdeclared(name, module, rule, tag, out)
             return
+        if rule.block(module) > 1:  # GroupNorm: whole normalisation groups only
+            self.constraints.append(
+                Constraint("blocks", name, segments(tag.atoms, len(tag.atoms) // rule.block(module)))
+            )
         if any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False)):
             self._member(name, "norm", tag.atoms)  # per-channel state to cut (BN statistics, PReLU slopes)
         else:  # stateless (activation, pooling): a shared one sees different channels at each call
             self.members[(name, "pass", self.calls[name])] = tag.atoms
+            if tag.dim != _dim(rule.in_dim, out):  # an activation in a channels-last block
+                self.channel_dims[(name, self.calls[name])] = tag.dim - out.dim()
         self.set(out, tag.dim, tag.atoms)
 
     def _misdeclared(self, name: str, module: nn.Module, rule: LayerType, tag: Tag, out: torch.Tensor) -> None:
@@ -143,16 +190,15 @@ class ChannelTracer(TorchFunctionMode):
             f"{len(tag.atoms)} channels into {out.shape[tag.dim]}; its channels are left unprunable (declare "
             "flow() PRODUCER or OPAQUE)"
         )
-        reason = f"is next to layer {name}, whose layer type {rule.name!r} declares the wrong flow"
+        reason = f"meet layer {name}, whose layer type {rule.name!r} declares the wrong flow"
         self.atoms.pin(tag.atoms, reason)
         self.set(out, tag.dim, self.atoms.new_space(name, out.shape[tag.dim], reason))
 
     def _member(self, name: str, role: str, atoms: tuple[int, ...]) -> None:
         rule = self.layers[name][1]
         if not rule.can_cut(role):  # a third-party layer type without surgery: keep its channels
-            self.atoms.pin(
-                atoms, f"layer {name} ({rule.name}) cannot remove {'input' if role == 'in' else 'output'} channels"
-            )
+            side = "input" if role == "in" else "output"
+            self.atoms.pin(atoms, f"reach layer {name}, whose layer type {rule.name!r} cannot remove {side} channels")
         key = (name, role, None)
         if key in self.members:  # a shared layer called again: its channels are the same ones
             self.atoms.union_all(self.members[key], atoms)

@@ -1,7 +1,8 @@
 """Budgeted selection: which channels go in one pruning step.
 
-Channels are ranked globally by importance (lowest first). A unit — one channel, or with
-``round_to`` enough channels to keep the group's count a multiple — is taken when no layer and no
+Channels are ranked globally by importance (lowest first). A unit — one channel, or what a grouped
+layer needs to stay valid (:mod:`prunekit.graph.constraints`), or with ``round_to`` enough of
+those to keep the group's count a multiple — is taken when no layer and no
 block would lose more than its limit of its *original* parameters, and the group keeps at least
 ``min_channels``. Selection stops when the step's budget is met, the overall target is reached,
 or nothing more can be taken.
@@ -10,7 +11,6 @@ or nothing more can be taken.
 from __future__ import annotations
 
 import heapq
-import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +20,7 @@ import torch
 from ..cost.cost_model import CostModel, CostTracker
 from ..cost.counting import block_of
 from ..graph.channel_graph import ChannelGraph, Group
+from ..graph.constraints import removal_units
 
 
 @dataclass(frozen=True)
@@ -111,21 +112,22 @@ def per_cost(
 
 
 def units(group: Group, scores: torch.Tensor, limits: Limits) -> list[list[int]]:
-    """The group's removable channels in removal order, cut into units."""
-    candidates = sorted(
-        (c for c in group.prunable if math.isfinite(float(scores[c]))), key=lambda c: (float(scores[c]), c)
-    )
-    floor = max(limits.min_channels, limits.round_to or 1)
-    most = min(len(candidates), group.channels - floor)
-    size = limits.round_to or 1
+    """The group's removable channels in removal order, in units: the constraints' units (one
+    block from every cell), merged so that with ``round_to`` the group's count stays a multiple."""
+    size, floor = limits.round_to or 1, max(limits.min_channels, limits.round_to or 1)
     out: list[list[int]] = []
-    taken, remaining = 0, group.channels
-    while True:
-        step = remaining % size or size
-        if taken + step > most:
-            return out
-        out.append(candidates[taken : taken + step])
-        taken, remaining = taken + step, remaining - step
+    pending: list[int] = []
+    remaining = group.channels
+    for unit in removal_units(group, lambda c: float(scores[c])):
+        pending += unit
+        if (remaining - len(pending)) % size:
+            continue
+        if remaining - len(pending) < floor:
+            break
+        out.append(pending)
+        remaining -= len(pending)
+        pending = []
+    return out
 
 
 def select(

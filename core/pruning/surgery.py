@@ -14,9 +14,11 @@ from torch import nn
 
 from ..errors import PruneError
 from ..graph.channel_graph import ChannelGraph, trace
+from ..graph.constraints import violation
 from ..graph.recording import ForwardError, record, tensor_sizes
 from ..plugin_manager import Manager
-from .plan import Plan
+from .deviation import outputs, relative_change
+from .plan import Plan, cut_tensor
 
 
 def channel_indices(layer: str, indices: Any) -> list[int]:
@@ -65,35 +67,50 @@ def removal_for(graph: ChannelGraph, request: Mapping[str, Iterable[int]]) -> di
 def _check(graph: ChannelGraph, removal: Mapping[int, set[int]]) -> None:
     for gid, chans in removal.items():
         group = graph.groups[gid]
+        layers = ", ".join(group.producers) or "this group"
         for ch in sorted(chans):
             if ch in group.pinned:
-                layers = ", ".join(group.producers) or "?"
-                raise PruneError(f"channel {ch} of {layers} cannot be removed: it {'; '.join(group.pinned[ch])}")
+                reasons = "; they ".join(group.pinned[ch])
+                raise PruneError(f"channel {ch} of {layers} cannot be removed: these channels {reasons}")
         if not group.prunable:
-            raise PruneError(f"the channels of {', '.join(group.producers) or 'this group'} cannot be pruned")
+            raise PruneError(f"the channels of {layers} cannot be pruned: no layer produces them")
         if len(set(chans)) >= group.channels:
-            raise PruneError(f"removing every channel of {', '.join(group.producers)} would disconnect the model")
+            raise PruneError(f"removing every channel of {layers} would disconnect the model")
+        broken = violation(group, chans)
+        if broken:
+            raise PruneError(f"channels {sorted(chans)} of {layers} cannot be removed together: {broken}")
 
 
 def kept_channels(graph: ChannelGraph, removal: Mapping[int, Iterable[int]]) -> dict[tuple[str, str], list[int]]:
-    """For every layer side that changes, the local channels it keeps (``in`` or ``out``)."""
+    """For every layer side that changes, the local channels it keeps (``in`` or ``out``; ``tensor``
+    for a parameter or buffer outside layers)."""
     dropped: dict[tuple[str, str], set[int]] = defaultdict(set)
     for gid, channels in removal.items():
         gone = set(channels)
         for member in graph.groups[gid].members:
             if member.role == "pass":
                 continue
-            role = "in" if member.role == "in" else "out"
+            role = member.role if member.role in ("in", "tensor") else "out"
             dropped[(member.layer, role)].update(i for i, c in zip(member.local, member.channel) if c in gone)
     keep = {}
     for (layer, role), gone in dropped.items():
         if not gone:
             continue
-        kept = [i for i in range(graph.layers[layer].channels(role)) if i not in gone]
+        kept = [i for i in range(_size(graph, layer, role)) if i not in gone]
         if not kept:
             raise PruneError(f"removing these channels would leave layer {layer!r} without {role}put channels")
         keep[(layer, role)] = kept
     return keep
+
+
+def _outputs_first(item: tuple[tuple[str, str], list[int]]) -> bool:
+    """A grouped conv's inputs are cut after its outputs: with one input left per group it looks
+    depthwise, and its outputs must be cut as a grouped conv's."""
+    return item[0][1] == "in"
+
+
+def _size(graph: ChannelGraph, layer: str, role: str) -> int:
+    return graph.tensors[layer] if role == "tensor" else graph.layers[layer].channels(role)
 
 
 def remove(model: nn.Module, graph: ChannelGraph, removal: Mapping[int, Iterable[int]]) -> Plan:
@@ -111,18 +128,28 @@ def remove(model: nn.Module, graph: ChannelGraph, removal: Mapping[int, Iterable
     plan = Plan()
     for (layer, role), kept in keep.items():
         plan.keep.setdefault(layer, {})[role] = kept
-        plan.sizes.setdefault(layer, {})[role] = graph.layers[layer].channels(role)
-    saved = {layer: Snapshot.of(graph.layers[layer].module) for layer, _ in keep}
+        plan.sizes.setdefault(layer, {})[role] = _size(graph, layer, role)
+    before = outputs(model, graph.example) if graph.approximated else None
+    owners = [
+        model.get_submodule(layer.rpartition(".")[0]) if role == "tensor" else graph.layers[layer].module
+        for layer, role in keep
+    ]
+    saved = [Snapshot.of(module) for module in {id(m): m for m in owners}.values()]
     try:
-        for (layer, role), kept in keep.items():
-            node = graph.layers[layer]
-            cut = node.layer_type.prune_in if role == "in" else node.layer_type.prune_out
-            cut(node.module, torch.tensor(kept, dtype=torch.long))
-        _still_runs(model, graph, {graph.layers[layer].layer_type.name for layer, _ in keep})
+        for (layer, role), kept in sorted(keep.items(), key=_outputs_first):
+            index = torch.tensor(kept, dtype=torch.long)
+            if role == "tensor":
+                cut_tensor(model, layer, index)
+            else:
+                node = graph.layers[layer]
+                (node.layer_type.prune_in if role == "in" else node.layer_type.prune_out)(node.module, index)
+        _still_runs(model, graph, {graph.layers[layer].layer_type.name for layer, role in keep if role != "tensor"})
     except BaseException:
-        for snapshot in saved.values():
+        for snapshot in saved:
             snapshot.restore()
         raise
+    if before is not None:
+        plan.deviation = relative_change(before, outputs(model, graph.example))
     return plan
 
 
@@ -174,13 +201,18 @@ def prune(
     request: Mapping[str, Iterable[int]],
     protected: Iterable[str] = (),
     plugins: Manager | None = None,
+    approximate: Iterable[str] = (),
 ) -> Plan:
     """Remove output channels ``{layer name: [indices]}`` physically, in place.
 
     Naming any member of a coupled group prunes the whole group (the producers it is added to,
     the norms that follow, every consumer's matching inputs at their offsets in each ``cat``).
     Raises :class:`PruneError`, leaving the model untouched, for unknown or protected layers,
-    out-of-range indices, or a removal that would leave a layer without channels.
+    out-of-range indices, a removal that would leave a layer without channels, or one a grouped
+    layer cannot take (a grouped convolution loses as many channels from each of its groups;
+    GroupNorm loses whole groups) — the request is refused, never rounded. ``approximate`` allows
+    approximate cuts (``["layer_norm"]``); the plan's ``deviation`` then says how much the cut
+    changed the output on ``example_input``.
     """
-    graph = trace(model, example_input, protected=protected, plugins=plugins)
+    graph = trace(model, example_input, protected=protected, plugins=plugins, approximate=approximate)
     return remove(model, graph, removal_for(graph, request))

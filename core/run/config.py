@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from ..errors import ConfigError, PluginError, suggest
+from ..graph.channel_graph import approximations
 from ..graph.rules import resolve_overrides
 from ..plugin_manager import Manager, for_settings
 from ..pruning.selection import ELEMENT_MACS
@@ -124,6 +125,11 @@ class PruningConfig:
     )
     max_steps: int = field(100, min=1)
     protected: list[str] = field([], doc="layers never pruned, besides the traversal's")
+    approximate: list[str] = field(
+        [],
+        doc="approximate cuts allowed, e.g. [layer_norm]: layers no cut is exact for (LayerNorm over channels) "
+        "are cut too, and each step records how much the cut changed the output",
+    )
 
 
 @dataclass
@@ -238,6 +244,10 @@ def check_names(config: Config, plugins: Manager) -> None:
             raise PluginError(f"{path}: {exc}") from None
         plugins.arguments(kind, name, args, path if kind == "logger" else f"{path}.args")
     resolve_overrides(config.cost.overrides)
+    known = approximations(plugins)
+    for name in config.pruning.approximate:
+        if name not in known:
+            raise ConfigError(f"pruning.approximate: unknown approximation {name!r}; {suggest(name, known)}")
     for name in criterion.args:
         if name not in criterion.weights:
             raise ConfigError(

@@ -128,7 +128,7 @@ class Pruner:
             teacher = self._baseline(plugins, trainer, device, resume)
             example = self._example(data)
             original = count(teacher, example, cfg.cost.overrides, cfg.cost.include or None, plugins=plugins)
-            graph = trace(teacher, example, cfg.pruning.protected, cfg.cost.overrides, plugins=plugins)
+            graph = self._trace_with(plugins, teacher, example)
             traversal = traversal_of(teacher, plugins, example)
             for p in teacher.parameters():
                 p.requires_grad_(False)
@@ -200,8 +200,13 @@ class Pruner:
         return count(model, state.example, cost.overrides, cost.include or None, plugins=state.plugins)
 
     def _trace(self, state: RunState, model: nn.Module) -> ChannelGraph:
-        cfg = self.config
-        return trace(model, state.example, cfg.pruning.protected, cfg.cost.overrides, plugins=state.plugins)
+        return self._trace_with(state.plugins, model, state.example)
+
+    def _trace_with(self, plugins: Manager, model: nn.Module, example: Any) -> ChannelGraph:
+        p = self.config.pruning
+        return trace(
+            model, example, p.protected, self.config.cost.overrides, plugins=plugins, approximate=p.approximate
+        )
 
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self, state: RunState) -> None:
@@ -214,7 +219,8 @@ class Pruner:
             if not selection.removal:
                 state.log.record({"event": "stop", "step": step, "message": _stop_message(selection)})
                 break
-            state.plan = state.plan.then(remove(state.model, graph, selection.removal))
+            cut = remove(state.model, graph, selection.removal)
+            state.plan = state.plan.then(cut)
             state.model.to(state.device)
             current = self._count(state, state.model)
             metrics = self._retrain_and_evaluate(state, step)
@@ -229,6 +235,7 @@ class Pruner:
                 len(selection.at_limit),
                 time.perf_counter() - began,
                 metrics,
+                cut.deviation,
             )
             state.steps.append(record)
             self._check_ranks_agree(state, record)

@@ -33,9 +33,13 @@ class Step:
     at_limit: int
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
+    #: with approximate cuts allowed: how much the step's cut changed the output on the example
+    #: input (‖after − before‖ / ‖before‖), before retraining
+    deviation: float | None = None
 
     def record(self) -> dict[str, Any]:
-        return {"event": "step", **{k: v for k, v in self.__dict__.items() if k != "metrics"}, **self.metrics}
+        fields = {k: v for k, v in self.__dict__.items() if k != "metrics" and v is not None}
+        return {"event": "step", **fields, **self.metrics}
 
 
 @dataclass

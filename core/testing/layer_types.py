@@ -30,7 +30,12 @@ def check_layer_type(layer_type: LayerType, module: nn.Module, example_input: to
     rng = random.Random(seed)
     flow = layer_type.flow(module)
     # a producer's inputs and outputs are cut apart; a channel-wise or depthwise layer's together, by prune_out
-    roles = {Flow.PRODUCER: ("out", "in"), Flow.CHANNELWISE: ("out",), Flow.DEPTHWISE: ("out",)}.get(flow, ())
+    roles = {
+        Flow.PRODUCER: ("out", "in"),
+        Flow.GROUPED: ("out", "in"),
+        Flow.CHANNELWISE: ("out",),
+        Flow.DEPTHWISE: ("out",),
+    }.get(flow, ())
     for role in roles:
         if not layer_type.can_cut(role):
             require(
@@ -91,18 +96,24 @@ def _random_cut(
 ) -> tuple[list[int] | None, list[int]]:
     """(input channels kept, output channels kept) of a random cut of ``role``."""
     flow = layer_type.flow(module)
+    groups = layer_type.groups(module) if flow is Flow.GROUPED else 1  # as many kept in every group
     if role == "in":
-        return _subset(shape.in_channels, rng), list(range(shape.out_channels))
-    if flow is Flow.PRODUCER:
-        return None, _subset(shape.out_channels, rng)
+        return _subset(shape.in_channels, rng, groups), list(range(shape.out_channels))
+    if flow in (Flow.PRODUCER, Flow.GROUPED):
+        return None, _subset(shape.out_channels, rng, groups)
     per = shape.out_channels // shape.in_channels if flow is Flow.DEPTHWISE else 1
-    keep_in = _subset(shape.in_channels, rng)  # channel-wise and depthwise cut their inputs with their outputs
+    block = layer_type.block(module)  # GroupNorm: whole normalisation groups
+    kept_blocks = _subset(shape.in_channels // block, rng)
+    keep_in = [b * block + i for b in kept_blocks for i in range(block)]  # cut with the outputs
     return keep_in, [c * per + r for c in keep_in for r in range(per)]
 
 
-def _subset(n: int, rng: random.Random) -> list[int]:
-    require(n >= 2, f"a cut needs at least 2 channels, the example has {n}")
-    return sorted(rng.sample(range(n), rng.randint(1, n - 1)))
+def _subset(n: int, rng: random.Random, groups: int = 1) -> list[int]:
+    """A random proper subset of ``range(n)``: the same number from each of ``groups`` equal parts."""
+    per = n // groups
+    require(per >= 2, f"a cut needs at least 2 channels per group, the example has {per}")
+    k = rng.randint(1, per - 1)
+    return sorted(g * per + c for g in range(groups) for c in rng.sample(range(per), k))
 
 
 def _check_cut(

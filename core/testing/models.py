@@ -13,6 +13,7 @@ from torch import nn
 from ..cost.cost_model import CostModel
 from ..cost.counting import count
 from ..graph.channel_graph import ChannelGraph, trace
+from ..graph.constraints import sample
 from ..plugin_manager import Manager
 from ..pruning.surgery import remove
 from .contract import close_enough, require
@@ -26,17 +27,14 @@ def check_model(
     plugins: Manager | None = None,
     rtol: float = 1e-4,
 ) -> dict[int, set[int]]:
-    """Trace ``model``, remove a random ``fraction`` of every prunable group, and compare the pruned
+    """Trace ``model``, remove a random ``fraction`` of every prunable group (in units its grouped
+    layers allow), and compare the pruned
     model with the unpruned one whose removed channels are zeroed at the output of every layer
     that carries them; the cost model's prediction must equal a recount. Returns the removal."""
     model = copy.deepcopy(model).eval()
     graph = trace(model, example_input, plugins=plugins)
     rng = random.Random(seed)
-    removal = {
-        g.id: set(rng.sample(g.prunable, k))
-        for g in graph.groups
-        if (k := min(int(len(g.prunable) * fraction) or 1, g.channels - 1, len(g.prunable))) > 0
-    }
+    removal = {g.id: chosen for g in graph.groups if (chosen := sample(g, fraction, rng))}
     require(bool(removal), "the model has no prunable channels")
     with torch.no_grad(), _zeroed(model, graph, removal):
         reference = _outputs(model(*_args(example_input)))
@@ -63,11 +61,11 @@ class _zeroed:
         modules = dict(model.named_modules())
         for gid, channels in removal.items():
             for member in graph.groups[gid].members:
-                if member.role == "in":
+                if member.role in ("in", "tensor"):  # a layer scale multiplies channels zeroed before it
                     continue
                 local = [i for i, c in zip(member.local, member.channel) if c in channels]
                 node = graph.layers[member.layer]
-                hook = self._hook(local, node.rule.out_dim, member.call)
+                hook = self._hook(local, node.channel_dims.get(member.call or 0, node.rule.out_dim), member.call)
                 self.handles.append(modules[member.layer].register_forward_hook(hook))
 
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from ..graph.channel_graph import ChannelGraph, trace
+from ..graph.constraints import sample
 from ..graph.recording import eval_mode
 from ..plugin_manager import Manager
 from ..pruning.calibration import calibrate
@@ -121,7 +123,8 @@ def _narrower(model: nn.Module, x: torch.Tensor) -> nn.Module:
     """The same model with a quarter of its channels pruned away."""
     narrow = copy.deepcopy(model).train()
     check = trace(narrow, x)
-    removal = {g.id: set(g.prunable[: len(g.prunable) // 4 or 1]) for g in check.groups if len(g.prunable) > 1}
+    rng = random.Random(0)
+    removal = {g.id: chosen for g in check.groups if len(g.prunable) > 1 and (chosen := sample(g, 0.25, rng))}
     remove(narrow, check, removal)
     return narrow
 
