@@ -2,6 +2,7 @@
 
 import copy
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,10 @@ import pytest
 
 pytest_plugins = ["prunekit.testing"]  # the plugin_manager fixture, as plugin authors get it
 
-# Hermetic: other installed prunekit plugins (the template, say) do not load into these tests.
+# Hermetic: other installed prunekit plugins (the template, say) do not load into these tests,
+# and latency tables are cached in a folder of this session, not the user's cache.
 os.environ["PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+os.environ["PRUNEKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="prunekit-test-cache-")
 
 IPAD_MIX = {"weight_norm": 0.5, "activation_deviation": 0.5}
 

@@ -17,6 +17,7 @@ from ..graph.channel_graph import ChannelGraph, LayerNode
 from ..graph.rules import channels
 from ..layer_type import LayerShape
 from .counting import parse_include
+from .latency_table import LatencyTable
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Cost:
     macs: int
     params: int
     elements: int = 0  # activation elements read and written, all calls: the memory traffic
+    seconds: float = 0.0  # the latency table's time of the layers (0 without a table)
 
 
 def _shrunk(size: tuple[int, ...], dim: int, by: int) -> tuple[int, ...]:
@@ -36,10 +38,15 @@ def _shrunk(size: tuple[int, ...], dim: int, by: int) -> tuple[int, ...]:
 class CostModel:
     """MACs and parameters of a traced model and of any removal of its group channels."""
 
-    def __init__(self, graph: ChannelGraph, include: str | Iterable[str] | None = None) -> None:
-        """``include``: the optional cost kinds counted as MACs, as in :func:`prunekit.count`."""
+    def __init__(
+        self, graph: ChannelGraph, include: str | Iterable[str] | None = None, latency: LatencyTable | None = None
+    ) -> None:
+        """``include``: the optional cost kinds counted as MACs, as in :func:`prunekit.count`;
+        ``latency``: a measured table of the model's layers (built on the original model), which
+        makes every cost carry the layers' predicted seconds."""
         self.graph = graph
         self.include = parse_include(include)
+        self.latency = latency
         self.effects: dict[tuple[int, int], list[tuple[str, str, int | None, int]]] = {}
         for group in graph.groups:
             counts: dict[int, Counter] = defaultdict(Counter)
@@ -52,6 +59,7 @@ class CostModel:
         self.macs = sum(c.macs for c in self.base.values())
         self.params = graph.params
         self.elements = sum(c.elements for c in self.base.values())
+        self.seconds = sum(c.seconds for c in self.base.values())
 
     def cost_of(self, name: str, shrink: dict[int | None, list[int]]) -> Cost:
         """The cost of layer ``name``, or of a per-channel tensor outside layers (a layer scale:
@@ -64,7 +72,7 @@ class CostModel:
         """The layer's MACs (all calls) and parameters with fewer channels: ``shrink[call]`` is
         ``[inputs, outputs]`` lost at that call, ``shrink[None]`` at every call."""
         rule = node.rule
-        macs, elements, params = 0, 0, None
+        macs, elements, params, seconds = 0, 0, None, 0.0
         every = shrink.get(None, (0, 0))
         for i, call in enumerate(node.calls):
             at = shrink.get(i, (0, 0))
@@ -79,9 +87,11 @@ class CostModel:
             if rule.kind in self.include:
                 macs += rule.macs(node.module, shape)
             elements += math.prod(shape.input) + math.prod(shape.output)
+            if self.latency is not None:
+                seconds += self.latency.layer_seconds(node, i, shape.in_channels, shape.out_channels)
             if params is None:
                 params = rule.params(node.module, shape)
-        return Cost(macs, params or 0, elements)
+        return Cost(macs, params or 0, elements, seconds)
 
     def deltas(self, removal: Mapping[int, Iterable[int]]) -> dict[str, dict[int | None, list[int]]]:
         """Channels each layer loses: name -> {call (None: every call) -> [inputs, outputs]}."""
@@ -107,19 +117,25 @@ class CostModel:
 
     def predict(self, removal: Mapping[int, Iterable[int]]) -> Cost:
         """Total MACs, parameters and activation elements after removing ``{group id: channels}``."""
-        macs, params, elements = self.macs, self.params, self.elements
+        macs, params, elements, seconds = self.macs, self.params, self.elements, self.seconds
         for layer, shrink in self.deltas(removal).items():
             if layer in self.base:
                 before, after = self.base[layer], self.cost_of(layer, shrink)
                 macs -= before.macs - after.macs
                 params -= before.params - after.params
                 elements -= before.elements - after.elements
-        return Cost(macs, params, elements)
+                seconds -= before.seconds - after.seconds
+        return Cost(macs, params, elements, seconds)
 
     def marginal(self, group: int, channel: int) -> Cost:
         """What removing this one channel saves."""
         after = self.predict({group: [channel]})
-        return Cost(self.macs - after.macs, self.params - after.params, self.elements - after.elements)
+        return Cost(
+            self.macs - after.macs,
+            self.params - after.params,
+            self.elements - after.elements,
+            self.seconds - after.seconds,
+        )
 
 
 class CostTracker:
@@ -129,7 +145,7 @@ class CostTracker:
         self.model = model
         self.shrink: dict[str, dict[int | None, list[int]]] = {}
         self.layer: dict[str, Cost] = dict(model.base)
-        self.macs, self.params = model.macs, model.params
+        self.macs, self.params, self.seconds = model.macs, model.params, model.seconds
 
     def preview(self, group: int, channels: Iterable[int]) -> dict[str, tuple[dict, Cost]]:
         """New per-layer shrinkage and cost if ``channels`` of ``group`` went too."""
@@ -149,4 +165,5 @@ class CostTracker:
         for layer, (merged, cost) in preview.items():
             self.macs += cost.macs - self.layer[layer].macs
             self.params += cost.params - self.layer[layer].params
+            self.seconds += cost.seconds - self.layer[layer].seconds
             self.shrink[layer], self.layer[layer] = merged, cost

@@ -29,17 +29,21 @@ class Limits:
     block_percent: float = 100.0
     min_channels: int = 1
     round_to: int | None = None
+    #: counts below ``round_to`` are free (any count >= min_channels): a latency budget's alignment,
+    #: where fewer channels than one multiple run smoothly faster
+    free_below: bool = False
 
 
 @dataclass(frozen=True)
 class Budget:
-    """Remove ``amount`` of ``kind`` (macs, params or filters) this step, never going below the
-    floors (the overall target)."""
+    """Remove ``amount`` of ``kind`` (macs, params, filters, or latency: seconds of the latency
+    table) this step, never going below the floors (the overall target)."""
 
     kind: str
     amount: float
     floor_macs: float = 0.0
     floor_params: float = 0.0
+    floor_seconds: float = 0.0  # kind ``latency``: the layers' seconds in the latency table
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Selection:
     filters: int = 0
     at_limit: set[str] = field(default_factory=set)
     exhausted: bool = False  # stopped because nothing more could be taken
+    seconds: float = 0.0  # the layers' seconds in the latency table after the removal (0 without one)
 
 
 @dataclass(frozen=True)
@@ -88,10 +93,11 @@ def per_cost(
 
     Ranking by this ratio is the greedy solution of the knapsack "remove the budget, lose the least
     importance" (resource-aware pruning, e.g. HALP, Shen et al. 2022). ``measure`` is ``macs``,
-    ``params`` or ``latency``: a roofline-style estimate, MACs plus ``element_macs`` per activation
-    element every layer reads and writes, so that thin high-resolution layers — memory-bound —
-    are seen to cost more than their MACs. Channels with the same members save the same, so each
-    distinct footprint is costed once.
+    ``params`` or ``latency``: the seconds a measured latency table predicts when ``cost`` has
+    one (:mod:`prunekit.cost.latency_table`), else a roofline-style estimate, MACs plus
+    ``element_macs`` per activation element every layer reads and writes, so that thin
+    high-resolution layers — memory-bound — are seen to cost more than their MACs. Channels with
+    the same members save the same, so each distinct footprint is costed once.
     """
     saved: dict[tuple, float] = {}
     out = {}
@@ -101,11 +107,12 @@ def per_cost(
             footprint = tuple(cost.effects.get((gid, ch), ()))
             if footprint not in saved:
                 saving = cost.marginal(gid, ch)
-                saved[footprint] = (
-                    saving.macs + element_macs * saving.elements
-                    if measure == "latency"
-                    else float(getattr(saving, measure))
-                )
+                if measure == "latency" and cost.latency is not None:
+                    saved[footprint] = saving.seconds * 1e6  # microseconds: the floor below is 1 µs
+                elif measure == "latency":
+                    saved[footprint] = saving.macs + element_macs * saving.elements
+                else:
+                    saved[footprint] = float(getattr(saving, measure))
             ratios[ch] = values[ch] / max(saved[footprint], 1.0)
         out[gid] = ratios
     return out
@@ -114,13 +121,15 @@ def per_cost(
 def units(group: Group, scores: torch.Tensor, limits: Limits) -> list[list[int]]:
     """The group's removable channels in removal order, in units: the constraints' units (one
     block from every cell), merged so that with ``round_to`` the group's count stays a multiple."""
-    size, floor = limits.round_to or 1, max(limits.min_channels, limits.round_to or 1)
+    size = limits.round_to or 1
+    floor = limits.min_channels if limits.free_below else max(limits.min_channels, size)
     out: list[list[int]] = []
     pending: list[int] = []
     remaining = group.channels
     for unit in removal_units(group, lambda c: float(scores[c])):
         pending += unit
-        if (remaining - len(pending)) % size:
+        left = remaining - len(pending)
+        if left % size and not (limits.free_below and left < size):
             continue
         if remaining - len(pending) < floor:
             break
@@ -152,10 +161,20 @@ def select(
     chosen: dict[int, list[int]] = defaultdict(list)
     at_limit: set[str] = set()
     start_macs, start_params, filters = tracker.macs, tracker.params, 0
+    start_seconds = tracker.seconds
     while queue:
-        if tracker.macs <= budget.floor_macs or tracker.params <= budget.floor_params:
+        if (
+            tracker.macs <= budget.floor_macs
+            or tracker.params <= budget.floor_params
+            or (budget.floor_seconds and tracker.seconds <= budget.floor_seconds)
+        ):
             break
-        removed = {"macs": start_macs - tracker.macs, "params": start_params - tracker.params, "filters": filters}
+        removed = {
+            "macs": start_macs - tracker.macs,
+            "params": start_params - tracker.params,
+            "filters": filters,
+            "latency": start_seconds - tracker.seconds,
+        }
         if removed[budget.kind] >= budget.amount:
             break
         _, gid, unit = heapq.heappop(queue)
@@ -177,6 +196,7 @@ def select(
         filters,
         at_limit,
         exhausted=not queue,
+        seconds=tracker.seconds,
     )
 
 

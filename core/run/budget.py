@@ -15,16 +15,26 @@ def targets(cfg: PruningConfig, original: CostReport) -> tuple[float, float]:
     return max(floor_macs, cfg.min_macs or 0), max(floor_params, cfg.min_params or 0)
 
 
-def done(cfg: PruningConfig, original: CostReport, now: CostReport) -> bool:
-    floor_macs, floor_params = targets(cfg, original)
-    return now.macs <= floor_macs or now.params <= floor_params
+def target_speedup(cfg: PruningConfig) -> float:
+    """Resource latency: the measured speed-up the run stops at."""
+    return cfg.target_speedup or 1.0 / (1.0 - cfg.prune_away_percent / 100.0)
 
 
-def step_budget(cfg: PruningConfig, original: CostReport) -> Budget:
-    """What one step removes, never going below the run's floors."""
+def done(cfg: PruningConfig, original: CostReport, now: CostReport, speedup: float | None = None) -> bool:
+    """Resource latency: the last measured ``speedup`` reached the target; else a floor is reached."""
     floor_macs, floor_params = targets(cfg, original)
+    if now.macs <= floor_macs or now.params <= floor_params:
+        return True
+    return cfg.resource == "latency" and speedup is not None and speedup >= target_speedup(cfg) * (1 - 1e-9)
+
+
+def step_budget(cfg: PruningConfig, original: CostReport, latency: tuple[float, float] | None = None) -> Budget:
+    """What one step removes, never going below the run's floors. ``latency``: (the original
+    layers' seconds in the latency table, the floor of those seconds for this step)."""
+    floor_macs, floor_params = targets(cfg, original)
+    seconds, floor_seconds = latency or (0.0, 0.0)
     step = cfg.step
     if step.kind == "percent":
-        total = original.macs if cfg.resource == "macs" else original.params
-        return Budget(cfg.resource, step.amount / 100.0 * total, floor_macs, floor_params)
-    return Budget(step.kind, step.amount, floor_macs, floor_params)
+        total = {"macs": original.macs, "params": original.params, "latency": seconds}[cfg.resource]
+        return Budget(cfg.resource, step.amount / 100.0 * total, floor_macs, floor_params, floor_seconds)
+    return Budget(step.kind, step.amount, floor_macs, floor_params, floor_seconds)

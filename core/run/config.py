@@ -107,10 +107,16 @@ class StepConfig:
 @dataclass
 class PruningConfig:
     preset: str | None = field("default", doc="registered preset whose settings the config overrides")
-    resource: Literal["macs", "params"] = field("macs", doc="what the budget counts")
+    resource: Literal["macs", "params", "latency"] = field(
+        "macs", doc="what the budget counts; latency: measured on the run's device, with a latency table"
+    )
     prune_away_percent: float = field(
         50.0, min=0, max=100, open_min=True, doc="stop when this percent of the resource is gone"
     )
+    target_speedup: float | None = field(
+        None, min=1, open_min=True, doc="resource latency: stop at this measured speed-up (instead of the percent)"
+    )
+    latency_repeats: int = field(10, min=1, doc="forwards measured (median) for each latency measurement")
     min_macs: int | None = field(None, min=0, doc="also stop at this many MACs")
     min_params: int | None = field(None, min=0, doc="also stop at this many parameters")
     step: StepConfig = field(StepConfig(percent=10.0))
@@ -125,11 +131,16 @@ class PruningConfig:
     )
     max_steps: int = field(100, min=1)
     protected: list[str] = field([], doc="layers never pruned, besides the traversal's")
+
     approximate: list[str] = field(
         [],
         doc="approximate cuts allowed, e.g. [layer_norm]: layers no cut is exact for (LayerNorm over channels) "
         "are cut too, and each step records how much the cut changed the output",
     )
+
+    def check(self, path: str) -> None:
+        if self.target_speedup is not None and self.resource != "latency":
+            raise ConfigError(f"{path}.target_speedup: needs resource: latency (the resource is {self.resource})")
 
 
 @dataclass

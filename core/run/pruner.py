@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..cost.cost_model import CostModel
 from ..cost.counting import CostReport, count
@@ -34,12 +35,13 @@ from ..training import distributed
 from ..training.data import TrainingData
 from ..training.seeds import seed_everything, step_seed
 from ..training.trainer import Teacher, Trainer
-from . import budget, checkpoints, run_dir
+from . import budget, checkpoints, latency_budget, run_dir
 from .atomic_files import atomic_write_json
 from .components import Objects, build_criteria, build_loggers, check
 from .config import Config
 from .config import load as load_config
 from .export import export
+from .latency_budget import LatencyBudget
 from .report import kept_channels, write_report
 from .run_log import Console, RunLog
 from .state import Result, RunState, Step
@@ -149,6 +151,7 @@ class Pruner:
                 trainer,
                 Teacher(teacher, traversal.taps),
                 model=self._student(teacher, device),
+                latency=self._latency_budget(plugins, teacher, graph, device),
             )
             if last is None:
                 log.notify("run_started", run=state)
@@ -158,6 +161,18 @@ class Pruner:
         except BaseException:
             log.close()
             raise
+
+    def _latency_budget(
+        self, plugins: Manager, teacher: nn.Module, graph: ChannelGraph, device: torch.device
+    ) -> LatencyBudget | None:
+        """With a latency budget or ranking: the teacher's latency table, measured or cached."""
+        p = self.config.pruning
+        if p.resource != "latency" and p.criterion.per_cost != "latency":
+            return None
+        bar = (lambda calls: tqdm(list(calls), desc="latency table", leave=False)) if self.progress else None
+        return latency_budget.prepare(
+            p, teacher, graph, lambda m: self._trace_with(plugins, m, graph.example), device, bar
+        )
 
     def _example(self, data: TrainingData) -> torch.Tensor:
         if self.objects.example_input is not None:
@@ -213,7 +228,9 @@ class Pruner:
         cfg = self.config.pruning
         current = self._count(state, state.model)
         step = state.start_step
-        while step <= cfg.max_steps and not budget.done(cfg, state.original, current):
+        if state.latency is not None and state.steps:  # resumed: where the student stands now
+            state.measured = state.latency.measured(state.teacher, state.model)
+        while step <= cfg.max_steps and not budget.done(cfg, state.original, current, state.speedup()):
             began = time.perf_counter()
             graph, selection = self._select(state, step)
             if not selection.removal:
@@ -223,6 +240,9 @@ class Pruner:
             state.plan = state.plan.then(cut)
             state.model.to(state.device)
             current = self._count(state, state.model)
+            if state.latency is not None:
+                state.predicted = state.latency.table.network_seconds(selection.seconds)
+                state.measured = state.latency.measured(state.teacher, state.model)
             metrics = self._retrain_and_evaluate(state, step)
             original = state.original
             record = Step(
@@ -236,6 +256,7 @@ class Pruner:
                 time.perf_counter() - began,
                 metrics,
                 cut.deviation,
+                *state.latency_fields(),
             )
             state.steps.append(record)
             self._check_ranks_agree(state, record)
@@ -269,12 +290,17 @@ class Pruner:
                     criterion.all_reduce(distributed.all_reduce_sum)
         if not distributed.is_main():  # rank 0 selects; everyone cuts the same channels
             return graph, distributed.broadcast(None)
-        cost = CostModel(graph, self.config.cost.include or None)
+        table = state.latency.table if state.latency else None
+        cost = CostModel(graph, self.config.cost.include or None, table)
         scores = group_scores(graph, criteria, p.criterion.normalize, p.criterion.reduce)
-        if p.criterion.per_cost != "none":
-            scores = per_cost(scores, cost, p.criterion.per_cost, p.criterion.element_macs)
-        limits = Limits(p.layer_limit_percent, p.block_limit_percent, p.min_channels, p.round_to)
-        selection = select(graph, scores, cost, state.reference, limits, budget.step_budget(p, state.original))
+        ranking = "latency" if p.resource == "latency" and p.criterion.per_cost == "none" else p.criterion.per_cost
+        if ranking != "none":  # a latency budget always ranks by importance per latency saved
+            scores = per_cost(scores, cost, ranking, p.criterion.element_macs)
+        aligned = table is not None and p.resource == "latency" and p.round_to is None  # the device's multiple
+        round_to = table.align if table is not None and aligned else p.round_to
+        limits = Limits(p.layer_limit_percent, p.block_limit_percent, p.min_channels, round_to, free_below=aligned)
+        step_budget = budget.step_budget(p, state.original, state.latency_floor(p, cost))
+        selection = select(graph, scores, cost, state.reference, limits, step_budget)
         return graph, distributed.broadcast(selection)
 
     def _retrain_and_evaluate(self, state: RunState, step: int) -> dict[str, float]:

@@ -90,6 +90,17 @@ def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+#: per step, with a latency table: measured time, measured and predicted speed-up
+LATENCY_COLUMNS = ("latency ms", "speed-up", "predicted")
+
+
+def _latency_cells(step: dict[str, Any]) -> list[str]:
+    def cell(key: str, form: str) -> str:
+        return form.format(step[key]) if step.get(key) is not None else "-"
+
+    return [cell("latency_ms", "{:.1f}"), cell("speedup", "{:.2f}×"), cell("predicted_speedup", "{:.2f}×")]
+
+
 def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The run's summary and its step records."""
     return read_json(Path(run_dir) / "summary.json", "run summary (is the run finished?)"), read_steps(run_dir)
@@ -106,13 +117,14 @@ def write_report(run_dir: Path, plots: bool | None = None, plugins: Manager | No
         have_plots = plot(run_dir, summary, steps, metric, label, plots is True) if plots is not False else False
     table = _markdown_table(["", "baseline", "pruned", "change"], summary_rows(summary, task))
     parts = [f"# prunekit run `{run_dir}`", "", table]
+    timed = any("latency_ms" in s for s in steps)
     if steps:
         parts += [
             "",
             "## Pruning steps",
             "",
             _markdown_table(
-                ["step", "MACs %", "params %", "removed", "at limit", label or "metric"],
+                ["step", "MACs %", "params %", "removed", "at limit", label or "metric", *LATENCY_COLUMNS[: timed * 3]],
                 [
                     [
                         str(s["step"]),
@@ -121,6 +133,7 @@ def write_report(run_dir: Path, plots: bool | None = None, plugins: Manager | No
                         str(s["removed"]),
                         str(s["at_limit"]),
                         f"{s[metric]:.4f}" if metric in s else "-",
+                        *_latency_cells(s)[: timed * 3],
                     ]
                     for s in steps
                 ],

@@ -33,9 +33,15 @@ class Console:
             if not self.header_done:
                 tqdm.write(" ".join(f"{c.format(metric=self.label):>9}" for c in STEP_COLUMNS))
                 self.header_done = True
+            timed = (
+                f"  {record['latency_ms']:.1f} ms, {record['speedup']:.2f}× faster "
+                f"(predicted {record['predicted_speedup']:.2f}×)"
+                if record.get("predicted_speedup") is not None
+                else ""
+            )
             tqdm.write(
                 f"{record['step']:>9} {record['macs_percent']:>9.2f} {record['params_percent']:>9.2f} "
-                f"{record['removed']:>9} {record['at_limit']:>9} {value:>9} {record['seconds']:>8.1f}s"
+                f"{record['removed']:>9} {record['at_limit']:>9} {value:>9} {record['seconds']:>8.1f}s{timed}"
             )
         elif event == "epoch":
             extra = f"  val {self.label} {value}" if self.metric in record else ""

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..cost.cost_model import CostModel
 from ..cost.counting import CostReport
 from ..plugin_manager import Manager
 from ..protocols import Task
@@ -16,7 +17,8 @@ from ..pruning.plan import Plan
 from ..pruning.selection import Reference
 from ..training.data import TrainingData
 from ..training.trainer import Teacher, Trainer
-from .config import Config
+from .config import Config, PruningConfig
+from .latency_budget import LatencyBudget
 from .run_log import RunLog
 
 
@@ -36,6 +38,12 @@ class Step:
     #: with approximate cuts allowed: how much the step's cut changed the output on the example
     #: input (‖after − before‖ / ‖before‖), before retraining
     deviation: float | None = None
+    #: with a latency table: the student's measured milliseconds per forward (batch 1, on the
+    #: run's device), its speed-up over the teacher measured in turns, and the table's prediction
+    #: of that speed-up (a ratio, which the machine's changing load does not move)
+    latency_ms: float | None = None
+    speedup: float | None = None
+    predicted_speedup: float | None = None
 
     def record(self) -> dict[str, Any]:
         fields = {k: v for k, v in self.__dict__.items() if k != "metrics" and v is not None}
@@ -66,6 +74,26 @@ class RunState:
     plan: Plan = field(default_factory=Plan)
     steps: list[Step] = field(default_factory=list)
     start_step: int = 1
+    latency: LatencyBudget | None = None
+    measured: tuple[float, float] | None = None  # the student's last (seconds, speed-up), measured
+    predicted: float | None = None  # the student's predicted seconds after the last cut
+
+    def speedup(self) -> float | None:
+        return self.measured[1] if self.measured else None
+
+    def latency_fields(self) -> tuple[float | None, float | None, float | None]:
+        """(measured ms, measured speed-up, predicted speed-up) for the step record."""
+        if self.measured is None or self.latency is None or not self.predicted:
+            return None, None, None
+        return 1e3 * self.measured[0], self.measured[1], self.latency.table.calibration[0][1] / self.predicted
+
+    def latency_floor(self, cfg: PruningConfig, cost: CostModel) -> tuple[float, float] | None:
+        """(original layer seconds, this step's floor) for a latency budget's step."""
+        if self.latency is None or cfg.resource != "latency":
+            return None
+        original = self.latency.table.calibration[0][0]
+        predicted = self.latency.table.network_seconds(cost.seconds)
+        return original, self.latency.floor(cfg, predicted, self.measured[1] if self.measured else 1.0)
 
 
 @dataclass

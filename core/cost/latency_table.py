@@ -1,0 +1,282 @@
+"""A measured latency model: every layer of a model timed on its device at a few channel counts.
+
+Each layer the pruning can shrink runs alone, at its recorded input size, at fractions of its
+channels (inputs × outputs for a producer, the channel count for a channel-wise layer) in
+multiples of the device's alignment (:func:`alignment`: counts in between run little faster
+than the next multiple, so pruning keeps to multiples when it budgets latency), and the seconds
+between grid points are interpolated (bilinearly; linearly beyond the grid). A whole network is
+predicted from its layers' sum through two calibration points — whole forwards of the full model
+and of a thinned copy, measured in turns — which account for the ops between layers
+(concatenation, residual adds, functional interpolation, dispatch) and for layers running
+differently alone than inside the network. Tables are cached on disk per device, torch version
+and thread count, one entry per layer signature and input size, so a second run measures nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..graph.channel_graph import ChannelGraph, LayerNode
+from ..graph.rules import channels
+from ..layer_type import Flow, LayerType
+from .latency import measure
+
+#: channel counts measured, as fractions of the original layer's
+GRID = (0.125, 0.25, 0.5, 1.0)
+FORMAT = 1
+
+
+@dataclass
+class Entry:
+    """Seconds of one layer call at input counts ``ins`` × output counts ``outs`` (one list each;
+    a channel-wise layer has ``ins == outs`` and one row per count on the diagonal)."""
+
+    ins: list[int]
+    outs: list[int]
+    seconds: list[list[float]]
+    diagonal: bool = False
+
+    def at(self, c_in: int, c_out: int) -> float:
+        if self.diagonal:
+            return _interpolate(self.ins, [row[0] for row in self.seconds], c_in)
+        rows = [_interpolate(self.outs, row, c_out) for row in self.seconds]
+        return _interpolate(self.ins, rows, c_in)
+
+
+def _interpolate(xs: list[int], ys: list[float], x: float) -> float:
+    """Piecewise linear through (xs, ys), extended linearly beyond both ends; never negative."""
+    if len(xs) == 1:
+        return ys[0]
+    i = max(0, min(len(xs) - 2, next((k for k in range(len(xs) - 1) if x <= xs[k + 1]), len(xs) - 2)))
+    x0, x1, y0, y1 = xs[i], xs[i + 1], ys[i], ys[i + 1]
+    return max(0.0, y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+
+
+@dataclass
+class LatencyTable:
+    """Measured seconds per layer call of one model (by layer name, at absolute channel counts of
+    the model it was built on), and the measured overhead of the whole forward."""
+
+    entries: dict[tuple[str, int], Entry]
+    device: str
+    #: (layer sum, measured forward) of the full model and of a thinned copy: whole-network
+    #: predictions go through both points, linear in the layer sum
+    calibration: list[tuple[float, float]] = field(default_factory=list)
+    align: int = 1  # the channel multiple the grid is measured at
+    build_seconds: float = 0.0
+    measured: int = 0  # entries measured now, not found in the cache
+
+    def layer_seconds(self, node: LayerNode, call: int, c_in: int, c_out: int) -> float:
+        entry = self.entries.get((node.name, call))
+        return entry.at(c_in, c_out) if entry else 0.0
+
+    def network_seconds(self, layer_seconds: float) -> float:
+        """A whole forward's predicted seconds, for a model whose layers sum to ``layer_seconds``:
+        through the calibration points, so the ops between layers and the difference between a
+        layer timed alone and inside the network are both accounted for."""
+        points = sorted(self.calibration)
+        if len(points) < 2 or points[1][0] - points[0][0] < 1e-9:
+            return layer_seconds + (points[0][1] - points[0][0] if points else 0.0)
+        (x0, y0), (x1, y1) = points[0], points[-1]
+        return max(0.0, y0 + (y1 - y0) * (layer_seconds - x0) / (x1 - x0))
+
+    def layer_seconds_at(self, network_seconds: float) -> float:
+        """The layer sum at which a whole forward is predicted to take ``network_seconds``."""
+        points = sorted(self.calibration)
+        if len(points) < 2 or abs(points[-1][1] - points[0][1]) < 1e-12:
+            return network_seconds - (points[0][1] - points[0][0] if points else 0.0)
+        (x0, y0), (x1, y1) = points[0], points[-1]
+        return x0 + (x1 - x0) * (network_seconds - y0) / (y1 - y0)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.processor() or platform.machine()}"
+
+
+def cache_dir() -> Path:
+    """Where tables are kept: ``$PRUNEKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/prunekit``, else ``~/.cache/prunekit``."""
+    if os.environ.get("PRUNEKIT_CACHE_DIR"):
+        return Path(os.environ["PRUNEKIT_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prunekit"
+
+
+def _cache_file(device: torch.device, folder: Path) -> Path:
+    key = f"{device_name(device)}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+    return folder / "latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+        return data["entries"] if data.get("format") == FORMAT else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # a missing or unreadable cache is measured again
+
+
+def _save(path: Path, entries: dict[str, Any], device: torch.device) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"format": FORMAT, "device": device_name(device), "torch": torch.__version__, "entries": entries}
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+        json.dump(data, f)
+    os.replace(f.name, path)
+
+
+def varying(graph: ChannelGraph) -> dict[str, tuple[bool, bool]]:
+    """For every layer: can pruning shrink its inputs, its outputs?"""
+    found: dict[str, tuple[bool, bool]] = {}
+    for group in graph.groups:
+        if not group.prunable:
+            continue
+        for m in group.members:
+            was = found.get(m.layer, (False, False))
+            both = m.role in ("norm", "pass", "dw")
+            found[m.layer] = (was[0] or m.role == "in" or both, was[1] or m.role == "out" or both)
+    return found
+
+
+def _counts(full: int, unit: int, base: int) -> list[int]:
+    """Grid counts of a dim of ``full`` channels that goes in multiples of ``unit`` — and below one
+    unit in multiples of ``base`` (the layer's own granularity), where a latency budget lets it."""
+    aligned = {min(full, max(unit, round(f * full / unit) * unit)) for f in GRID if f * full >= unit / 2}
+    below = {unit // 2 // base * base} if base <= unit // 2 < full else set()
+    return sorted(aligned | below | {full})
+
+
+def alignment(device: torch.device) -> int:
+    """The channel multiple pruning keeps counts at when it budgets latency: convolutions run
+    much slower one channel short of a multiple of 16 on CPUs (oneDNN's blocked layouts: 31 input
+    and output channels took 1.5× the time of 32, 63 took 1.3× of 64 on 2 AVX-512 cores) and of 8
+    on GPUs (tensor cores), so counts in between buy little time and are not predictable."""
+    return 8 if device.type == "cuda" else 16
+
+
+def _keep(count: int, full: int, groups: int) -> torch.Tensor:
+    """The first ``count`` channels, as many from every one of ``groups`` equal parts."""
+    per, k = full // groups, count // groups
+    return torch.tensor([g * per + j for g in range(groups) for j in range(k)], dtype=torch.long)
+
+
+class _Layer:
+    """One call of one layer, to be timed at other channel counts."""
+
+    def __init__(self, node: LayerNode, call: int, shrinks: tuple[bool, bool], align: int) -> None:
+        self.node, self.call = node, call
+        self.rule: LayerType = node.layer_type
+        self.flow = self.rule.flow(node.module)
+        record = node.calls[call]
+        self.in_dim = node.channel_dims.get(call, self.rule.in_dim)
+        self.out_dim = node.channel_dims.get(call, self.rule.out_dim)
+        self.input, self.full_in = record.input, channels(record.input, self.in_dim)
+        self.full_out = channels(record.output, self.out_dim)
+        self.diagonal = self.flow in (Flow.CHANNELWISE, Flow.DEPTHWISE, Flow.OPAQUE)
+        self.groups = groups = self.rule.groups(node.module) if self.flow is Flow.GROUPED else 1
+        base_in = groups * (self.rule.block(node.module) if self.flow is Flow.CHANNELWISE else 1)
+        varies_in = shrinks[0] or (self.diagonal and shrinks[1])
+        self.ins = _counts(self.full_in, math.lcm(base_in, align), base_in) if varies_in else [self.full_in]
+        varies_out = shrinks[1] and not self.diagonal
+        self.outs = _counts(self.full_out, math.lcm(groups, align), groups) if varies_out else [self.full_out]
+
+    def signature(self, dtype: torch.dtype) -> str:
+        module = self.node.module
+        return (
+            f"{type(module).__module__}.{type(module).__qualname__}({module.extra_repr()}) input {self.input} "
+            f"dims {self.in_dim},{self.out_dim} {dtype} grid {self.ins}x{self.outs}"
+        )
+
+    def variant(
+        self, c_in: int, c_out: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[nn.Module, torch.Tensor]:
+        module = copy.deepcopy(self.node.module).to(device).eval()
+        if self.flow in (Flow.PRODUCER, Flow.GROUPED):
+            if c_out != self.full_out:
+                self.rule.prune_out(module, _keep(c_out, self.full_out, self.groups))
+            if c_in != self.full_in:
+                self.rule.prune_in(module, _keep(c_in, self.full_in, self.groups))
+        elif c_in != self.full_in and any(True for _ in module.parameters(recurse=False)):
+            per = self.full_out // self.full_in if self.flow is Flow.DEPTHWISE else 1
+            kept = [c * per + r for c in range(c_in) for r in range(per)]
+            self.rule.prune_out(module, torch.tensor(kept, dtype=torch.long))
+        size = list(self.input)
+        size[self.in_dim % len(size)] = c_in
+        return module, torch.randn(size, device=device, dtype=dtype)
+
+    def measure(self, device: torch.device, dtype: torch.dtype, repeats: int) -> Entry:
+        rows = []
+        for c_in in self.ins:
+            outs = [c_in * self.full_out // self.full_in] if self.diagonal else self.outs
+            variants = [self.variant(c_in, c_out, device, dtype) for c_out in outs]
+            rows.append([measure([module], x, repeats)[0] for module, x in variants])
+        return Entry(self.ins, self.outs if not self.diagonal else self.ins, rows, self.diagonal)
+
+
+def build_table(
+    graph: ChannelGraph,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    repeats: int = 5,
+    cache: Path | None = None,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    align: int | None = None,
+) -> LatencyTable:
+    """Measure (or find in the cache) every layer call of ``graph`` that pruning can shrink, at
+    channel counts in multiples of ``align`` (default: :func:`alignment` of the device)."""
+    began = time.perf_counter()
+    shrinks, align = varying(graph), alignment(device) if align is None else align
+    calls = [
+        _Layer(node, i, shrinks.get(name, (False, False)), align)
+        for name, node in graph.layers.items()
+        if isinstance(node.rule, LayerType)
+        for i in range(len(node.calls))
+    ]
+    path = _cache_file(device, cache or cache_dir())
+    stored = _load(path)
+    entries, measured = {}, 0
+    for layer in progress(calls) if progress else calls:
+        key = layer.signature(dtype)
+        if key not in stored:
+            stored[key] = layer.measure(device, dtype, repeats).__dict__
+            measured += 1
+        entries[(layer.node.name, layer.call)] = Entry(**stored[key])
+    if measured:
+        _save(path, stored, device)
+    return LatencyTable(entries, device_name(device), [], align, time.perf_counter() - began, measured)
+
+
+def layer_sum(table: LatencyTable, graph: ChannelGraph) -> float:
+    """The table's seconds for every layer call of ``graph`` at its current channel counts."""
+    total = 0.0
+    for node in graph.layers.values():
+        for i, call in enumerate(node.calls):
+            in_dim = node.channel_dims.get(i, node.rule.in_dim)
+            out_dim = node.channel_dims.get(i, node.rule.out_dim)
+            total += table.layer_seconds(node, i, channels(call.input, in_dim), channels(call.output, out_dim))
+    return total
+
+
+def calibrate(
+    table: LatencyTable,
+    example: torch.Tensor,
+    full: tuple[nn.Module, ChannelGraph],
+    thinned: tuple[nn.Module, ChannelGraph],
+    repeats: int = 10,
+) -> None:
+    """Measure whole forwards of the full model and of a thinned copy (each with its graph), in
+    turns on ``example``, against the table's layer sums."""
+    seconds = measure([full[0], thinned[0]], example, repeats)
+    table.calibration = [(layer_sum(table, graph), s) for (_, graph), s in zip((full, thinned), seconds)]

@@ -1,0 +1,75 @@
+"""The latency budget: the run's target in measured time, a latency table of the teacher's
+layers to select by, and the measurement after every step that decides when the run is done."""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..cost.latency import measure
+from ..cost.latency_table import LatencyTable, alignment, build_table, calibrate
+from ..graph.channel_graph import ChannelGraph
+from ..pruning.selection import Limits, units
+from ..pruning.surgery import remove
+from .budget import target_speedup
+from .config import PruningConfig
+
+
+@dataclass
+class LatencyBudget:
+    """``table`` of the teacher's layers on the run's device; ``example`` a batch of one there;
+    ``original`` the teacher's measured seconds per forward."""
+
+    table: LatencyTable
+    example: torch.Tensor
+    original: float
+    repeats: int
+
+    def measured(self, teacher: nn.Module, student: nn.Module) -> tuple[float, float]:
+        """(student seconds, speed-up over the teacher), measured in turns with the teacher."""
+        base, now = measure([teacher, student], self.example, self.repeats)
+        return now, base / now
+
+    def floor(self, cfg: PruningConfig, predicted: float, speedup: float) -> float:
+        """The layer seconds a step's selection may go down to: the student's ``predicted`` time
+        shrunk by the speed-up still missing after the last measured ``speedup`` — a ratio to the
+        teacher measured in turns, so neither the machine's drift nor the prediction's error adds up."""
+        return self.table.layer_seconds_at(predicted * speedup / target_speedup(cfg))
+
+
+def prepare(
+    cfg: PruningConfig,
+    teacher: nn.Module,
+    graph: ChannelGraph,
+    retrace: Callable[[nn.Module], ChannelGraph],
+    device: torch.device,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None,
+) -> LatencyBudget:
+    """Build (or load) the latency table of ``teacher`` (traced as ``graph``) on ``device`` and
+    calibrate it on the teacher and on a thinned copy."""
+    align = cfg.round_to or alignment(device)
+    table = build_table(graph, device, progress=progress, align=align)
+    example = graph.example[:1].to(device)
+    thin = copy.deepcopy(teacher)
+    thin_graph = retrace(thin)
+    remove(thin, thin_graph, thinned(thin_graph, align))
+    calibrate(table, example, (teacher, graph), (thin, retrace(thin)), repeats=cfg.latency_repeats)
+    return LatencyBudget(table, example, table.calibration[0][1], cfg.latency_repeats)
+
+
+def thinned(graph: ChannelGraph, align: int) -> dict[int, list[int]]:
+    """Three quarters of every group's removable aligned units, at random: a calibration point
+    as far from the full model as pruning usually goes."""
+    rng = random.Random(0)
+    removal = {}
+    for group in graph.groups:
+        taken = units(group, torch.tensor([rng.random() for _ in range(group.channels)]), Limits(round_to=align))
+        if taken:
+            removal[group.id] = [c for unit in taken[: max(1, 3 * len(taken) // 4)] for c in unit]
+    return removal

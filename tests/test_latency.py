@@ -1,0 +1,118 @@
+"""The measured latency model and the latency budget: interpolation, the on-disk cache, the
+cost model's seconds, aligned selection, and a loop that stops on its measurement."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import prunekit as pk
+from prunekit.cost.cost_model import CostModel
+from prunekit.cost.latency_table import Entry, LatencyTable, _counts, build_table, cache_dir, layer_sum
+from prunekit.pruning.selection import Budget, Limits, Reference, select
+from prunekit.pruning.surgery import remove
+from prunekit.run.pruner import Pruner
+
+
+def small():
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 48, 3, padding=1, groups=2), nn.ReLU(),
+        nn.Conv2d(48, 3, 1),
+    ).eval()  # fmt: skip
+
+
+def test_an_entry_interpolates_bilinearly_and_extends_linearly():
+    ins, outs = [8, 16, 32], [16, 64]
+    entry = Entry(ins, outs, [[0.001 * i + 0.0001 * o for o in outs] for i in ins])
+    for c_in, c_out in ((8, 16), (12, 40), (32, 64), (4, 16), (40, 80)):
+        assert entry.at(c_in, c_out) == pytest.approx(0.001 * c_in + 0.0001 * c_out)
+    assert Entry([4, 8], [4, 8], [[0.001], [0.003]], diagonal=True).at(1, 1) == 0.0  # never negative
+
+
+def test_grid_counts_stay_within_the_layer_and_on_its_multiples():
+    assert _counts(24, 16, 1) == [8, 16, 24]
+    assert _counts(256, 16, 1) == [8, 32, 64, 128, 256]
+    assert _counts(48, 8, 2) == [4, 8, 16, 24, 48]
+    assert _counts(4, 16, 1) == [4]
+
+
+def test_the_table_covers_what_pruning_can_shrink_and_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNEKIT_CACHE_DIR", str(tmp_path))
+    model, x = small(), torch.randn(1, 1, 16, 16)
+    graph = pk.trace(model, x)
+    table = build_table(graph, torch.device("cpu"), repeats=1, align=8)
+    assert table.measured == len(table.entries) == 6 and cache_dir() == tmp_path
+    assert table.entries[("0", 0)].ins == [1] and table.entries[("0", 0)].outs == [4, 8, 16, 32]
+    assert table.entries[("3", 0)].ins == [4, 8, 16, 32]  # multiples of 8, and below 8 of the 2 groups
+    assert table.entries[("3", 0)].outs == [4, 8, 16, 24, 48]
+    assert table.entries[("5", 0)].outs == [3]  # the output layer: one point
+    again = build_table(graph, torch.device("cpu"), repeats=1, align=8)
+    assert again.measured == 0 and again.entries == table.entries
+    (cached,) = (tmp_path / "latency").glob("*.json")
+    cached.write_text("{not json")
+    assert build_table(graph, torch.device("cpu"), repeats=1, align=8).measured == 6  # measured again
+
+
+def linear_table(graph):
+    """A table whose every layer call takes 1 ns per MAC-like channel product: no timing noise."""
+    entries = {}
+    for name, node in graph.layers.items():
+        for i, call in enumerate(node.calls):
+            c_in, c_out = call.input[1], call.output[1]
+            ins, outs = sorted({1, c_in}), sorted({1, c_out})
+            entries[(name, i)] = Entry(ins, outs, [[1e-9 * a * b for b in outs] for a in ins])
+    return LatencyTable(entries, "test")
+
+
+def test_the_cost_model_predicts_the_seconds_a_recount_of_the_pruned_graph_finds():
+    model, x = small(), torch.randn(1, 1, 16, 16)
+    graph = pk.trace(model, x)
+    table = linear_table(graph)
+    cost = CostModel(graph, latency=table)
+    assert cost.seconds == pytest.approx(layer_sum(table, graph))
+    removal = {g.id: list(range(0, g.channels, 4)) for g in graph.groups if len(g.prunable) >= 8}
+    predicted = cost.predict(removal)
+    remove(model, graph, removal)
+    assert predicted.seconds == pytest.approx(layer_sum(table, pk.trace(model, x)))
+    assert 0 < predicted.seconds < cost.seconds
+
+
+def test_a_latency_budget_removes_its_seconds_in_aligned_units():
+    model, x = small(), torch.randn(1, 1, 16, 16)
+    graph = pk.trace(model, x)
+    cost = CostModel(graph, latency=linear_table(graph))
+    scores = {g.id: torch.rand(g.channels, generator=torch.Generator().manual_seed(g.id)) for g in graph.groups}
+    budget = Budget("latency", 0.3 * cost.seconds)
+    selection = select(graph, scores, cost, Reference.of(graph), Limits(round_to=8, free_below=True), budget)
+    assert cost.seconds - selection.seconds >= 0.3 * cost.seconds and not selection.exhausted
+    for gid, removed in selection.removal.items():
+        left = graph.groups[gid].channels - len(removed)
+        assert left % 8 == 0 or left < 8, (gid, left)
+
+
+def test_target_speedup_needs_a_latency_budget(tiny_config, tmp_path):
+    with pytest.raises(pk.ConfigError, match=r"pruning\.target_speedup: needs resource: latency"):
+        pk.config.load(tiny_config(tmp_path, pruning__target_speedup=2.0))
+
+
+def test_the_loop_stops_on_the_measured_speedup_and_records_the_prediction(tiny_config, tmp_path):
+    config = tiny_config(
+        tmp_path / "run",
+        model={"name": "unet", "args": {"width": 16, "n_classes": 4}},
+        data={"name": "synthetic_eyes", "args": {"size": [64, 96], "n_train": 8, "n_val": 4}, "batch_size": 4},
+        train={"epochs": 0},
+        retrain={"epochs_per_step": 0},
+        finetune={"epochs": 0},
+        distillation={},
+        pruning={"resource": "latency", "target_speedup": 1.5, "step": {"percent": 20}, "max_steps": 6,
+                 "layer_limit_percent": 100, "block_limit_percent": 100, "latency_repeats": 3},
+    )  # fmt: skip
+    Pruner(config, progress=False).prune()
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["event"] == "step"]
+    assert steps and all(s["latency_ms"] > 0 and s["predicted_speedup"] > 1 for s in steps)
+    assert all(s["speedup"] < 1.5 for s in steps[:-1])  # it went on while the measurement said so
+    stopped = [r for r in records if r["event"] == "stop"]
+    assert steps[-1]["speedup"] >= 1.5 or stopped or len(steps) == 6
