@@ -1,14 +1,21 @@
-"""Which criterion keeps the most accuracy? One trained model — by default the demo's U-Net on
-synthetic_eyes — pruned to the same MACs with an identical retraining budget by: IPAD (ω = 0.5)
-with distillation, IPAD without, weight norm only (ω = 1), random, and Torch-Pruning's global
-magnitude pruner (when installed). One table: mIoU, MACs, parameters and CPU latency of each,
-measured in this run.
+"""Which pruning keeps the most accuracy? Tasks × methods at equal cost, identical retraining,
+several pruning seeds, all in one run.
 
-    python benchmarks/quality.py [--config run.yaml] [--remove 74] [--steps 4] [--normalize l2]
-                                 [--per-cost none] [--activations-at output] [--seeds 1] [--out runs/quality]
+Tasks: the demo's U-Net and RITnet's DenseNet segmenting generated eyes (mIoU), and a small
+ResNet classifying generated shapes (top-1). For each, one baseline is trained, then every method
+prunes it to the same budget — 74 % of the MACs by default, or with ``--resource latency`` to the
+same *measured* speed-up — in the same steps with the same retraining and fine-tuning:
+prunekit's defaults, IPAD (ω = 0.5) with and without distillation, weight norm, Taylor, a
+mix of weight norm and Taylor ranked per layer, random, and Torch-Pruning's magnitude and Taylor
+pruners (when installed). Only "IPAD + KD" distils from the teacher. Printed: the task's metric as
+mean and range over the seeds, MACs, parameters and the CPU speed-up of the first seed's model.
 
-``--config`` takes model, data, losses and distillation from a run config (a real data folder,
-another model); the pruning and retraining budget always comes from the options here.
+    python benchmarks/quality.py [--tasks unet,densenet,resnet] [--seeds 3] [--remove 74] [--steps 4]
+                                 [--retrain-epochs 1] [--finetune-epochs 4] [--resource macs|latency]
+                                 [--target-speedup 2] [--quick] [--out runs/quality]
+
+``--quick`` shrinks every task (tiny data, one epoch each, one seed, two steps) so that CI can
+run the whole script once; its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -17,17 +24,19 @@ import argparse
 import copy
 import importlib.util
 import shutil
+import statistics
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
+from latency_target import macs_shot, until
+from torch import nn
 
 import prunekit as pk
 from prunekit.cost.latency import measure
-from prunekit.pruning.calibration import TAPS
-from prunekit.pruning.scoring import NORMALIZATIONS
-from prunekit.pruning.selection import COST_MEASURES
 from prunekit.run.components import build_model, build_trainer
 from prunekit.run.pruner import Pruner
 from prunekit.run.weights import load_into, load_weights
@@ -35,115 +44,223 @@ from prunekit.training.distributed import resolve_device
 from prunekit.training.seeds import step_seed
 
 MARKER = ".prunekit-quality"  # marks an output folder this script may delete and rewrite
+HERE = Path(__file__).parent
 
 
-def source_config(args: argparse.Namespace) -> dict:
-    """The validated ``--config``, or the demo's with 512 training images, as a plain dict."""
-    if args.config:
-        return pk.config.load(args.config).to_dict()
-    cfg = yaml.safe_load(pk.config.demo_text())
-    cfg["data"]["args"]["n_train"] = 512
-    return pk.config.load(cfg).to_dict()
-
-
-def base_config(source: dict, args: argparse.Namespace, run_dir: Path) -> dict:
-    cfg = copy.deepcopy(source)
-    cfg.update(run_dir=str(run_dir), seed=args.seed)
-    cfg["train"]["epochs"] = args.train_epochs
-    cfg["pruning"].update(
-        prune_away_percent=args.remove,
-        step={"percent": args.remove / args.steps},
-        layer_limit_percent=95,
-        block_limit_percent=95,
-    )
-    cfg["pruning"]["criterion"].update(normalize=args.normalize, per_cost=args.per_cost)
-    cfg["pruning"]["activations_at"] = args.activations_at
-    cfg["retrain"]["epochs_per_step"] = args.retrain_epochs
-    cfg["finetune"]["epochs"] = args.finetune_epochs
-    if "hinton" in cfg["distillation"] and args.temperature is not None:
-        cfg["distillation"]["hinton"]["args"]["T"] = args.temperature
-    return cfg
-
-
-def variants(cfg: dict, baseline: Path, seed: int) -> dict[str, dict]:
-    def variant(criterion: dict, distill: bool) -> dict:
-        out = copy.deepcopy(cfg)
-        out["model"]["checkpoint"] = str(baseline)
-        out["train"]["epochs"], out["seed"] = 0, seed
-        ranking = {key: cfg["pruning"]["criterion"][key] for key in ("normalize", "per_cost")}
-        out["pruning"]["criterion"] = {**criterion, **ranking}
-        if not distill:
-            out["distillation"] = {}
-        return out
-
+def task_configs() -> dict[str, dict]:
+    """The three tasks' run configs (model, data, losses, training), as plain dicts."""
+    unet = yaml.safe_load(pk.config.demo_text())
+    unet["data"]["args"]["n_train"] = 512
     return {
-        "IPAD ω=0.5 + KD": variant({"weights": {"weight_norm": 0.5, "activation_deviation": 0.5}}, True),
-        "IPAD ω=0.5, no KD": variant({"weights": {"weight_norm": 0.5, "activation_deviation": 0.5}}, False),
-        "weight norm (ω=1)": variant({"weights": {"weight_norm": 1.0}}, False),
-        "random": variant({"weights": {"random": 1.0}, "args": {"random": {"seed": seed}}}, False),
+        "unet": unet,
+        "densenet": yaml.safe_load((HERE / "ritnet_small.yaml").read_text()),
+        "resnet": yaml.safe_load((HERE.parent / "examples" / "classification.yaml").read_text()),
     }
 
 
-def torch_pruning_run(cfg: dict, baseline: Path, steps: int, remove: float, seed: int) -> tuple[torch.nn.Module, dict]:
-    """Torch-Pruning's global magnitude pruner with the same retraining: step, retrain, …, fine-tune."""
+def quick(cfg: dict) -> dict:
+    """A task shrunk until CI can afford it."""
+    cfg = copy.deepcopy(cfg)
+    cfg["data"]["args"].update(n_train=32, n_val=16)
+    cfg["data"]["batch_size"] = 16
+    return cfg
+
+
+def shared(cfg: dict, args: argparse.Namespace, run_dir: Path) -> dict:
+    """The task with this benchmark's budget and retraining: the same for every method."""
+    cfg = copy.deepcopy(cfg)
+    cfg.update(run_dir=str(run_dir), seed=args.seed)
+    cfg["train"]["epochs"] = args.train_epochs or cfg["train"]["epochs"]
+    pruning = {"prune_away_percent": args.remove, "step": {"percent": args.remove / args.steps}}
+    if args.resource == "latency":
+        pruning = {"resource": "latency", "target_speedup": args.target_speedup, "step": {"percent": 50 / args.steps}}
+    cfg["pruning"] = {**pruning, "calibration_batches": 4, "max_steps": 4 * args.steps}
+    cfg["retrain"] = {**cfg.get("retrain", {}), "epochs_per_step": args.retrain_epochs}
+    cfg["finetune"] = {**cfg.get("finetune", {}), "epochs": args.finetune_epochs}
+    cfg.setdefault("distillation", {})
+    return cfg
+
+
+#: method -> (pruning settings over the shared ones, distil from the teacher)
+METHODS: dict[str, tuple[dict, bool]] = {
+    "prunekit defaults": ({}, False),
+    "IPAD ω=0.5 + KD": ({"preset": "ipad"}, True),
+    "IPAD ω=0.5, no KD": ({"preset": "ipad"}, False),
+    "weight norm": ({"criterion": {"weights": {"weight_norm": 1.0}}}, False),
+    "Taylor": ({"criterion": {"weights": {"taylor": 1.0}}}, False),
+    "weight norm + Taylor, rank": (
+        {"criterion": {"weights": {"weight_norm": 0.5, "taylor": 0.5}, "normalize": "rank"}},
+        False,
+    ),
+    "random": ({"criterion": {"weights": {"random": 1.0}}}, False),
+}
+
+
+def variant(cfg: dict, baseline: Path, seed: int, settings: dict, distill: bool, run_dir: Path) -> dict:
+    out = copy.deepcopy(cfg)
+    out.update(seed=seed, run_dir=str(run_dir))
+    out["model"]["checkpoint"] = str(baseline)
+    out["train"]["epochs"] = 0
+    settings = copy.deepcopy(settings)
+    if settings.get("preset") == "ipad":  # the paper's criterion, at this benchmark's budget
+        settings["prune_away_percent"] = out["pruning"].get("prune_away_percent", 74)
+    if "random" in settings.get("criterion", {}).get("weights", {}):
+        settings["criterion"]["args"] = {"random": {"seed": seed}}
+    out["pruning"] = {**out["pruning"], **settings}
+    if not distill:
+        out["distillation"] = {}
+    return out
+
+
+def torch_pruning_run(
+    cfg: dict, baseline: Path, args: argparse.Namespace, seed: int, taylor: bool, speedup: float | None
+) -> tuple[nn.Module, dict]:
+    """Torch-Pruning's global pruner with the same retraining: step, retrain, …, fine-tune. Each
+    step prunes until its share of the MACs is gone — or, with a latency budget, until the
+    measured speed-up reaches its share of ``speedup``."""
     import torch_pruning as tp
 
     config = pk.config.load({**cfg, "seed": seed, "distillation": {}, "train": {"epochs": 0}})
     model = build_model(config.model, pk.manager())
-    retrain = config.retrain
-    assert retrain != "none", "quality.py always retrains"
     load_into(model, load_weights(baseline), "baseline")
+    reference = copy.deepcopy(model).eval()
     trainer = build_trainer(config, pk.manager(), resolve_device(config.device), progress=False)
     x = trainer.data.example()
     base_macs = tp.utils.count_ops_and_params(model, x)[0]
     modules = dict(model.named_modules())
     protected = [modules[p] for g in pk.trace(model, x).groups if not g.prunable for p in g.producers]
-    pruner = tp.pruner.MagnitudePruner(
-        model,
-        x,
-        importance=tp.importance.MagnitudeImportance(p=1),
-        global_pruning=True,
-        pruning_ratio=0.95,
-        iterative_steps=100,
+    importance = tp.importance.TaylorImportance() if taylor else tp.importance.MagnitudeImportance(p=1)
+    pruner = tp.pruner.MetaPruner(
+        model, x, importance=importance, global_pruning=True, pruning_ratio=0.95, iterative_steps=100,
         ignored_layers=protected,
-    )
-    for step in range(1, steps + 1):
-        target = (1 - remove / 100 * step / steps) * base_macs
-        while tp.utils.count_ops_and_params(model, x)[0] > target and pruner.current_step < 100:
+    )  # fmt: skip
+
+    def short_of(step: int) -> bool:
+        if speedup is None:
+            return tp.utils.count_ops_and_params(model, x)[0] > (1 - args.remove / 100 * step / args.steps) * base_macs
+        base_s, now = measure([reference, model], x, 10)
+        return base_s / now < speedup ** (step / args.steps)
+
+    for step in range(1, args.steps + 1):
+        while short_of(step) and pruner.current_step < 100:
+            if taylor:
+                gradients(model, trainer, config.pruning.calibration_batches, step_seed(seed, step))
             pruner.step()
-        trainer.fit(model, "retrain", retrain, retrain.epochs_per_step, seed=step_seed(config.seed, step))
-    trainer.fit(model, "finetune", config.finetune, config.finetune.epochs, seed=step_seed(config.seed, 10_000))
+        retrain = config.retrain
+        if retrain != "none":
+            trainer.fit(model, "retrain", retrain, retrain.epochs_per_step, seed=step_seed(seed, step))
+    trainer.fit(model, "finetune", config.finetune, config.finetune.epochs, seed=step_seed(seed, 10_000))
     return model, trainer.evaluate(model)
+
+
+def gradients(model: nn.Module, trainer: Any, batches: int, seed: int) -> None:
+    """Accumulate the task loss's gradients over a few batches, for Taylor importance."""
+    model.zero_grad()
+    model.eval()
+    for batch in trainer.data.calibration_batches(batches, seed):
+        trainer.objective.task_loss(model(batch["image"]), batch).backward()
+
+
+def run_task(name: str, source: dict, args: argparse.Namespace, out: Path) -> None:
+    started = time.perf_counter()
+    cfg = shared(quick(source) if args.quick else source, args, out / name)
+    setup = {**copy.deepcopy(cfg), "run_dir": str(out / name / "baseline"), "retrain": "none"}
+    setup["pruning"] = {"max_steps": 1, "step": {"filters": 1}}
+    teacher = Pruner.from_config(setup, progress=False).prepare()  # trains and saves the baseline
+    teacher.log.close()
+    baseline = out / name / "baseline" / "baseline.safetensors"
+    metric, label = teacher.task.best_metric, teacher.task.best_label
+    results: dict[str, list[tuple[nn.Module, dict]]] = {
+        "baseline": [(teacher.teacher, teacher.trainer.evaluate(teacher.teacher))]
+    }
+    methods = dict(list(METHODS.items())[:2]) if args.quick else dict(METHODS)
+    if args.resource == "latency":  # the defaults with a MACs budget, to the MACs that give the same speed-up
+        by_macs = {"resource": "macs", "target_speedup": None, **macs_budget(teacher.teacher, teacher.example, args)}
+        methods["prunekit defaults, MACs budget"] = (by_macs, False)
+    for seed in range(args.seed, args.seed + args.seeds):
+        for method, (settings, distill) in methods.items():
+            run_dir = out / name / f"{slug(method)}-seed{seed}"
+            result = Pruner.from_config(variant(cfg, baseline, seed, settings, distill, run_dir), progress=False).run()
+            results.setdefault(method, []).append((result.model, result.summary["metrics"]))
+            print(f"{name}: {method}, seed {seed} ({time.perf_counter() - started:.0f} s)", flush=True)
+        for taylor in (False, True) if importlib.util.find_spec("torch_pruning") and not args.quick else ():
+            method = f"Torch-Pruning {'Taylor' if taylor else 'magnitude'}"
+            try:
+                speedup = args.target_speedup if args.resource == "latency" else None
+                results.setdefault(method, []).append(torch_pruning_run(cfg, baseline, args, seed, taylor, speedup))
+            except Exception as exc:  # its failure is a result of the benchmark, not an end to it
+                results.pop(method, None)
+                print(f"{name}: {method}, seed {seed}: fails with {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    table(name, cfg, results, teacher.example, metric, label, args)
+
+
+def macs_budget(model: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> dict:
+    """The MACs a MACs budget must remove for the measured speed-up ``args.target_speedup``,
+    found by one-shot pruning of the baseline in 2 % steps, measured after each."""
+    pruned, _, _ = until(model, x, args.target_speedup, 10, lambda m, _: macs_shot(m, x, pk.count(model, x).macs))
+    remove = 100 * (1 - pk.count(pruned, x).macs / pk.count(model, x).macs)
+    return {"prune_away_percent": remove, "step": {"percent": remove / args.steps}}
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_")
+
+
+def table(
+    name: str,
+    cfg: dict,
+    results: dict[str, list[tuple[nn.Module, dict]]],
+    x: torch.Tensor,
+    metric: str,
+    label: str,
+    args: argparse.Namespace,
+) -> None:
+    """The task's table: metric over the seeds (mean, min–max); cost and speed-up of the first seed's model."""
+    latencies = measure([runs[0][0] for runs in results.values()], x, repeats=20)
+    base = pk.count(results["baseline"][0][0], x)
+    budget = (
+        f"to {args.target_speedup:.1f}× measured speed-up"
+        if args.resource == "latency"
+        else f"{args.remove:.0f} % of MACs removed"
+    )
+    print(
+        f"\n### {name}: {cfg['model']['name']} {cfg['model'].get('args', {})} on {cfg['data']['name']} "
+        f"{cfg['data'].get('args', {})}\n\n{budget} in {args.steps} steps, {args.retrain_epochs} retraining "
+        f"epoch(s) per step, {args.finetune_epochs} fine-tuning epochs, {len(results['baseline'])} baseline, "
+        f"{args.seeds} pruning seed(s); speed-up: CPU, batch 1, median of 20, {torch.get_num_threads()} threads\n"
+    )
+    print(f"| method | {label} mean | min–max | MACs % | params % | speed-up |\n|---|---|---|---|---|---|")
+    for (method, runs), seconds in zip(results.items(), latencies):
+        values = [m[metric] for _, m in runs]
+        cost = pk.count(runs[0][0], x)
+        print(
+            f"| {method} | {statistics.mean(values):.4f} | {min(values):.4f}–{max(values):.4f} | "
+            f"{100 * cost.macs / base.macs:.1f} | {100 * cost.params / base.params:.1f} | "
+            f"{latencies[0] / seconds:.2f}× |"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="unet,densenet,resnet")
     parser.add_argument("--remove", type=float, default=74.0, help="percent of the MACs to remove")
+    parser.add_argument("--resource", choices=("macs", "latency"), default="macs")
+    parser.add_argument("--target-speedup", type=float, default=2.0, help="with --resource latency")
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--train-epochs", type=int, default=20)
+    parser.add_argument("--train-epochs", type=int, help="baseline epochs (default: the task config's)")
     parser.add_argument("--retrain-epochs", type=int, default=1)
     parser.add_argument("--finetune-epochs", type=int, default=4)
-    parser.add_argument("--normalize", default="l2", choices=NORMALIZATIONS)
-    parser.add_argument(
-        "--per-cost", default="none", choices=("none", *COST_MEASURES), help="rank by importance per unit of this cost"
-    )
-    parser.add_argument(
-        "--activations-at",
-        default="output",
-        choices=TAPS,
-        help="where activation criteria observe a producer's channels",
-    )
-    parser.add_argument("--config", help="run config giving model, data and losses (default: the demo's, 512 images)")
-    parser.add_argument("--temperature", type=float, help="Hinton distillation temperature (default: the config's)")
-    parser.add_argument("--baseline", help="trained baseline weights to reuse (default: train one)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the baseline and the first pruning run")
-    parser.add_argument("--seeds", type=int, default=1, help="pruning runs per method, seeds seed, seed+1, …")
+    parser.add_argument("--seeds", type=int, default=3, help="pruning runs per method, seeds seed, seed+1, …")
+    parser.add_argument("--quick", action="store_true", help="tiny data, 1 epoch, 1 seed, 2 steps: for CI")
     parser.add_argument("--out", default="runs/quality")
     args = parser.parse_args()
-    try:
-        source = source_config(args)
-    except pk.ConfigError as e:
-        parser.error(f"--config: {e}")
+    if args.quick:
+        args.seeds, args.steps, args.train_epochs, args.retrain_epochs, args.finetune_epochs = 1, 2, 1, 1, 1
+    tasks = task_configs()
+    unknown = [t for t in args.tasks.split(",") if t not in tasks]
+    if unknown:
+        parser.error(f"--tasks: unknown {unknown}; choose from {', '.join(tasks)}")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
         parser.error(f"--out {out}: the folder holds files this benchmark did not write; choose another")
@@ -151,63 +268,9 @@ def main() -> None:
     out.mkdir(parents=True)
     (out / MARKER).write_text("written by benchmarks/quality.py\n")
     started = time.perf_counter()
-
-    setup = {
-        **base_config(source, args, out / "baseline"),
-        "retrain": "none",
-        "pruning": {"max_steps": 1, "step": {"filters": 1}},
-    }
-    baseline = Path(args.baseline) if args.baseline else out / "baseline" / "baseline.safetensors"
-    if args.baseline:
-        setup["model"]["checkpoint"], setup["train"]["epochs"] = str(baseline), 0
-    teacher = Pruner.from_config(setup, progress=False).prepare()  # trains and saves the baseline, or loads it
-    teacher.log.close()
-    cfg = base_config(source, args, out)
-    results = {"baseline": [(teacher.teacher, teacher.trainer.evaluate(teacher.teacher))]}
-    for seed in range(args.seed, args.seed + args.seeds):
-        for name, variant in variants(cfg, baseline, seed).items():
-            slug = name.replace(" ", "_").replace("=", "").replace(",", "").replace("+", "and")
-            variant["run_dir"] = str(out / f"{slug}-seed{seed}")
-            result = Pruner.from_config(variant, progress=False).run()
-            results.setdefault(name, []).append((result.model, result.summary["metrics"]))
-            print(f"{name}, seed {seed}: done ({time.perf_counter() - started:.0f} s)", flush=True)
-        if importlib.util.find_spec("torch_pruning"):
-            try:
-                results.setdefault("Torch-Pruning magnitude", []).append(
-                    torch_pruning_run(cfg, baseline, args.steps, args.remove, seed)
-                )
-            except Exception as e:  # its failure is a result of the benchmark, not an end to it
-                results.pop("Torch-Pruning magnitude", None)
-                print(f"Torch-Pruning magnitude, seed {seed}: fails with {type(e).__name__}: {str(e).splitlines()[0]}")
-        else:
-            print("torch-pruning is not installed (pip install 'prunekit[bench]'): its row is missing")
-    report(results, teacher.example, args, cfg)
-    print(f"\n({time.perf_counter() - started:.0f} s in all)")
-
-
-def report(
-    results: dict[str, list[tuple[torch.nn.Module, dict]]], x: torch.Tensor, args: argparse.Namespace, cfg: dict
-) -> None:
-    """mIoU over the seeds (mean, min–max); cost and latency of the first seed's model."""
-    latencies = measure([runs[0][0] for runs in results.values()], x, repeats=20)
-    base = pk.count(results["baseline"][0][0], x)
-    print(
-        f"\n{cfg['model']['name']} {cfg['model'].get('args', {})} on {cfg['data']['name']} "
-        f"{cfg['data'].get('args', {})}, {args.remove:.0f} % of MACs removed in {args.steps} steps, "
-        f"{args.retrain_epochs} retraining epoch(s) per step, "
-        f"{args.finetune_epochs} fine-tuning epochs, per-layer normalisation {args.normalize}, "
-        f"importance per cost: {args.per_cost}, activations at: {args.activations_at}, "
-        f"{args.seeds} pruning seed(s); latency: batch 1, median of 20, {torch.get_num_threads()} threads\n"
-    )
-    print(f"{'method':26} {'mIoU':>7} {'min–max':>15} {'MACs %':>7} {'params %':>9} {'latency':>10} {'speed-up':>9}")
-    for (name, runs), lat in zip(results.items(), latencies):
-        miou = [metrics["miou"] for _, metrics in runs]
-        cost = pk.count(runs[0][0], x)
-        print(
-            f"{name:26} {sum(miou) / len(miou):7.4f} {min(miou):7.4f}–{max(miou):.4f} "
-            f"{100 * cost.macs / base.macs:7.1f} {100 * cost.params / base.params:9.1f} "
-            f"{lat * 1e3:8.1f}ms {latencies[0] / lat:8.2f}×"
-        )
+    for name in args.tasks.split(","):
+        run_task(name, tasks[name], args, out)
+    print(f"\n({time.perf_counter() - started:.0f} s in all; python benchmarks/quality.py {' '.join(sys.argv[1:])})")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ class CostModel:
         ``latency``: a measured table of the model's layers (built on the original model), which
         makes every cost carry the layers' predicted seconds."""
         self.graph = graph
+        self.requested = include
         self.include = parse_include(include)
         self.latency = latency
         self.effects: dict[tuple[int, int], list[tuple[str, str, int | None, int]]] = {}

@@ -80,9 +80,20 @@ class LatencyTable:
     build_seconds: float = 0.0
     measured: int = 0  # entries measured now, not found in the cache
 
+    #: counts above one multiple of ``align`` cost as the next multiple does (what a run takes);
+    #: False: interpolated smoothly (what ranking channels one by one needs)
+    stepped: bool = True
+
     def layer_seconds(self, node: LayerNode, call: int, c_in: int, c_out: int) -> float:
         entry = self.entries.get((node.name, call))
-        return entry.at(c_in, c_out) if entry else 0.0
+        if entry is None:
+            return 0.0
+        if self.stepped:  # a concatenation of aligned pieces with one piece below a multiple is not aligned
+            c_in, c_out = self._step(c_in, entry.ins), self._step(c_out, entry.outs)
+        return entry.at(c_in, c_out)
+
+    def _step(self, count: int, grid: list[int]) -> int:
+        return min(-(-count // self.align) * self.align, grid[-1]) if count > self.align else count
 
     def network_seconds(self, layer_seconds: float) -> float:
         """A whole forward's predicted seconds, for a model whose layers sum to ``layer_seconds``:

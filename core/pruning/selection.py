@@ -10,6 +10,7 @@ or nothing more can be taken.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from collections import defaultdict
 from collections.abc import Mapping
@@ -99,6 +100,8 @@ def per_cost(
     high-resolution layers — memory-bound — are seen to cost more than their MACs. Channels with
     the same members save the same, so each distinct footprint is costed once.
     """
+    if measure == "latency" and cost.latency is not None and cost.latency.stepped:  # rank on the smooth table
+        cost = CostModel(cost.graph, cost.requested, dataclasses.replace(cost.latency, stepped=False))
     saved: dict[tuple, float] = {}
     out = {}
     for gid, values in scores.items():

@@ -69,7 +69,8 @@ def thinned(graph: ChannelGraph, align: int) -> dict[int, list[int]]:
     rng = random.Random(0)
     removal = {}
     for group in graph.groups:
-        taken = units(group, torch.tensor([rng.random() for _ in range(group.channels)]), Limits(round_to=align))
+        scores = torch.tensor([rng.random() for _ in range(group.channels)])
+        taken = units(group, scores, Limits(round_to=align, free_below=True))
         if taken:
             removal[group.id] = [c for unit in taken[: max(1, 3 * len(taken) // 4)] for c in unit]
     return removal
