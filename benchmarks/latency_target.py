@@ -85,16 +85,15 @@ def macs_shot(model: nn.Module, x: torch.Tensor, original_macs: int) -> None:
 
 def until(
     base: nn.Module, x: torch.Tensor, target: float, repeats: int, shot: Callable[[nn.Module, float], None]
-) -> tuple[nn.Module, float, int]:
-    """Shots on a copy of ``base`` until the measured speed-up reaches ``target`` (at most 60)."""
-    model, speedup = copy.deepcopy(base), 1.0
-    for shots in range(1, 61):
-        shot(model, speedup)
+) -> tuple[nn.Module, list[float]]:
+    """Shots on a copy of ``base`` until the measured speed-up reaches ``target`` (at most 60);
+    the model and the speed-up measured after each shot."""
+    model, measured = copy.deepcopy(base), [1.0]
+    while measured[-1] < target and len(measured) <= 60:
+        shot(model, measured[-1])
         base_s, now = measure([base, model], x, repeats)
-        speedup = base_s / now
-        if speedup >= target:
-            return model, speedup, shots
-    return model, speedup, 60
+        measured.append(base_s / now)
+    return model, measured[1:]
 
 
 def torch_pruning(base: nn.Module, x: torch.Tensor, head: str, target: float, repeats: int):
@@ -161,18 +160,20 @@ def compare(name: str, targets: list[float], repeats: int) -> None:
     )
     methods: dict[str, Callable[[float], tuple[nn.Module, float, int, str]]] = {}
 
-    def by_latency(target: float):
+    def by_latency(target: float) -> tuple[nn.Module, float, int, str]:
         predictions: list[float] = []
-        model, speedup, shots = until(
+        model, measured = until(
             base, x, target, repeats, lambda m, s: predictions.append(latency_shot(m, x, table, target, s))
         )
-        return model, speedup, shots, "predicted " + ", ".join(f"{p:.2f}×" for p in predictions)
+        shots = ", ".join(f"{p:.2f}× → {m:.2f}×" for p, m in zip(predictions, measured))
+        return model, measured[-1], len(measured), f"predicted → measured: {shots}"
+
+    def by_macs(target: float) -> tuple[nn.Module, float, int, str]:
+        model, measured = until(base, x, target, repeats, lambda m, s: macs_shot(m, x, before.macs))
+        return model, measured[-1], len(measured), ""
 
     methods["prunekit latency budget"] = by_latency
-    methods["prunekit MACs budget"] = lambda t: (
-        *until(base, x, t, repeats, lambda m, s: macs_shot(m, x, before.macs)),
-        "",
-    )
+    methods["prunekit MACs budget"] = by_macs
     if importlib.util.find_spec("torch_pruning"):
         methods["torch-pruning"] = lambda t: (*torch_pruning(base, x, head, t, repeats), "")
     models: list[tuple[str, nn.Module]] = []

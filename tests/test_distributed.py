@@ -114,3 +114,15 @@ def test_resume_under_torchrun(tmp_path, write):
     records = read_steps(tmp_path / "ddp_resume")
     assert [r["step"] for r in records][-1] >= 2 and all(r["ranks_identical"] == 1.0 for r in records)
     assert (tmp_path / "ddp_resume" / "export" / "plan.json").exists()
+
+
+def test_a_latency_budget_under_torchrun_stops_every_rank_together(tmp_path, write):
+    extra = {"retrain": "none", "finetune": {"epochs": 0}, "distillation": {}, "train": {"epochs": 0}}
+    pruning = {"resource": "latency", "target_speedup": 1.3, "step": {"percent": 15}, "max_steps": 5}
+    config, _ = write(
+        tmp_path, "ddp_latency", **extra, pruning={**pruning, "criterion": {"weights": {"weight_norm": 1}}}
+    )
+    result = torchrun(config, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = read_steps(tmp_path / "ddp_latency")
+    assert records and all(r["ranks_identical"] == 1.0 and r["speedup"] > 0 for r in records)

@@ -22,6 +22,7 @@ import os
 import platform
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,25 +100,44 @@ class LatencyTable:
         """A whole forward's predicted seconds, for a model whose layers sum to ``layer_seconds``:
         through the calibration points, so the ops between layers and the difference between a
         layer timed alone and inside the network are both accounted for."""
-        points = sorted(self.calibration)
-        if len(points) < 2 or points[1][0] - points[0][0] < 1e-9:
-            return layer_seconds + (points[0][1] - points[0][0] if points else 0.0)
-        (x0, y0), (x1, y1) = points[0], points[-1]
-        return max(0.0, y0 + (y1 - y0) * (layer_seconds - x0) / (x1 - x0))
+        slope, intercept = self._line()
+        return max(0.0, intercept + slope * layer_seconds)
 
     def layer_seconds_at(self, network_seconds: float) -> float:
         """The layer sum at which a whole forward is predicted to take ``network_seconds``."""
+        slope, intercept = self._line()
+        return (network_seconds - intercept) / slope
+
+    def _line(self) -> tuple[float, float]:
+        """(slope, intercept) of the network's seconds in the layer sum: through both calibration
+        points; through the full model's and zero where they make no sense (a thinned copy
+        measured no faster, or a negative overhead — a machine too busy to calibrate on); the
+        layer sum itself without any."""
         points = sorted(self.calibration)
-        if len(points) < 2 or abs(points[-1][1] - points[0][1]) < 1e-12:
-            return network_seconds - (points[0][1] - points[0][0] if points else 0.0)
+        if not points:
+            return 1.0, 0.0
         (x0, y0), (x1, y1) = points[0], points[-1]
-        return x0 + (x1 - x0) * (network_seconds - y0) / (y1 - y0)
+        if x1 - x0 > 1e-9 and y1 > y0 and y0 * x1 >= y1 * x0:  # rising, with an overhead >= 0
+            slope = (y1 - y0) / (x1 - x0)
+            return slope, y0 - slope * x0
+        return y1 / x1 if x1 > 0 else 1.0, 0.0
 
 
 def device_name(device: torch.device) -> str:
+    """The device's model and the kernels it runs (CPU: its model name and vector extensions)."""
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{platform.processor() or platform.machine()}"
+    return f"cpu:{_cpu_model()} {torch.backends.cpu.get_cpu_capability()}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def cache_dir() -> Path:
@@ -141,11 +161,20 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _save(path: Path, entries: dict[str, Any], device: torch.device) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the cache atomically; a cache that cannot be written only costs the next run time."""
     data = {"format": FORMAT, "device": device_name(device), "torch": torch.__version__, "entries": entries}
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        json.dump(data, f)
-    os.replace(f.name, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+            json.dump(data, f)
+        os.replace(f.name, path)
+    except OSError as exc:
+        warnings.warn(
+            f"cannot write the latency table cache {path} ({exc.strerror or exc}); the next run measures again "
+            "(set PRUNEKIT_CACHE_DIR to a writable folder)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def varying(graph: ChannelGraph) -> dict[str, tuple[bool, bool]]:

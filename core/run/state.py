@@ -83,7 +83,7 @@ class RunState:
 
     def latency_fields(self) -> tuple[float | None, float | None, float | None]:
         """(measured ms, measured speed-up, predicted speed-up) for the step record."""
-        if self.measured is None or self.latency is None or not self.predicted:
+        if self.measured is None or self.latency is None or self.predicted is None:
             return None, None, None
         return 1e3 * self.measured[0], self.measured[1], self.latency.table.calibration[0][1] / self.predicted
 
