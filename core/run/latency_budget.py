@@ -17,6 +17,7 @@ from ..cost.latency_table import LatencyTable, alignment, build_table, calibrate
 from ..graph.channel_graph import ChannelGraph
 from ..pruning.selection import Limits, units
 from ..pruning.surgery import remove
+from ..training import distributed
 from .budget import target_speedup
 from .config import PruningConfig
 
@@ -24,17 +25,20 @@ from .config import PruningConfig
 @dataclass
 class LatencyBudget:
     """``table`` of the teacher's layers on the run's device; ``example`` a batch of one there;
-    ``original`` the teacher's measured seconds per forward."""
+    ``repeats`` forwards per measurement."""
 
     table: LatencyTable
     example: torch.Tensor
-    original: float
     repeats: int
 
     def measured(self, teacher: nn.Module, student: nn.Module) -> tuple[float, float]:
-        """(student seconds, speed-up over the teacher), measured in turns with the teacher."""
-        base, now = measure([teacher, student], self.example, self.repeats)
-        return now, base / now
+        """(student seconds, speed-up over the teacher), measured in turns with the teacher — by
+        rank 0 alone under torchrun, for every rank, so that all stop together."""
+        result = None
+        if distributed.is_main():
+            base, now = measure([teacher, student], self.example, self.repeats)
+            result = (now, base / now)
+        return distributed.broadcast(result)
 
     def floor(self, cfg: PruningConfig, predicted: float, speedup: float) -> float:
         """The layer seconds a step's selection may go down to: the student's ``predicted`` time
@@ -52,7 +56,20 @@ def prepare(
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None,
 ) -> LatencyBudget:
     """Build (or load) the latency table of ``teacher`` (traced as ``graph``) on ``device`` and
-    calibrate it on the teacher and on a thinned copy."""
+    calibrate it on the teacher and on a thinned copy — in rank 0 alone under torchrun, so that
+    no other process's work disturbs the clock; every rank gets the result."""
+    budget = _prepare(cfg, teacher, graph, retrace, device, progress) if distributed.is_main() else None
+    return distributed.broadcast(budget)
+
+
+def _prepare(
+    cfg: PruningConfig,
+    teacher: nn.Module,
+    graph: ChannelGraph,
+    retrace: Callable[[nn.Module], ChannelGraph],
+    device: torch.device,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None,
+) -> LatencyBudget:
     align = cfg.round_to or alignment(device)
     table = build_table(graph, device, progress=progress, align=align)
     example = graph.example[:1].to(device)
@@ -60,7 +77,7 @@ def prepare(
     thin_graph = retrace(thin)
     remove(thin, thin_graph, thinned(thin_graph, align))
     calibrate(table, example, (teacher, graph), (thin, retrace(thin)), repeats=cfg.latency_repeats)
-    return LatencyBudget(table, example, table.calibration[0][1], cfg.latency_repeats)
+    return LatencyBudget(table, example, cfg.latency_repeats)
 
 
 def thinned(graph: ChannelGraph, align: int) -> dict[int, list[int]]:

@@ -9,6 +9,7 @@ randomness of a step is derived from ``(seed, step)``, ends where an uninterrupt
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Iterable
@@ -170,12 +171,8 @@ class Pruner:
         if p.resource != "latency" and p.criterion.per_cost != "latency":
             return None
         bar = (lambda calls: tqdm(list(calls), desc="latency table", leave=False)) if self.progress else None
-        budget = None
-        if distributed.is_main():  # one process measures, so that no other's work disturbs the clock
-            budget = latency_budget.prepare(
-                p, teacher, graph, lambda m: self._trace_with(plugins, m, graph.example), device, bar
-            )
-        return distributed.broadcast(budget)
+        retrace = functools.partial(self._trace_with, plugins, example=graph.example)
+        return latency_budget.prepare(p, teacher, graph, retrace, device, bar)
 
     def _example(self, data: TrainingData) -> torch.Tensor:
         if self.objects.example_input is not None:
@@ -232,7 +229,7 @@ class Pruner:
         current = self._count(state, state.model)
         step = state.start_step
         if state.latency is not None and state.steps:  # resumed: where the student stands now
-            state.measured = self._measured(state)
+            state.measured = state.latency.measured(state.teacher, state.model)
         while step <= cfg.max_steps and not budget.done(cfg, state.original, current, state.speedup()):
             began = time.perf_counter()
             graph, selection = self._select(state, step)
@@ -245,7 +242,7 @@ class Pruner:
             current = self._count(state, state.model)
             if state.latency is not None:
                 state.predicted = state.latency.table.network_seconds(selection.seconds)
-                state.measured = self._measured(state)
+                state.measured = state.latency.measured(state.teacher, state.model)
             metrics = self._retrain_and_evaluate(state, step)
             original = state.original
             record = Step(
@@ -269,12 +266,6 @@ class Pruner:
             state.log.notify("step_done", run=state, record=record.record())
             distributed.barrier()
             step += 1
-
-    def _measured(self, state: RunState) -> tuple[float, float]:
-        """The student's seconds and speed-up, measured by rank 0 for every rank (all stop together)."""
-        assert state.latency is not None
-        measured = state.latency.measured(state.teacher, state.model) if distributed.is_main() else None
-        return distributed.broadcast(measured)
 
     def _select(self, state: RunState, step: int) -> tuple[ChannelGraph, Selection]:
         """Trace, calibrate and score the student; rank 0 selects, every rank gets its selection."""
