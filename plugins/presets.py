@@ -12,8 +12,11 @@ from typing import Any
 
 from prunekit import Spec, hookimpl
 
+#: Chosen by ``benchmarks/quality.py`` (see the README's quality section): filter norms and
+#: first-order Taylor, each ranked within its layer, observed after the activation.
 DEFAULT: dict[str, Any] = {
-    "criterion": {"weights": {"weight_norm": 0.5, "activation_deviation": 0.5}, "normalize": "l2"},
+    "criterion": {"weights": {"weight_norm": 0.5, "taylor": 0.5}, "normalize": "rank"},
+    "activations_at": "activation",
 }
 
 IPAD: dict[str, Any] = {
@@ -35,7 +38,7 @@ def prunekit_presets() -> list[Spec]:
         Spec(
             "default",
             lambda: copy.deepcopy(DEFAULT),
-            "prunekit's defaults: weight norm and activation deviation, equal weights",
+            "prunekit's defaults: weight norm and Taylor, equal weights, ranked per layer",
         ),
         Spec("ipad", lambda: copy.deepcopy(IPAD), "the IPAD paper: ω = 0.5, 74 % of MACs, 75 % layer and block limits"),
     ]

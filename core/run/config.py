@@ -60,7 +60,7 @@ class PluginsConfig:
 class CriterionConfig:
     weights: dict[str, float] = field({}, doc="criterion name -> weight of its normalised score")
     args: dict[str, dict[str, Any]] = field({}, doc="criterion name -> its arguments")
-    normalize: Literal["none", "max", "l2", "mean", "rank"] = field("l2", doc="per-layer normalisation")
+    normalize: Literal["none", "max", "l2", "mean", "rank"] = field("rank", doc="per-layer normalisation")
     reduce: Literal["mean", "sum", "max"] = field("mean", doc="how coupled layers' scores combine")
     per_cost: Literal["none", "macs", "params", "latency"] = field(
         "none", doc="rank by importance per unit of this cost the channel's removal saves"
@@ -127,7 +127,7 @@ class PruningConfig:
     round_to: int | None = field(None, min=1, doc="keep channel counts multiples of this")
     calibration_batches: int = field(8, min=1, doc="batches of the calibration pass")
     activations_at: Literal["output", "activation"] = field(
-        "output", doc="activation criteria observe the producer's raw output, or the activation after it"
+        "activation", doc="activation criteria observe the producer's raw output, or the activation after it"
     )
     max_steps: int = field(100, min=1)
     protected: list[str] = field([], doc="layers never pruned, besides the traversal's")
