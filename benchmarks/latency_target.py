@@ -10,7 +10,8 @@ until the speed-up *measured* against the unpruned model (in turns, batch 1) rea
   loop — further shots corrected by the last measurement, until the measurement agrees;
 - prunekit, MACs budget: 2 % of the original MACs at a time until the measurement agrees;
 - Torch-Pruning's global magnitude pruner (when installed): 1 % steps until it agrees;
-- the pruning loop itself (``pruning.resource: latency, target_speedup``), no retraining.
+- the pruning loop itself (``pruning.resource: latency, target_speedup``, ranked per predicted
+  second saved: ``per_cost: latency``), no retraining.
 
 Printed per target: the measured speed-up reached, MACs and parameters left, shots taken, and for
 the latency budget its predicted speed-up before each measurement; then the table's build time
@@ -145,7 +146,7 @@ def loop(name: str, args: dict, target: float, repeats: int) -> tuple[float, flo
             layer_limit_percent=100,
             block_limit_percent=100,
             latency_repeats=repeats,
-            criterion={"weights": {"weight_norm": 1.0}},
+            criterion={"weights": {"weight_norm": 1.0}, "normalize": "l2", "per_cost": "latency"},
             max_steps=30,
         )
         result = Pruner(cfg, progress=False).prune()

@@ -177,6 +177,7 @@ def run_task(name: str, source: dict, args: argparse.Namespace, out: Path) -> No
     if args.resource == "latency":  # the defaults with a MACs budget, to the MACs that give the same speed-up
         by_macs = {"resource": "macs", "target_speedup": None, **macs_budget(teacher.teacher, teacher.example, args)}
         methods["prunekit defaults with a MACs budget"] = (by_macs, False)
+        methods["latency budget, ranked per latency saved"] = ({"criterion": {"per_cost": "latency"}}, False)
     wanted = set(args.methods.split(";")) if args.methods else None
     single = set(args.single_seed.split(";")) if args.single_seed else set()
 

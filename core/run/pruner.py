@@ -293,9 +293,8 @@ class Pruner:
         table = state.latency.table if state.latency else None
         cost = CostModel(graph, self.config.cost.include or None, table)
         scores = group_scores(graph, criteria, p.criterion.normalize, p.criterion.reduce)
-        ranking = "latency" if p.resource == "latency" and p.criterion.per_cost == "none" else p.criterion.per_cost
-        if ranking != "none":  # a latency budget always ranks by importance per latency saved
-            scores = per_cost(scores, cost, ranking, p.criterion.element_macs)
+        if p.criterion.per_cost != "none":
+            scores = per_cost(scores, cost, p.criterion.per_cost, p.criterion.element_macs)
         aligned = table is not None and p.resource == "latency" and p.round_to is None  # the device's multiple
         round_to = table.align if table is not None and aligned else p.round_to
         limits = Limits(p.layer_limit_percent, p.block_limit_percent, p.min_channels, round_to, free_below=aligned)
