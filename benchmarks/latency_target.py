@@ -85,28 +85,16 @@ def macs_shot(model: nn.Module, x: torch.Tensor, original_macs: int) -> None:
 
 
 def until(
-    base: nn.Module,
-    x: torch.Tensor,
-    target: float,
-    repeats: int,
-    shot: Callable[[nn.Module, float], None],
-    confirm: bool = False,
+    base: nn.Module, x: torch.Tensor, target: float, repeats: int, shot: Callable[[nn.Module, float], None]
 ) -> tuple[nn.Module, list[float]]:
     """Shots on a copy of ``base`` until the measured speed-up reaches ``target`` (at most 60);
-    the model and the speed-up measured after each shot. With ``confirm``, a speed-up that reaches
-    the target counts only when a second measurement agrees (small inputs measure noisily)."""
+    the model and the speed-up measured after each shot."""
     model, measured = copy.deepcopy(base), [1.0]
-    while len(measured) <= 60:
+    while measured[-1] < target and len(measured) <= 60:
         shot(model, measured[-1])
-        measured.append(speedup(base, model, x, repeats))
-        if measured[-1] >= target and (not confirm or speedup(base, model, x, repeats) >= target):
-            break
+        base_s, now = measure([base, model], x, repeats)
+        measured.append(base_s / now)
     return model, measured[1:]
-
-
-def speedup(base: nn.Module, model: nn.Module, x: torch.Tensor, repeats: int) -> float:
-    base_s, now = measure([base, model], x, repeats)
-    return base_s / now
 
 
 def torch_pruning(base: nn.Module, x: torch.Tensor, head: str, target: float, repeats: int):

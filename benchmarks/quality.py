@@ -7,7 +7,9 @@ prunes it to the same budget — 74 % of the MACs by default, or with ``--resour
 same *measured* speed-up — in the same steps with the same retraining and fine-tuning:
 prunekit's defaults (today weight norm and Taylor, ranked per layer), IPAD (ω = 0.5) with and
 without distillation, weight norm, Taylor, random, and Torch-Pruning's magnitude and Taylor
-pruners (when installed). Only "IPAD + KD" distils from the teacher. Printed: the task's metric as
+pruners (when installed); with ``--resource latency`` also the defaults with a MACs budget (MACs
+steps until the same measured speed-up) and the latency budget ranked per second saved. Only
+"IPAD + KD" distils from the teacher. Printed: the task's metric as
 mean and range over the seeds, MACs, parameters and the CPU speed-up of the first seed's model.
 
     python benchmarks/quality.py [--tasks unet,densenet,resnet] [--seeds 3] [--remove 74] [--steps 4]
@@ -33,7 +35,6 @@ from typing import Any
 
 import torch
 import yaml
-from latency_target import macs_shot, until
 from torch import nn
 
 import prunekit as pk
@@ -174,8 +175,8 @@ def run_task(name: str, source: dict, args: argparse.Namespace, out: Path) -> No
         "baseline": [(teacher.teacher, teacher.trainer.evaluate(teacher.teacher))]
     }
     methods = dict(list(METHODS.items())[:2]) if args.quick else dict(METHODS)
-    if args.resource == "latency":  # the defaults with a MACs budget, to the MACs that give the same speed-up
-        by_macs = {"resource": "macs", "target_speedup": None, **macs_budget(teacher.teacher, teacher.example, args)}
+    if args.resource == "latency":  # MACs steps until the same measured speed-up
+        by_macs = {"resource": "macs", "step": {"percent": args.remove / args.steps}}
         methods["prunekit defaults with a MACs budget"] = (by_macs, False)
         methods["latency budget, ranked per latency saved"] = ({"criterion": {"per_cost": "latency"}}, False)
     wanted = set(args.methods.split(";")) if args.methods else None
@@ -206,15 +207,6 @@ def run_task(name: str, source: dict, args: argparse.Namespace, out: Path) -> No
                 results.pop(method, None)
                 print(f"{name}: {method}, seed {seed}: fails with {type(exc).__name__}: {str(exc).splitlines()[0]}")
     table(name, cfg, results, teacher.example, metric, label, args)
-
-
-def macs_budget(model: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> dict:
-    """The MACs a MACs budget must remove for the measured speed-up ``args.target_speedup``,
-    found by one-shot pruning of the baseline in 2 % steps, measured after each."""
-    macs = pk.count(model, x).macs
-    pruned, _ = until(model, x, args.target_speedup, 30, lambda m, _: macs_shot(m, x, macs), confirm=True)
-    remove = 100 * (1 - pk.count(pruned, x).macs / pk.count(model, x).macs)
-    return {"prune_away_percent": remove, "step": {"percent": remove / args.steps}}
 
 
 def slug(text: str) -> str:

@@ -92,12 +92,8 @@ def test_a_latency_budget_removes_its_seconds_in_aligned_units():
         assert left % 8 == 0 or left < 8, (gid, left)
 
 
-def test_target_speedup_needs_a_latency_budget(tiny_config, tmp_path):
-    with pytest.raises(pk.ConfigError, match=r"pruning\.target_speedup: needs resource: latency"):
-        pk.config.load(tiny_config(tmp_path, pruning__target_speedup=2.0))
-
-
-def test_the_loop_stops_on_the_measured_speedup_and_records_the_prediction(tiny_config, tmp_path):
+@pytest.mark.parametrize("resource", ["latency", "macs"])
+def test_the_loop_stops_on_the_measured_speedup_and_records_the_prediction(tiny_config, tmp_path, resource):
     config = tiny_config(
         tmp_path / "run",
         model={"name": "unet", "args": {"width": 8, "n_classes": 4}},
@@ -106,7 +102,7 @@ def test_the_loop_stops_on_the_measured_speedup_and_records_the_prediction(tiny_
         retrain={"epochs_per_step": 0},
         finetune={"epochs": 0},
         distillation={},
-        pruning={"resource": "latency", "target_speedup": 1.5, "step": {"percent": 20}, "max_steps": 6,
+        pruning={"resource": resource, "target_speedup": 1.5, "step": {"percent": 20}, "max_steps": 6,
                  "latency_repeats": 3},
     )  # fmt: skip
     Pruner(config, progress=False).prune()
@@ -116,6 +112,10 @@ def test_the_loop_stops_on_the_measured_speedup_and_records_the_prediction(tiny_
     assert all(s["speedup"] < 1.5 for s in steps[:-1])  # it went on while the measurement said so
     stopped = [r for r in records if r["event"] == "stop"]
     assert steps[-1]["speedup"] >= 1.5 or stopped or len(steps) == 6
+    if resource == "macs":  # steps of a fifth of the MACs, and the percent (50) does not end the run
+        assert abs(steps[0]["macs_percent"] - 80) < 3
+        if all(s["speedup"] < 1.5 for s in steps[:2]):
+            assert steps[2]["macs_percent"] < 50
 
 
 def test_an_unwritable_cache_warns_and_the_table_is_still_built(tmp_path, monkeypatch):

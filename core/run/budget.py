@@ -8,24 +8,30 @@ from .config import PruningConfig
 
 
 def targets(cfg: PruningConfig, original: CostReport) -> tuple[float, float]:
-    """(MACs, parameters) floors: the run is done at or below either."""
-    keep = 1.0 - cfg.prune_away_percent / 100.0
+    """(MACs, parameters) floors: the run is done at or below either. A target speed-up replaces
+    the percent: only the measurement ends the run then."""
+    keep = 1.0 - cfg.prune_away_percent / 100.0 if cfg.target_speedup is None else 0.0
     floor_macs = keep * original.macs if cfg.resource == "macs" else 0.0
     floor_params = keep * original.params if cfg.resource == "params" else 0.0
     return max(floor_macs, cfg.min_macs or 0), max(floor_params, cfg.min_params or 0)
 
 
 def target_speedup(cfg: PruningConfig) -> float:
-    """Resource latency: the measured speed-up the run stops at."""
+    """The measured speed-up a run with a latency budget or a target speed-up stops at."""
     return cfg.target_speedup or 1.0 / (1.0 - cfg.prune_away_percent / 100.0)
 
 
+def measures(cfg: PruningConfig) -> bool:
+    """Does the measured speed-up end the run (a latency budget, or a target speed-up)?"""
+    return cfg.resource == "latency" or cfg.target_speedup is not None
+
+
 def done(cfg: PruningConfig, original: CostReport, now: CostReport, speedup: float | None = None) -> bool:
-    """Resource latency: the last measured ``speedup`` reached the target; else a floor is reached."""
+    """The last measured ``speedup`` reached the target, where the run measures; or a floor is reached."""
     floor_macs, floor_params = targets(cfg, original)
     if now.macs <= floor_macs or now.params <= floor_params:
         return True
-    return cfg.resource == "latency" and speedup is not None and speedup >= target_speedup(cfg) * (1 - 1e-9)
+    return measures(cfg) and speedup is not None and speedup >= target_speedup(cfg) * (1 - 1e-9)
 
 
 def step_budget(cfg: PruningConfig, original: CostReport, latency: tuple[float, float] | None = None) -> Budget:

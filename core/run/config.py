@@ -114,7 +114,10 @@ class PruningConfig:
         50.0, min=0, max=100, open_min=True, doc="stop when this percent of the resource is gone"
     )
     target_speedup: float | None = field(
-        None, min=1, open_min=True, doc="resource latency: stop at this measured speed-up (instead of the percent)"
+        None,
+        min=1,
+        open_min=True,
+        doc="stop at this measured speed-up instead of the percent; with macs or params, steps remove that resource",
     )
     latency_repeats: int = field(10, min=1, doc="forwards measured (median) for each latency measurement")
     min_macs: int | None = field(None, min=0, doc="also stop at this many MACs")
@@ -127,7 +130,7 @@ class PruningConfig:
     round_to: int | None = field(None, min=1, doc="keep channel counts multiples of this")
     calibration_batches: int = field(8, min=1, doc="batches of the calibration pass")
     activations_at: Literal["output", "activation"] = field(
-        "activation", doc="activation criteria observe the producer's raw output, or the activation after it"
+        "activation", doc="activation criteria observe the activation after the producer, or its raw output"
     )
     max_steps: int = field(100, min=1)
     protected: list[str] = field([], doc="layers never pruned, besides the traversal's")
@@ -137,10 +140,6 @@ class PruningConfig:
         doc="approximate cuts allowed, e.g. [layer_norm]: layers no cut is exact for (LayerNorm over channels) "
         "are cut too, and each step records how much the cut changed the output",
     )
-
-    def check(self, path: str) -> None:
-        if self.target_speedup is not None and self.resource != "latency":
-            raise ConfigError(f"{path}.target_speedup: needs resource: latency (the resource is {self.resource})")
 
 
 @dataclass

@@ -166,9 +166,9 @@ class Pruner:
     def _latency_budget(
         self, plugins: Manager, teacher: nn.Module, graph: ChannelGraph, device: torch.device
     ) -> LatencyBudget | None:
-        """With a latency budget or ranking: the teacher's latency table, measured or cached."""
+        """With a latency budget, ranking or target speed-up: the teacher's latency table, measured or cached."""
         p = self.config.pruning
-        if p.resource != "latency" and p.criterion.per_cost != "latency":
+        if not budget.measures(p) and p.criterion.per_cost != "latency":
             return None
         bar = (lambda calls: tqdm(list(calls), desc="latency table", leave=False)) if self.progress else None
         retrace = functools.partial(self._trace_with, plugins, example=graph.example)
