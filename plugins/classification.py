@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from prunekit import Spec, hookimpl
+from prunekit.run.report import metric_rows
 
 
 class Accuracy:
@@ -43,10 +44,6 @@ class Accuracy:
         return record
 
 
-def _change(base: float, pruned: float) -> str:
-    return f"{100 * (pruned - base):+.2f} pt"
-
-
 class Classification:
     name = "classification"
     best_metric = "top1"
@@ -59,17 +56,8 @@ class Classification:
     def report_rows(
         self, baseline: dict[str, float], pruned: dict[str, float], class_names: Sequence[str]
     ) -> list[list[str]]:
-        rows = [
-            [label, f"{baseline[key]:.4f}", f"{pruned[key]:.4f}", _change(baseline[key], pruned[key])]
-            for key, label in (("top1", "top-1"), ("top5", "top-5"), ("mean_class_accuracy", "mean class accuracy"))
-        ]
-        for key in sorted((k for k in baseline if k.startswith("acc_")), key=lambda k: int(k.removeprefix("acc_"))):
-            index = int(key.removeprefix("acc_"))
-            label = class_names[index] if index < len(class_names) else key
-            rows.append(
-                [f"accuracy {label}", f"{baseline[key]:.4f}", f"{pruned[key]:.4f}", _change(baseline[key], pruned[key])]
-            )
-        return rows
+        summary = [("top1", "top-1"), ("top5", "top-5"), ("mean_class_accuracy", "mean class accuracy")]
+        return metric_rows(baseline, pruned, summary, ("acc_", "accuracy"), class_names)
 
 
 @hookimpl

@@ -197,26 +197,15 @@ class Norm(LayerType):
         m.num_features = len(keep)
 
 
-class GroupNorm(LayerType):
+class GroupNorm(Norm):
     """GroupNorm: channel-wise within each of its G groups, so removing whole groups (blocks of
     C/G channels) leaves the others' statistics as they were — exact; G shrinks with the cut."""
 
-    name, module, kind = "groupnorm", nn.GroupNorm, "norm"
-
-    def flow(self, m: Any) -> Flow:
-        return Flow.CHANNELWISE
+    def __init__(self) -> None:
+        super().__init__(nn.GroupNorm)
 
     def block(self, m: Any) -> int:
         return int(m.num_channels // m.num_groups)
-
-    def macs(self, m: Any, shape: LayerShape) -> int:
-        return numel(shape.output)
-
-    def params(self, m: Any, shape: LayerShape) -> int:
-        return 2 * shape.out_channels if m.affine else 0
-
-    def weight_rows(self, m: Any) -> torch.Tensor | None:
-        return m.weight.detach()[:, None] if m.affine else None
 
     def prune_out(self, m: Any, keep: torch.Tensor) -> None:
         size = self.block(m)

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from prunekit import Spec, hookimpl
+from prunekit.run.report import metric_rows
 
 
 class ConfusionMatrix:
@@ -67,10 +68,6 @@ class ConfusionMatrix:
         return record
 
 
-def change(base: float, pruned: float) -> str:
-    return f"{100 * (pruned - base):+.2f} pt"
-
-
 class Segmentation:
     name = "segmentation"
     best_metric = "miou"
@@ -83,14 +80,7 @@ class Segmentation:
     def report_rows(
         self, baseline: dict[str, float], pruned: dict[str, float], class_names: Sequence[str]
     ) -> list[list[str]]:
-        rows = [["mIoU", f"{baseline['miou']:.4f}", f"{pruned['miou']:.4f}", change(baseline["miou"], pruned["miou"])]]
-        for key in sorted((k for k in baseline if k.startswith("iou_")), key=lambda k: int(k.removeprefix("iou_"))):
-            index = int(key.removeprefix("iou_"))
-            label = class_names[index] if index < len(class_names) else key
-            rows.append(
-                [f"IoU {label}", f"{baseline[key]:.4f}", f"{pruned[key]:.4f}", change(baseline[key], pruned[key])]
-            )
-        return rows
+        return metric_rows(baseline, pruned, [("miou", "mIoU")], ("iou_", "IoU"), class_names)
 
 
 @hookimpl

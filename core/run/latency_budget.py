@@ -58,26 +58,17 @@ def prepare(
     """Build (or load) the latency table of ``teacher`` (traced as ``graph``) on ``device`` and
     calibrate it on the teacher and on a thinned copy — in rank 0 alone under torchrun, so that
     no other process's work disturbs the clock; every rank gets the result."""
-    budget = _prepare(cfg, teacher, graph, retrace, device, progress) if distributed.is_main() else None
+    budget: LatencyBudget | None = None
+    if distributed.is_main():
+        align = cfg.round_to or alignment(device)
+        table = build_table(graph, device, progress=progress, align=align)
+        example = graph.example[:1].to(device)
+        thin = copy.deepcopy(teacher)
+        thin_graph = retrace(thin)
+        remove(thin, thin_graph, thinned(thin_graph, align))
+        calibrate(table, example, (teacher, graph), (thin, retrace(thin)), repeats=cfg.latency_repeats)
+        budget = LatencyBudget(table, example, cfg.latency_repeats)
     return distributed.broadcast(budget)
-
-
-def _prepare(
-    cfg: PruningConfig,
-    teacher: nn.Module,
-    graph: ChannelGraph,
-    retrace: Callable[[nn.Module], ChannelGraph],
-    device: torch.device,
-    progress: Callable[[Iterable[Any]], Iterable[Any]] | None,
-) -> LatencyBudget:
-    align = cfg.round_to or alignment(device)
-    table = build_table(graph, device, progress=progress, align=align)
-    example = graph.example[:1].to(device)
-    thin = copy.deepcopy(teacher)
-    thin_graph = retrace(thin)
-    remove(thin, thin_graph, thinned(thin_graph, align))
-    calibrate(table, example, (teacher, graph), (thin, retrace(thin)), repeats=cfg.latency_repeats)
-    return LatencyBudget(table, example, cfg.latency_repeats)
 
 
 def thinned(graph: ChannelGraph, align: int) -> dict[int, list[int]]:
