@@ -134,7 +134,7 @@ def units(group: Group, scores: torch.Tensor, limits: Limits) -> list[list[int]]
         left = remaining - len(pending)
         if left % size and not (limits.free_below and left < size):
             continue
-        if remaining - len(pending) < floor:
+        if left < floor:
             break
         out.append(pending)
         remaining -= len(pending)

@@ -93,7 +93,7 @@ class RunState:
             return None
         original = self.latency.table.calibration[0][0]
         predicted = self.latency.table.network_seconds(cost.seconds)
-        return original, self.latency.floor(cfg, predicted, self.measured[1] if self.measured else 1.0)
+        return original, self.latency.floor(cfg, predicted, self.speedup() or 1.0)
 
 
 @dataclass
