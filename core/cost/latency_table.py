@@ -248,7 +248,7 @@ class _Layer:
                 self.rule.prune_out(module, _keep(c_out, self.full_out, self.groups))
             if c_in != self.full_in:
                 self.rule.prune_in(module, _keep(c_in, self.full_in, self.groups))
-        elif c_in != self.full_in and any(True for _ in module.parameters(recurse=False)):
+        elif c_in != self.full_in and next(module.parameters(recurse=False), None) is not None:
             per = self.full_out // self.full_in if self.flow is Flow.DEPTHWISE else 1
             kept = [c * per + r for c in range(c_in) for r in range(per)]
             self.rule.prune_out(module, torch.tensor(kept, dtype=torch.long))
