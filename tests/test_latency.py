@@ -2,6 +2,10 @@
 cost model's seconds, aligned selection, and a loop that stops on its measurement."""
 
 import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -53,6 +57,31 @@ def test_the_table_covers_what_pruning_can_shrink_and_is_cached(tmp_path, monkey
     (cached,) = (tmp_path / "latency").glob("*.json")
     cached.write_text("{not json")
     assert build_table(graph, torch.device("cpu"), repeats=1, align=8).measured == 6  # measured again
+
+
+def test_inputs_past_an_alignment_multiple_are_priced_from_their_own_curve(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNEKIT_CACHE_DIR", str(tmp_path))
+    model, x = (
+        nn.Sequential(nn.Conv2d(1, 48, 3, padding=1), nn.ReLU(), nn.Conv2d(48, 8, 1)).eval(),
+        torch.randn(1, 1, 8, 8),
+    )
+    graph = pk.trace(model, x)
+    table = build_table(graph, torch.device("cpu"), repeats=1, align=16)
+    measured = table.entries[("2", 0)]
+    assert (measured.ins, measured.off_ins, measured.outs) == ([8, 16, 32, 48], [17, 33], [8])
+    assert len(measured.off_seconds) == 2 and table.entries[("1", 0)].off_ins == []  # not for channel-wise layers
+    ins, off = [8, 16, 32, 48], [17, 33]
+    table.entries[("2", 0)] = Entry(
+        ins, [8], [[1e-3 * c] for c in ins], off_ins=off, off_seconds=[[1e-2 * c] for c in off]
+    )
+    node = graph.layers["2"]
+    assert table.layer_seconds(node, 0, 33, 8) == pytest.approx(0.33)  # one past 32: the slow path
+    assert table.layer_seconds(node, 0, 40, 8) == pytest.approx(0.40)
+    assert table.layer_seconds(node, 0, 32, 8) == pytest.approx(0.032)
+    assert table.layer_seconds(node, 0, 48, 8) == pytest.approx(0.048)  # the full count was measured as it is
+    assert table.layer_seconds(node, 0, 5, 8) == pytest.approx(0.005)  # below one multiple: measured at 8
+    table.stepped = False  # ranking channel by channel reads the smooth, aligned curve
+    assert table.layer_seconds(node, 0, 33, 8) == pytest.approx(0.033)
 
 
 def linear_table(graph):
@@ -126,3 +155,27 @@ def test_an_unwritable_cache_warns_and_the_table_is_still_built(tmp_path, monkey
     with pytest.warns(RuntimeWarning, match=r"cannot write the latency table cache .* \(set PRUNEKIT_CACHE_DIR"):
         table = build_table(pk.trace(model, x), torch.device("cpu"), repeats=1, align=8)
     assert len(table.entries) == 6
+
+
+RSS_AFTER_FREE = """
+import sys, torch
+from prunekit.cost.latency import steady_allocator
+if sys.argv[1] == "steady":
+    assert steady_allocator()
+def resident():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096
+x = torch.ones(4 * 2**20)  # 16 MiB
+held = resident()
+del x
+print(held - resident())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists() or platform.libc_ver()[0] != "glibc", reason="glibc on Linux")
+def test_the_steady_allocator_keeps_freed_tensor_memory_for_reuse():
+    def returned(mode):
+        run = subprocess.run([sys.executable, "-c", RSS_AFTER_FREE, mode], capture_output=True, text=True, check=True)
+        return int(run.stdout)
+
+    assert returned("default") > 12 * 2**20  # a freed 16 MiB tensor goes back to the system ...
+    assert returned("steady") < 4 * 2**20  # ... or stays on the heap, to be reused without page faults

@@ -38,24 +38,30 @@ from .latency import measure
 
 #: channel counts measured, as fractions of the original layer's
 GRID = (0.125, 0.25, 0.5, 1.0)
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass
 class Entry:
     """Seconds of one layer call at input counts ``ins`` × output counts ``outs`` (one list each;
-    a channel-wise layer has ``ins == outs`` and one row per count on the diagonal)."""
+    a channel-wise layer has ``ins == outs`` and one row per count on the diagonal). A producer
+    whose inputs can shrink is also measured at ``off_ins``, input counts one step past an
+    alignment multiple (``off_seconds``, one row per count over ``outs``): such inputs — a
+    concatenation of aligned pieces and one odd channel — take another, slower kernel path."""
 
     ins: list[int]
     outs: list[int]
     seconds: list[list[float]]
     diagonal: bool = False
+    off_ins: list[int] = field(default_factory=list)
+    off_seconds: list[list[float]] = field(default_factory=list)
 
-    def at(self, c_in: int, c_out: int) -> float:
+    def at(self, c_in: int, c_out: int, off: bool = False) -> float:
         if self.diagonal:
             return _interpolate(self.ins, [row[0] for row in self.seconds], c_in)
-        rows = [_interpolate(self.outs, row, c_out) for row in self.seconds]
-        return _interpolate(self.ins, rows, c_in)
+        ins, seconds = (self.off_ins, self.off_seconds) if off and self.off_ins else (self.ins, self.seconds)
+        rows = [_interpolate(self.outs, row, c_out) for row in seconds]
+        return _interpolate(ins, rows, c_in)
 
 
 def _interpolate(xs: list[int], ys: list[float], x: float) -> float:
@@ -89,9 +95,10 @@ class LatencyTable:
         entry = self.entries.get((node.name, call))
         if entry is None:
             return 0.0
-        if self.stepped:  # a concatenation of aligned pieces with one piece below a multiple is not aligned
-            c_in, c_out = self._step(c_in, entry.ins), self._step(c_out, entry.outs)
-        return entry.at(c_in, c_out)
+        if not self.stepped:
+            return entry.at(c_in, c_out)
+        off = entry.off_ins and c_in > self.align and c_in % self.align and c_in != entry.ins[-1]
+        return entry.at(c_in if off else self._step(c_in, entry.ins), self._step(c_out, entry.outs), bool(off))
 
     def _step(self, count: int, grid: list[int]) -> int:
         return min(-(-count // self.align) * self.align, grid[-1]) if count > self.align else count
@@ -228,7 +235,10 @@ class _Layer:
         self.groups = groups = self.rule.groups(node.module) if self.flow is Flow.GROUPED else 1
         base_in = groups * (self.rule.block(node.module) if self.flow is Flow.CHANNELWISE else 1)
         varies_in = shrinks[0] or (self.diagonal and shrinks[1])
-        self.ins = _counts(self.full_in, math.lcm(base_in, align), base_in) if varies_in else [self.full_in]
+        unit_in = math.lcm(base_in, align)
+        self.ins = _counts(self.full_in, unit_in, base_in) if varies_in else [self.full_in]
+        odd = [c + base_in for c in self.ins if c % unit_in == 0 and c + base_in < self.full_in]
+        self.off_ins = odd if varies_in and not self.diagonal else []
         varies_out = shrinks[1] and not self.diagonal
         self.outs = _counts(self.full_out, math.lcm(groups, align), groups) if varies_out else [self.full_out]
 
@@ -236,7 +246,7 @@ class _Layer:
         module = self.node.module
         return (
             f"{type(module).__module__}.{type(module).__qualname__}({module.extra_repr()}) input {self.input} "
-            f"dims {self.in_dim},{self.out_dim} {dtype} grid {self.ins}x{self.outs}"
+            f"dims {self.in_dim},{self.out_dim} {dtype} grid {self.ins}+{self.off_ins}x{self.outs}"
         )
 
     def variant(
@@ -257,12 +267,35 @@ class _Layer:
         return module, torch.randn(size, device=device, dtype=dtype)
 
     def measure(self, device: torch.device, dtype: torch.dtype, repeats: int) -> Entry:
-        rows = []
-        for c_in in self.ins:
-            outs = [c_in * self.full_out // self.full_in] if self.diagonal else self.outs
-            variants = [self.variant(c_in, c_out, device, dtype) for c_out in outs]
-            rows.append([measure([module], x, repeats)[0] for module, x in variants])
-        return Entry(self.ins, self.outs if not self.diagonal else self.ins, rows, self.diagonal)
+        """Every count of the grid, the variants taking turns (as :func:`measure` does), so that
+        the machine's drift shifts them alike and the entry's shape over counts stays true."""
+        outs = (lambda c_in: [c_in * self.full_out // self.full_in]) if self.diagonal else (lambda c_in: self.outs)
+        cells = [(c_in, c_out) for c_in in self.ins + self.off_ins for c_out in outs(c_in)]
+        variants = [self.variant(c_in, c_out, device, dtype) for c_in, c_out in cells]
+        seconds = iter(_in_turns(variants, repeats))
+        rows = [[next(seconds) for _ in outs(c_in)] for c_in in self.ins + self.off_ins]
+        split = len(self.ins)
+        return Entry(
+            self.ins, self.ins if self.diagonal else self.outs, rows[:split], self.diagonal, self.off_ins, rows[split:]
+        )
+
+
+def _in_turns(variants: list[tuple[nn.Module, torch.Tensor]], repeats: int) -> list[float]:
+    """Median seconds of each (module, input), all taking turns in every round."""
+    wrapped = [_Bound(module, x) for module, x in variants]
+    return measure(wrapped, variants[0][1], repeats)
+
+
+class _Bound(nn.Module):
+    """A module called on its own input, whatever it is given (so variants of different input
+    sizes can take turns in one :func:`measure`)."""
+
+    def __init__(self, module: nn.Module, x: torch.Tensor) -> None:
+        super().__init__()
+        self.module, self.x = module, x
+
+    def forward(self, _: torch.Tensor) -> Any:
+        return self.module(self.x)
 
 
 def build_table(
