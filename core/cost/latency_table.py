@@ -4,7 +4,10 @@ Each layer the pruning can shrink runs alone, at its recorded input size, at fra
 channels (inputs × outputs for a producer, the channel count for a channel-wise layer) in
 multiples of the device's alignment (:func:`alignment`: counts in between run little faster
 than the next multiple, so pruning keeps to multiples when it budgets latency), and the seconds
-between grid points are interpolated (bilinearly; linearly beyond the grid). A whole network is
+between grid points are interpolated (bilinearly; linearly beyond the grid). Input counts one
+past a multiple — a concatenation of aligned pieces and an odd one, such as an image channel —
+are measured too: they take a slower kernel path than the next multiple. A layer's grid points
+are measured in turns. A whole network is
 predicted from its layers' sum through two calibration points — whole forwards of the full model
 and of a thinned copy, measured in turns — which account for the ops between layers
 (concatenation, residual adds, functional interpolation, dispatch) and for layers running

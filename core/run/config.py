@@ -120,6 +120,9 @@ class PruningConfig:
         doc="stop at this measured speed-up instead of the percent; with macs or params, steps remove that resource",
     )
     latency_repeats: int = field(10, min=1, doc="forwards measured (median) for each latency measurement")
+    latency_checks: int = field(
+        2, min=0, doc="latency budget: selections measured on a cut copy before a step meant to reach the target"
+    )
     min_macs: int | None = field(None, min=0, doc="also stop at this many MACs")
     min_params: int | None = field(None, min=0, doc="also stop at this many parameters")
     step: StepConfig = field(StepConfig(percent=10.0))

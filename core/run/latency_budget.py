@@ -4,6 +4,7 @@ layers to select by, and the measurement after every step that decides when the 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from torch import nn
 from ..cost.latency import measure
 from ..cost.latency_table import LatencyTable, alignment, build_table, calibrate
 from ..graph.channel_graph import ChannelGraph
-from ..pruning.selection import Limits, units
+from ..pruning.selection import Budget, Limits, Selection, units
 from ..pruning.surgery import remove
 from ..training import distributed
 from .budget import target_speedup
@@ -39,6 +40,35 @@ class LatencyBudget:
             base, now = measure([teacher, student], self.example, self.repeats)
             result = (now, base / now)
         return distributed.broadcast(result)
+
+    def checked(
+        self,
+        cfg: PruningConfig,
+        teacher: nn.Module,
+        student: tuple[nn.Module, ChannelGraph],
+        choose: Callable[[Budget], Selection],
+        budget: Budget,
+        now: tuple[float, float],
+    ) -> Selection:
+        """``choose(budget)``, measured on a cut copy of the ``student`` (traced as its graph)
+        when it is predicted to reach the target speed-up; while the measurement falls short,
+        chosen again with the floor corrected by it, ``cfg.latency_checks`` times at most — so a
+        step meant to be the last one is, without retraining a step in between. ``now``: the
+        student's predicted seconds and last measured speed-up. Measures in the calling process alone."""
+        target, (predicted, speedup) = target_speedup(cfg), now
+        selection = choose(budget)
+        for _ in range(cfg.latency_checks):
+            seconds = self.table.network_seconds(selection.seconds)
+            if not selection.removal or speedup * predicted < target * seconds:
+                break  # a step on the way: the next step corrects by its own measurement
+            model, graph = copy.deepcopy(student)  # the graph names the copy's modules
+            remove(model, graph, selection.removal)
+            base, after = measure([teacher, model], self.example, self.repeats)
+            if base / after >= target:
+                break
+            floor = self.table.layer_seconds_at(seconds * base / after / target)
+            selection = choose(dataclasses.replace(budget, floor_seconds=floor))
+        return selection
 
     def floor(self, cfg: PruningConfig, predicted: float, speedup: float) -> float:
         """The layer seconds a step's selection may go down to: the student's ``predicted`` time

@@ -299,7 +299,11 @@ class Pruner:
         round_to = table.align if table is not None and aligned else p.round_to
         limits = Limits(p.layer_limit_percent, p.block_limit_percent, p.min_channels, round_to, free_below=aligned)
         step_budget = budget.step_budget(p, state.original, state.latency_floor(p, cost))
-        selection = select(graph, scores, cost, state.reference, limits, step_budget)
+        choose = functools.partial(select, graph, scores, cost, state.reference, limits)
+        if state.latency is None or p.resource != "latency":
+            return graph, distributed.broadcast(choose(step_budget))
+        now = (state.latency.table.network_seconds(cost.seconds), state.speedup() or 1.0)
+        selection = state.latency.checked(p, state.teacher, (state.model, graph), choose, step_budget, now)
         return graph, distributed.broadcast(selection)
 
     def _retrain_and_evaluate(self, state: RunState, step: int) -> dict[str, float]:
