@@ -227,10 +227,9 @@ def prediction_errors(
     """Predicted against measured whole forwards. The machine's speed drifts over minutes (the
     same baseline measured 43 and 65 ms in one run), so the calibration is measured again here,
     in the same rounds as the models it predicts."""
-    seconds = measure([full[0], thin[0], *[m for _, m in models]], x, repeats)
-    table.calibration = [(layer_sum(table, full[1]), seconds[0]), (layer_sum(table, thin[1]), seconds[1])]
+    seconds = calibrate(table, x, full, thin, repeats, also=[m for _, m in models])
     print("  whole forwards, predicted from the table against measured (calibration measured in the same rounds):")
-    for (label, model), measured in zip([("baseline", full[0]), *models], [seconds[0], *seconds[2:]]):
+    for (label, model), measured in zip([("baseline", full[0]), *models], [table.calibration[0][1], *seconds]):
         predicted = table.network_seconds(layer_sum(table, pk.trace(model, x)))
         print(
             f"    {label:34} {pk.count(model, x).macs / 1e9:5.2f} GMACs: measured {fmt_seconds(measured)}, "

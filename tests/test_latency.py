@@ -1,6 +1,7 @@
 """The measured latency model and the latency budget: interpolation, the on-disk cache, the
 cost model's seconds, aligned selection, and a loop that stops on its measurement."""
 
+import copy
 import functools
 import json
 import platform
@@ -14,12 +15,20 @@ from torch import nn
 
 import prunekit as pk
 from prunekit.cost.cost_model import CostModel
-from prunekit.cost.latency_table import Entry, LatencyTable, _counts, build_table, cache_dir, layer_sum
+from prunekit.cost.latency_table import (
+    Entry,
+    LatencyTable,
+    _counts,
+    build_table,
+    cache_dir,
+    calibrate,
+    layer_sum,
+)
 from prunekit.pruning.scoring import group_scores
 from prunekit.pruning.selection import Budget, Limits, Reference, select
 from prunekit.pruning.surgery import remove
 from prunekit.run.config import PruningConfig
-from prunekit.run.latency_budget import LatencyBudget
+from prunekit.run.latency_budget import LatencyBudget, thinned
 from prunekit.run.pruner import Pruner
 
 
@@ -86,6 +95,25 @@ def test_inputs_past_an_alignment_multiple_are_priced_from_their_own_curve(tmp_p
     assert table.layer_seconds(node, 0, 5, 8) == pytest.approx(0.005)  # below one multiple: measured at 8
     table.stepped = False  # ranking channel by channel reads the smooth, aligned curve
     assert table.layer_seconds(node, 0, 33, 8) == pytest.approx(0.033)
+
+
+def test_calibration_brings_every_layer_to_the_level_of_one_set_of_rounds(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNEKIT_CACHE_DIR", str(tmp_path))
+    model, x = small(), torch.randn(1, 1, 32, 32)
+    graph = pk.trace(model, x)
+    table = build_table(graph, torch.device("cpu"), repeats=1, align=8)
+    entry = table.entries[("3", 0)]
+    level, shape = entry.at(32, 48), [[t / entry.seconds[-1][-1] for t in row] for row in entry.seconds]
+    entry.seconds = [[100 * t for t in row] for row in entry.seconds]  # as if measured in a minute 100× busier
+    thin = copy.deepcopy(model)
+    thin_graph = pk.trace(thin, x)
+    remove(thin, thin_graph, thinned(thin_graph, 8))
+    also = calibrate(table, x, (model, graph), (thin, pk.trace(thin, x)), repeats=3, also=[model, thin])
+    assert len(also) == 2 and all(t > 0 for t in also) and len(table.calibration) == 2
+    leveled = table.entries[("3", 0)]
+    assert leveled.at(32, 48) < 10 * level  # back to the level of its neighbours' rounds ...
+    kept = [t / leveled.seconds[-1][-1] for row in leveled.seconds for t in row]
+    assert kept == pytest.approx([t for row in shape for t in row])  # ... in the same shape
 
 
 def linear_table(graph):

@@ -7,12 +7,13 @@ than the next multiple, so pruning keeps to multiples when it budgets latency), 
 between grid points are interpolated (bilinearly; linearly beyond the grid). Input counts one
 past a multiple — a concatenation of aligned pieces and an odd one, such as an image channel —
 are measured too: they take a slower kernel path than the next multiple. A layer's grid points
-are measured in turns. A whole network is
-predicted from its layers' sum through two calibration points — whole forwards of the full model
-and of a thinned copy, measured in turns — which account for the ops between layers
-(concatenation, residual adds, functional interpolation, dispatch) and for layers running
-differently alone than inside the network. Tables are cached on disk per device, torch version
-and thread count, one entry per layer signature and input size, so a second run measures nothing.
+are measured in turns, which keeps its shape over counts true; its level is set by
+:func:`calibrate`, which measures every layer at full width in the same rounds as whole forwards
+of the full model and of a thinned copy. Those two forwards map the layers' sum to a network's
+time (the ops between layers — concatenation, residual adds, functional interpolation,
+dispatch — and layers running differently alone than inside the network). Grids are cached on
+disk per device, torch version and thread count, one entry per layer signature and input size,
+so a second run measures only the calibration rounds.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import platform
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -351,8 +352,26 @@ def calibrate(
     full: tuple[nn.Module, ChannelGraph],
     thinned: tuple[nn.Module, ChannelGraph],
     repeats: int = 10,
-) -> None:
-    """Measure whole forwards of the full model and of a thinned copy (each with its graph), in
-    turns on ``example``, against the table's layer sums."""
-    seconds = measure([full[0], thinned[0]], example, repeats)
-    table.calibration = [(layer_sum(table, graph), s) for (_, graph), s in zip((full, thinned), seconds)]
+    also: Sequence[nn.Module] = (),
+) -> list[float]:
+    """Measure, all in turns on ``example``: whole forwards of the full model and of a thinned copy
+    (each with its graph), ``also``'s models, and every layer of the table at its full width. The
+    layers' entries are scaled to their full-width time of these rounds — entries measured at
+    other moments (another run, a busier minute: whole layers measured up to 2× apart) then share
+    one level — and the two forwards calibrate the layers' sum. Returns ``also``'s seconds."""
+    layers = [_Layer(full[1].layers[name], call, (False, False), table.align) for name, call in table.entries]
+    widths = [layer.variant(layer.full_in, layer.full_out, example.device, example.dtype) for layer in layers]
+    wholes = [(full[0], example), (thinned[0], example), *((m, example) for m in also)]
+    seconds = _in_turns(wholes + widths, repeats)
+    for layer, level in zip(layers, seconds[len(wholes) :]):
+        _scale(table.entries[(layer.node.name, layer.call)], level, layer.full_in, layer.full_out)
+    table.calibration = [(layer_sum(table, g), s) for (_, g), s in zip((full, thinned), seconds)]
+    return seconds[2 : len(wholes)]
+
+
+def _scale(entry: Entry, level: float, c_in: int, c_out: int) -> None:
+    """Scale ``entry`` so that it takes ``level`` seconds at ``c_in`` × ``c_out``."""
+    now = entry.at(c_in, c_out)
+    if now > 0 and level > 0:
+        entry.seconds = [[t * level / now for t in row] for row in entry.seconds]
+        entry.off_seconds = [[t * level / now for t in row] for row in entry.off_seconds]
