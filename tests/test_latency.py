@@ -95,6 +95,13 @@ def test_inputs_past_an_alignment_multiple_are_priced_from_their_own_curve(tmp_p
     assert table.layer_seconds(node, 0, 5, 8) == pytest.approx(0.005)  # below one multiple: measured at 8
     table.stepped = False  # ranking channel by channel reads the smooth, aligned curve
     assert table.layer_seconds(node, 0, 33, 8) == pytest.approx(0.033)
+    table.stepped = True  # one off count (a layer of 32 inputs): the aligned curve times its ratio
+    table.entries[("2", 0)] = Entry([8, 16, 32], [8], [[1e-3 * c] for c in (8, 16, 32)], False, [17], [[0.034]])
+    assert [table.layer_seconds(node, 0, c, 8) for c in (17, 25, 31)] == pytest.approx([0.034, 0.050, 0.062])
+    grouped = Entry([24, 48, 96], [8], [[1e-3 * c] for c in (24, 48, 96)], False, [27, 51], [[0.27], [0.51]])
+    table.entries[("2", 0)] = grouped  # three groups: 24 and 48 are on its grid, though not multiples of 16
+    assert table.layer_seconds(node, 0, 24, 8) == pytest.approx(0.024)
+    assert table.layer_seconds(node, 0, 40, 8) == pytest.approx(0.40)
 
 
 def test_calibration_brings_every_layer_to_the_level_of_one_set_of_rounds(tmp_path, monkeypatch):
@@ -103,8 +110,11 @@ def test_calibration_brings_every_layer_to_the_level_of_one_set_of_rounds(tmp_pa
     graph = pk.trace(model, x)
     table = build_table(graph, torch.device("cpu"), repeats=1, align=8)
     entry = table.entries[("3", 0)]
-    level, shape = entry.at(32, 48), [[t / entry.seconds[-1][-1] for t in row] for row in entry.seconds]
+    assert entry.off_ins == [10, 18]  # the grouped convolution's inputs, one group channel past a multiple
+    level = entry.at(32, 48)
+    shape = [[t / entry.seconds[-1][-1] for t in row] for row in entry.seconds + entry.off_seconds]
     entry.seconds = [[100 * t for t in row] for row in entry.seconds]  # as if measured in a minute 100× busier
+    entry.off_seconds = [[100 * t for t in row] for row in entry.off_seconds]
     thin = copy.deepcopy(model)
     thin_graph = pk.trace(thin, x)
     remove(thin, thin_graph, thinned(thin_graph, 8))
@@ -112,7 +122,7 @@ def test_calibration_brings_every_layer_to_the_level_of_one_set_of_rounds(tmp_pa
     assert len(also) == 2 and all(t > 0 for t in also) and len(table.calibration) == 2
     leveled = table.entries[("3", 0)]
     assert leveled.at(32, 48) < 10 * level  # back to the level of its neighbours' rounds ...
-    kept = [t / leveled.seconds[-1][-1] for row in leveled.seconds for t in row]
+    kept = [t / leveled.seconds[-1][-1] for row in leveled.seconds + leveled.off_seconds for t in row]
     assert kept == pytest.approx([t for row in shape for t in row])  # ... in the same shape
 
 
@@ -228,10 +238,10 @@ def test_an_unwritable_cache_warns_and_the_table_is_still_built(tmp_path, monkey
 #: MiB handed back to the system when a tensor of 8 MiB, then (glibc raises its threshold to
 #: what was freed) one of 16 MiB is freed — before and after steady_allocator
 RSS_AFTER_FREE = """
-import torch
+import os, torch
 from prunekit.cost.latency import steady_allocator
 def returned(mib):
-    resident = lambda: int(open("/proc/self/statm").read().split()[1]) * 4096
+    resident = lambda: int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     x = torch.ones(mib * 2**18)
     held = resident()
     del x

@@ -2,11 +2,11 @@
 
 Each layer the pruning can shrink runs alone, at its recorded input size, at fractions of its
 channels (inputs × outputs for a producer, the channel count for a channel-wise layer) in
-multiples of the device's alignment (:func:`alignment`: counts in between run little faster
-than the next multiple, so pruning keeps to multiples when it budgets latency), and the seconds
-between grid points are interpolated (bilinearly; linearly beyond the grid). Input counts one
-past a multiple — a concatenation of aligned pieces and an odd one, such as an image channel —
-are measured too: they take a slower kernel path than the next multiple. A layer's grid points
+multiples of the device's alignment (:func:`alignment`: output counts in between run little
+faster than the next multiple, so pruning keeps to multiples when it budgets latency), and the
+seconds between grid points are interpolated (bilinearly; linearly beyond the grid). Input counts
+one past a multiple — a concatenation of aligned pieces and an odd one, such as an image channel —
+are measured too: they take another, slower kernel path than the next multiple. A layer's grid points
 are measured in turns, which keeps its shape over counts true; its level is set by
 :func:`calibrate`, which measures every layer at full width in the same rounds as whole forwards
 of the full model and of a thinned copy. Those two forwards map the layers' sum to a network's
@@ -51,7 +51,9 @@ class Entry:
     a channel-wise layer has ``ins == outs`` and one row per count on the diagonal). A producer
     whose inputs can shrink is also measured at ``off_ins``, input counts one step past an
     alignment multiple (``off_seconds``, one row per count over ``outs``): such inputs — a
-    concatenation of aligned pieces and one odd channel — take another, slower kernel path."""
+    concatenation of aligned pieces and one odd channel — take another, slower kernel path, priced
+    as the aligned curve times that path's measured ratio to it (interpolated between the off
+    counts, constant beyond them)."""
 
     ins: list[int]
     outs: list[int]
@@ -63,9 +65,17 @@ class Entry:
     def at(self, c_in: int, c_out: int, off: bool = False) -> float:
         if self.diagonal:
             return _interpolate(self.ins, [row[0] for row in self.seconds], c_in)
-        ins, seconds = (self.off_ins, self.off_seconds) if off and self.off_ins else (self.ins, self.seconds)
-        rows = [_interpolate(self.outs, row, c_out) for row in seconds]
-        return _interpolate(ins, rows, c_in)
+        aligned = self._aligned(c_in, c_out)
+        if not (off and self.off_ins):
+            return aligned
+        ratios = [
+            _interpolate(self.outs, row, c_out) / max(self._aligned(c, c_out), 1e-12)
+            for c, row in zip(self.off_ins, self.off_seconds)
+        ]
+        return aligned * _interpolate(self.off_ins, ratios, min(max(c_in, self.off_ins[0]), self.off_ins[-1]))
+
+    def _aligned(self, c_in: int, c_out: int) -> float:
+        return _interpolate(self.ins, [_interpolate(self.outs, row, c_out) for row in self.seconds], c_in)
 
 
 def _interpolate(xs: list[int], ys: list[float], x: float) -> float:
@@ -91,8 +101,11 @@ class LatencyTable:
     build_seconds: float = 0.0
     measured: int = 0  # entries measured now, not found in the cache
 
-    #: counts above one multiple of ``align`` cost as the next multiple does (what a run takes);
-    #: False: interpolated smoothly (what ranking channels one by one needs)
+    dtype: torch.dtype = torch.float32  # what the grid was measured in
+
+    #: output counts above one multiple of ``align`` cost as the next multiple does, input counts
+    #: off the grid and off a multiple the slow path's price (what a run takes); False: the
+    #: aligned curve interpolated smoothly (what ranking channels one by one needs)
     stepped: bool = True
 
     def layer_seconds(self, node: LayerNode, call: int, c_in: int, c_out: int) -> float:
@@ -101,11 +114,15 @@ class LatencyTable:
             return 0.0
         if not self.stepped:
             return entry.at(c_in, c_out)
-        off = entry.off_ins and c_in > self.align and c_in % self.align and c_in != entry.ins[-1]
+        off = entry.off_ins and c_in > self.align and c_in % self.align and c_in not in entry.ins
         return entry.at(c_in if off else self._step(c_in, entry.ins), self._step(c_out, entry.outs), bool(off))
 
     def _step(self, count: int, grid: list[int]) -> int:
-        return min(-(-count // self.align) * self.align, grid[-1]) if count > self.align else count
+        """A count as a run takes it: measured as it is on the grid and below one multiple, else
+        at the next multiple (never past the full count)."""
+        if count in grid or count <= self.align:
+            return count
+        return min(-(-count // self.align) * self.align, grid[-1])
 
     def network_seconds(self, layer_seconds: float) -> float:
         """A whole forward's predicted seconds, for a model whose layers sum to ``layer_seconds``:
@@ -253,10 +270,8 @@ class _Layer:
             f"dims {self.in_dim},{self.out_dim} {dtype} grid {self.ins}+{self.off_ins}x{self.outs}"
         )
 
-    def variant(
-        self, c_in: int, c_out: int, device: torch.device, dtype: torch.dtype
-    ) -> tuple[nn.Module, torch.Tensor]:
-        module = copy.deepcopy(self.node.module).to(device).eval()
+    def variant(self, c_in: int, c_out: int, device: torch.device, dtype: torch.dtype) -> nn.Module:
+        module = copy.deepcopy(self.node.module).to(device=device, dtype=dtype).eval()
         if self.flow in (Flow.PRODUCER, Flow.GROUPED):
             if c_out != self.full_out:
                 self.rule.prune_out(module, _keep(c_out, self.full_out, self.groups))
@@ -266,16 +281,20 @@ class _Layer:
             per = self.full_out // self.full_in if self.flow is Flow.DEPTHWISE else 1
             kept = [c * per + r for c in range(c_in) for r in range(per)]
             self.rule.prune_out(module, torch.tensor(kept, dtype=torch.long))
+        return module
+
+    def example(self, c_in: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         size = list(self.input)
         size[self.in_dim % len(size)] = c_in
-        return module, torch.randn(size, device=device, dtype=dtype)
+        return torch.randn(size, device=device, dtype=dtype)
 
     def measure(self, device: torch.device, dtype: torch.dtype, repeats: int) -> Entry:
         """Every count of the grid, the variants taking turns (as :func:`measure` does), so that
         the machine's drift shifts them alike and the entry's shape over counts stays true."""
         outs = (lambda c_in: [c_in * self.full_out // self.full_in]) if self.diagonal else (lambda c_in: self.outs)
         cells = [(c_in, c_out) for c_in in self.ins + self.off_ins for c_out in outs(c_in)]
-        variants = [self.variant(c_in, c_out, device, dtype) for c_in, c_out in cells]
+        inputs = {c_in: self.example(c_in, device, dtype) for c_in in self.ins + self.off_ins}
+        variants = [(self.variant(c_in, c_out, device, dtype), inputs[c_in]) for c_in, c_out in cells]
         seconds = iter(_in_turns(variants, repeats))
         rows = [[next(seconds) for _ in outs(c_in)] for c_in in self.ins + self.off_ins]
         split = len(self.ins)
@@ -332,7 +351,7 @@ def build_table(
         entries[(layer.node.name, layer.call)] = Entry(**stored[key])
     if measured:
         _save(path, stored, device)
-    return LatencyTable(entries, device_name(device), [], align, time.perf_counter() - began, measured)
+    return LatencyTable(entries, device_name(device), [], align, time.perf_counter() - began, measured, dtype)
 
 
 def layer_sum(table: LatencyTable, graph: ChannelGraph) -> float:
@@ -360,7 +379,14 @@ def calibrate(
     other moments (another run, a busier minute: whole layers measured up to 2× apart) then share
     one level — and the two forwards calibrate the layers' sum. Returns ``also``'s seconds."""
     layers = [_Layer(full[1].layers[name], call, (False, False), table.align) for name, call in table.entries]
-    widths = [layer.variant(layer.full_in, layer.full_out, example.device, example.dtype) for layer in layers]
+    inputs: dict[tuple[int, ...], torch.Tensor] = {}  # one per input size: about one forward's activations
+    for layer in layers:
+        if tuple(layer.input) not in inputs:
+            inputs[tuple(layer.input)] = layer.example(layer.full_in, example.device, table.dtype)
+    widths = [
+        (layer.variant(layer.full_in, layer.full_out, example.device, table.dtype), inputs[tuple(layer.input)])
+        for layer in layers
+    ]
     wholes = [(full[0], example), (thinned[0], example), *((m, example) for m in also)]
     seconds = _in_turns(wholes + widths, repeats)
     for layer, level in zip(layers, seconds[len(wholes) :]):

@@ -67,7 +67,10 @@ class LatencyBudget:
             if base / after >= target:
                 break
             floor = self.table.layer_seconds_at(seconds * base / after / target)
-            selection = choose(dataclasses.replace(budget, floor_seconds=floor))
+            again = choose(dataclasses.replace(budget, floor_seconds=floor))
+            if again.removal == selection.removal:  # the step's size allows no more
+                break
+            selection = again
         return selection
 
     def floor(self, cfg: PruningConfig, predicted: float, speedup: float) -> float:
