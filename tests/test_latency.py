@@ -15,12 +15,12 @@ from torch import nn
 
 import prunekit as pk
 from prunekit.cost.cost_model import CostModel
+from prunekit.cost.latency_cache import cache_dir
 from prunekit.cost.latency_table import (
     Entry,
     LatencyTable,
     _counts,
     build_table,
-    cache_dir,
     calibrate,
     layer_sum,
 )

@@ -19,14 +19,8 @@ so a second run measures only the calibration rounds.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
-import os
-import platform
-import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +33,10 @@ from ..graph.channel_graph import ChannelGraph, LayerNode
 from ..graph.rules import channels
 from ..layer_type import Flow, LayerType
 from .latency import measure
+from .latency_cache import cache_dir, cache_file, device_name, load, save
 
 #: channel counts measured, as fractions of the original layer's
 GRID = (0.125, 0.25, 0.5, 1.0)
-FORMAT = 2
 
 
 @dataclass
@@ -149,60 +143,6 @@ class LatencyTable:
             slope = (y1 - y0) / (x1 - x0)
             return slope, y0 - slope * x0
         return y1 / x1 if x1 > 0 else 1.0, 0.0
-
-
-def device_name(device: torch.device) -> str:
-    """The device's model and the kernels it runs (CPU: its model name and vector extensions)."""
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{_cpu_model()} {torch.backends.cpu.get_cpu_capability()}"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cache_dir() -> Path:
-    """Where tables are kept: ``$PRUNEKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/prunekit``, else ``~/.cache/prunekit``."""
-    if os.environ.get("PRUNEKIT_CACHE_DIR"):
-        return Path(os.environ["PRUNEKIT_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prunekit"
-
-
-def _cache_file(device: torch.device, folder: Path) -> Path:
-    key = f"{device_name(device)}|torch {torch.__version__}|threads {torch.get_num_threads()}"
-    return folder / "latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-
-
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-        return data["entries"] if data.get("format") == FORMAT else {}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}  # a missing or unreadable cache is measured again
-
-
-def _save(path: Path, entries: dict[str, Any], device: torch.device) -> None:
-    """Write the cache atomically; a cache that cannot be written only costs the next run time."""
-    data = {"format": FORMAT, "device": device_name(device), "torch": torch.__version__, "entries": entries}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-            json.dump(data, f)
-        os.replace(f.name, path)
-    except OSError as exc:
-        warnings.warn(
-            f"cannot write the latency table cache {path} ({exc.strerror or exc}); the next run measures again "
-            "(set PRUNEKIT_CACHE_DIR to a writable folder)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
 
 
 def varying(graph: ChannelGraph) -> dict[str, tuple[bool, bool]]:
@@ -340,8 +280,8 @@ def build_table(
         if isinstance(node.rule, LayerType)
         for i in range(len(node.calls))
     ]
-    path = _cache_file(device, cache or cache_dir())
-    stored = _load(path)
+    path = cache_file(device, cache or cache_dir())
+    stored = load(path)
     entries, measured = {}, 0
     for layer in progress(calls) if progress else calls:
         key = layer.signature(dtype)
@@ -350,7 +290,7 @@ def build_table(
             measured += 1
         entries[(layer.node.name, layer.call)] = Entry(**stored[key])
     if measured:
-        _save(path, stored, device)
+        save(path, stored, device)
     return LatencyTable(entries, device_name(device), [], align, time.perf_counter() - began, measured, dtype)
 
 
