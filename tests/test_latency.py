@@ -89,19 +89,20 @@ def test_inputs_past_an_alignment_multiple_are_priced_from_their_own_curve(tmp_p
     )
     node = graph.layers["2"]
     assert table.layer_seconds(node, 0, 33, 8) == pytest.approx(0.33)  # one past 32: the slow path
-    assert table.layer_seconds(node, 0, 40, 8) == pytest.approx(0.40)
+    assert table.layer_seconds(node, 0, 40, 8) == pytest.approx(0.33)  # runs as one past 32 does
     assert table.layer_seconds(node, 0, 32, 8) == pytest.approx(0.032)
     assert table.layer_seconds(node, 0, 48, 8) == pytest.approx(0.048)  # the full count was measured as it is
     assert table.layer_seconds(node, 0, 5, 8) == pytest.approx(0.005)  # below one multiple: measured at 8
     table.stepped = False  # ranking channel by channel reads the smooth, aligned curve
     assert table.layer_seconds(node, 0, 33, 8) == pytest.approx(0.033)
-    table.stepped = True  # one off count (a layer of 32 inputs): the aligned curve times its ratio
+    table.stepped = True  # one off count (a layer of 32 inputs): 17–31 run alike
     table.entries[("2", 0)] = Entry([8, 16, 32], [8], [[1e-3 * c] for c in (8, 16, 32)], False, [17], [[0.034]])
-    assert [table.layer_seconds(node, 0, c, 8) for c in (17, 25, 31)] == pytest.approx([0.034, 0.050, 0.062])
+    assert [table.layer_seconds(node, 0, c, 8) for c in (17, 25, 31)] == pytest.approx([0.034] * 3)
     grouped = Entry([24, 48, 96], [8], [[1e-3 * c] for c in (24, 48, 96)], False, [27, 51], [[0.27], [0.51]])
     table.entries[("2", 0)] = grouped  # three groups: 24 and 48 are on its grid, though not multiples of 16
     assert table.layer_seconds(node, 0, 24, 8) == pytest.approx(0.024)
-    assert table.layer_seconds(node, 0, 40, 8) == pytest.approx(0.40)
+    assert table.layer_seconds(node, 0, 40, 8) == pytest.approx(0.27)
+    assert table.layer_seconds(node, 0, 45, 8) == pytest.approx(0.45)  # no measured stair: the ratio at 45
 
 
 def test_calibration_brings_every_layer_to_the_level_of_one_set_of_rounds(tmp_path, monkeypatch):
