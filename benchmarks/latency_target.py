@@ -52,7 +52,7 @@ from prunekit.pruning.scoring import group_scores
 from prunekit.pruning.selection import Budget, Limits, Reference, per_cost, select
 from prunekit.pruning.surgery import remove
 from prunekit.run.config import PruningConfig
-from prunekit.run.latency_budget import LatencyBudget, thinned
+from prunekit.run.latency_budget import LatencyBudget, thinned_copy
 from prunekit.run.pruner import Pruner
 
 SIZE = (1, 1, 192, 320)
@@ -161,10 +161,8 @@ def compare(name: str, targets: list[float], repeats: int) -> None:
     graph = pk.trace(base, x)
     start = time.perf_counter()
     table = build_table(graph, torch.device("cpu"))
-    thin = copy.deepcopy(base)
-    thin_graph = pk.trace(thin, x)
-    remove(thin, thin_graph, thinned(thin_graph, table.align))
-    calibrate(table, x, (base, graph), (thin, pk.trace(thin, x)), repeats)
+    thin = thinned_copy(base, lambda m: pk.trace(m, x), table.align)
+    calibrate(table, x, (base, graph), thin, repeats)
     before = pk.count(base, x)
     print(
         f"== {name} at {'×'.join(map(str, SIZE))}: {before.macs / 1e9:.2f} GMACs, {before.params / 1e6:.2f} M params; "
@@ -209,7 +207,7 @@ def compare(name: str, targets: list[float], repeats: int) -> None:
             )
         speedup, macs, params, steps = loop(name, model_args, target, repeats)
         print(f"  {'the loop (no retraining)':26} {speedup:8.2f}× {macs:8.2f} {params:9.2f} {steps:6d}")
-    prediction_errors(table, (base, graph), (thin, pk.trace(thin, x)), models, x, repeats)
+    prediction_errors(table, (base, graph), thin, models, x, repeats)
     print(
         "  (the latency budget keeps output counts on the alignment; the MACs budget's and Torch-Pruning's are "
         "not, and the table prices them as the next multiple)\n"

@@ -1,7 +1,6 @@
 """The measured latency model and the latency budget: interpolation, the on-disk cache, the
 cost model's seconds, aligned selection, and a loop that stops on its measurement."""
 
-import copy
 import functools
 import json
 import platform
@@ -28,7 +27,7 @@ from prunekit.pruning.scoring import group_scores
 from prunekit.pruning.selection import Budget, Limits, Reference, select
 from prunekit.pruning.surgery import remove
 from prunekit.run.config import PruningConfig
-from prunekit.run.latency_budget import LatencyBudget, thinned
+from prunekit.run.latency_budget import LatencyBudget, thinned_copy
 from prunekit.run.pruner import Pruner
 
 
@@ -116,10 +115,8 @@ def test_calibration_brings_every_layer_to_the_level_of_one_set_of_rounds(tmp_pa
     shape = [[t / entry.seconds[-1][-1] for t in row] for row in entry.seconds + entry.off_seconds]
     entry.seconds = [[100 * t for t in row] for row in entry.seconds]  # as if measured in a minute 100× busier
     entry.off_seconds = [[100 * t for t in row] for row in entry.off_seconds]
-    thin = copy.deepcopy(model)
-    thin_graph = pk.trace(thin, x)
-    remove(thin, thin_graph, thinned(thin_graph, 8))
-    also = calibrate(table, x, (model, graph), (thin, pk.trace(thin, x)), repeats=3, also=[model, thin])
+    thin = thinned_copy(model, lambda m: pk.trace(m, x), 8)
+    also = calibrate(table, x, (model, graph), thin, repeats=3, also=[model, thin[0]])
     assert len(also) == 2 and all(t > 0 for t in also) and len(table.calibration) == 2
     leveled = table.entries[("3", 0)]
     assert leveled.at(32, 48) < 10 * level  # back to the level of its neighbours' rounds ...

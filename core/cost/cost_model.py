@@ -78,7 +78,7 @@ class CostModel:
         for i, call in enumerate(node.calls):
             at = shrink.get(i, (0, 0))
             d_in, d_out = every[0] + at[0], every[1] + at[1]
-            in_dim, out_dim = (node.channel_dims[i],) * 2 if i in node.channel_dims else (rule.in_dim, rule.out_dim)
+            in_dim, out_dim = node.dims(i)
             shape = LayerShape(
                 _shrunk(call.input, in_dim, d_in),
                 _shrunk(call.output, out_dim, d_out),

@@ -196,8 +196,7 @@ class _Layer:
         self.rule: LayerType = node.layer_type
         self.flow = self.rule.flow(node.module)
         record = node.calls[call]
-        self.in_dim = node.channel_dims.get(call, self.rule.in_dim)
-        self.out_dim = node.channel_dims.get(call, self.rule.out_dim)
+        self.in_dim, self.out_dim = node.dims(call)
         self.input, self.full_in = record.input, channels(record.input, self.in_dim)
         self.full_out = channels(record.output, self.out_dim)
         self.diagonal = self.flow in (Flow.CHANNELWISE, Flow.DEPTHWISE, Flow.OPAQUE)
@@ -307,8 +306,7 @@ def layer_sum(table: LatencyTable, graph: ChannelGraph) -> float:
     total = 0.0
     for node in graph.layers.values():
         for i, call in enumerate(node.calls):
-            in_dim = node.channel_dims.get(i, node.rule.in_dim)
-            out_dim = node.channel_dims.get(i, node.rule.out_dim)
+            in_dim, out_dim = node.dims(i)
             total += table.layer_seconds(node, i, channels(call.input, in_dim), channels(call.output, out_dim))
     return total
 

@@ -98,6 +98,12 @@ class LayerNode:
             raise PruneError(f"layer {self.name!r} is counted by a cost override, which cannot cut it")
         return self.rule
 
+    def dims(self, call: int) -> tuple[int, int]:
+        """(input, output) channel dims of call number ``call``."""
+        if call in self.channel_dims:
+            return self.channel_dims[call], self.channel_dims[call]
+        return self.rule.in_dim, self.rule.out_dim
+
     def channels(self, role: str) -> int:
         call = self.calls[0]
         if role == "in":

@@ -48,7 +48,8 @@ def calibrate(
     backward_of = loss if with_grad else None
     modules = dict(model.named_modules())
     handles = [
-        modules[at].register_forward_hook(_observer(name, _channel_dim(graph, at), criteria))
+        # the output's channel dim: an activation between channels-last linear layers holds them last
+        modules[at].register_forward_hook(_observer(name, graph.layers[at].dims(0)[1], criteria))
         for name, at in tapped(graph, tap).items()
     ]
     seen = 0
@@ -99,13 +100,6 @@ def _activation_after(graph: ChannelGraph, group: Group, producer: Member) -> st
         and len(graph.layers[m.layer].calls) == 1
     ]
     return chain[0] if len(chain) == 1 else None
-
-
-def _channel_dim(graph: ChannelGraph, layer: str) -> int:
-    """Where ``layer``'s output holds the channels: an activation between channels-last linear
-    layers holds them last, whatever its layer type says."""
-    node = graph.layers[layer]
-    return node.channel_dims.get(0, node.rule.out_dim)
 
 
 def _observer(name: str, out_dim: int, criteria: Mapping[str, Any]) -> Callable:

@@ -96,17 +96,23 @@ def prepare(
         align = cfg.round_to or alignment(device)
         table = build_table(graph, device, progress=progress, align=align)
         example = graph.example[:1].to(device)
-        thin = copy.deepcopy(teacher)
-        thin_graph = retrace(thin)
-        remove(thin, thin_graph, thinned(thin_graph, align))
-        calibrate(table, example, (teacher, graph), (thin, retrace(thin)), repeats=cfg.latency_repeats)
+        calibrate(table, example, (teacher, graph), thinned_copy(teacher, retrace, align), repeats=cfg.latency_repeats)
         budget = LatencyBudget(table, example, cfg.latency_repeats)
     return distributed.broadcast(budget)
 
 
-def thinned(graph: ChannelGraph, align: int) -> dict[int, list[int]]:
-    """Three quarters of every group's removable aligned units, at random: a calibration point
-    as far from the full model as pruning usually goes."""
+def thinned_copy(
+    model: nn.Module, retrace: Callable[[nn.Module], ChannelGraph], align: int
+) -> tuple[nn.Module, ChannelGraph]:
+    """A copy of ``model`` without three quarters of every group's removable aligned units, chosen
+    at random — a calibration point as far from the full model as pruning usually goes — and its graph."""
+    thin = copy.deepcopy(model)
+    graph = retrace(thin)
+    remove(thin, graph, _thinned(graph, align))
+    return thin, retrace(thin)
+
+
+def _thinned(graph: ChannelGraph, align: int) -> dict[int, list[int]]:
     rng = random.Random(0)
     removal = {}
     for group in graph.groups:

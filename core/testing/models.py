@@ -65,7 +65,7 @@ class _zeroed:
                     continue
                 local = [i for i, c in zip(member.local, member.channel) if c in channels]
                 node = graph.layers[member.layer]
-                hook = self._hook(local, node.channel_dims.get(member.call or 0, node.rule.out_dim), member.call)
+                hook = self._hook(local, node.dims(member.call or 0)[1], member.call)
                 self.handles.append(modules[member.layer].register_forward_hook(hook))
 
     @staticmethod
