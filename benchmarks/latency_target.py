@@ -87,7 +87,7 @@ def latency_shot(
     return table.calibration[0][1] / table.network_seconds(selection.seconds)
 
 
-def macs_shot(model: nn.Module, x: torch.Tensor, original_macs: int) -> None:
+def macs_shot(model: nn.Module, x: torch.Tensor, original_macs: float) -> None:
     """Remove 2 % of the original MACs by importance alone, as a default MACs config does."""
     graph = pk.trace(model, x)
     cost = CostModel(graph)

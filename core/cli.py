@@ -89,7 +89,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
         builder = ModelConfig(cfg.model.name, cfg.model.factory, {**cfg.model.args, **parse_args_kv(args.arg)})
         size = parse_ints(args.input, "--input") if args.input is not None else cfg.input_size
         include = include or cfg.cost.include or None
-        overrides = cfg.cost.overrides
+        overrides = cfg.pricing()
     elif args.model:
         plugins, builder, search = manager(), ModelConfig(args.model, None, parse_args_kv(args.arg)), []
         size = parse_ints(args.input, "--input") if args.input is not None else None

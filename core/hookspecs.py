@@ -37,7 +37,8 @@ def prunekit_layer_types() -> list[LayerType]:
     ``PRODUCER`` (new output channels from all inputs, like a convolution), ``CHANNELWISE``
     (output channel c from input channel c only, like a norm), ``DEPTHWISE`` or ``OPAQUE``.
     Resolution walks the module class's MRO, so a type registered for ``nn.Conv2d`` also counts
-    subclasses of it; user cost overrides win over every plugin. ``prunekit.testing
+    subclasses of it; a user's cost function (``cost.overrides``) replaces a layer type's MACs or
+    parameters, never its flow or cut. ``prunekit.testing
     .check_layer_type`` proves one against real forwards.
 
     >>> import torch, prunekit as pk

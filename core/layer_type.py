@@ -29,16 +29,33 @@ class Flow(enum.Enum):
 
 @dataclass(frozen=True)
 class LayerShape:
-    """Sizes seen by one call of a layer: first input, first output, and their channel counts."""
+    """Sizes seen by one call of a layer — first input, first output, their channel counts — and
+    the layer's groups and kernel size at those counts (1 and ``()`` where it has none). Cost
+    functions are called with real and with hypothetical shapes (fewer channels)."""
 
     input: tuple[int, ...]
     output: tuple[int, ...]
     in_channels: int
     out_channels: int
+    groups: int = 1
+    kernel: tuple[int, ...] = ()
 
     @property
     def batch(self) -> int:
         return self.input[0] if self.input else 1
+
+    @classmethod
+    def of(
+        cls, module: nn.Module, input: tuple[int, ...], output: tuple[int, ...], in_channels: int, out_channels: int
+    ) -> LayerShape:
+        """The shape of ``module`` at these sizes: a depthwise layer's groups follow its channels."""
+        groups = getattr(module, "groups", 1)
+        groups = groups if isinstance(groups, int) else 1
+        if groups > 1 and groups == getattr(module, "in_channels", None):  # depthwise: a group per channel
+            groups = in_channels
+        kernel = getattr(module, "kernel_size", ())
+        kernel = tuple(kernel) if isinstance(kernel, (tuple, list)) else (kernel,) if isinstance(kernel, int) else ()
+        return cls(input, output, in_channels, out_channels, groups, kernel)
 
 
 class LayerType:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ..graph.channel_graph import ChannelGraph, LayerNode
-from ..graph.rules import channels
+from ..graph.rules import channels, counted
 from ..layer_type import LayerShape
 from .counting import parse_include
 from .latency_table import LatencyTable
@@ -22,8 +22,8 @@ from .latency_table import LatencyTable
 
 @dataclass(frozen=True)
 class Cost:
-    macs: int
-    params: int
+    macs: float  # in the user's units where cost functions price a layer
+    params: float
     elements: int = 0  # activation elements read and written, all calls: the memory traffic
     seconds: float = 0.0  # the latency table's time of the layers (0 without a table)
 
@@ -73,19 +73,21 @@ class CostModel:
         """The layer's MACs (all calls) and parameters with fewer channels: ``shrink[call]`` is
         ``[inputs, outputs]`` lost at that call, ``shrink[None]`` at every call."""
         rule = node.rule
-        macs, elements, params, seconds = 0, 0, None, 0.0
+        macs: float = 0
+        elements, params, seconds = 0, None, 0.0
         every = shrink.get(None, (0, 0))
         for i, call in enumerate(node.calls):
             at = shrink.get(i, (0, 0))
             d_in, d_out = every[0] + at[0], every[1] + at[1]
             in_dim, out_dim = node.dims(i)
-            shape = LayerShape(
+            shape = LayerShape.of(
+                node.module,
                 _shrunk(call.input, in_dim, d_in),
                 _shrunk(call.output, out_dim, d_out),
                 channels(call.input, in_dim) - d_in,
                 channels(call.output, out_dim) - d_out,
             )
-            if rule.kind in self.include:
+            if counted(rule, self.include):
                 macs += rule.macs(node.module, shape)
             elements += math.prod(shape.input) + math.prod(shape.output)
             if self.latency is not None:
@@ -146,7 +148,9 @@ class CostTracker:
         self.model = model
         self.shrink: dict[str, dict[int | None, list[int]]] = {}
         self.layer: dict[str, Cost] = dict(model.base)
-        self.macs, self.params, self.seconds = model.macs, model.params, model.seconds
+        self.macs: float = model.macs
+        self.params: float = model.params
+        self.seconds = model.seconds
 
     def preview(self, group: int, channels: Iterable[int]) -> dict[str, tuple[dict, Cost]]:
         """New per-layer shrinkage and cost if ``channels`` of ``group`` went too."""

@@ -15,19 +15,16 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError, PruneError, suggest
+from ..graph.overrides import Overrides, Pricing
 from ..graph.recording import Call, record
-from ..graph.rules import Overrides, Rule, Rules, channels
+from ..graph.rules import Rule, Rules, counted, custom, priced_params, shape_of
 from ..graph.traversal import traversal_of
-from ..layer_type import COST_KINDS, OPTIONAL_COST_KINDS, LayerShape
+from ..layer_type import COST_KINDS, OPTIONAL_COST_KINDS
 from ..plugin_manager import Manager
 from ..records import Traversal
 from .formatting import human, render_table
 
 ALWAYS = ("conv", "linear", "custom")
-
-
-def shape_of(call: Call, rule: Rule) -> LayerShape:
-    return LayerShape(call.input, call.output, channels(call.input, rule.in_dim), channels(call.output, rule.out_dim))
 
 
 def parse_include(include: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -50,25 +47,28 @@ class LayerCost:
     in_channels: int
     out_channels: int
     output_shape: tuple[int, ...]
-    macs: int
-    params: int
+    macs: float
+    params: float
     calls: int = 1
+    #: what the user's cost functions price of this layer: "", "macs", "params" or "macs, params"
+    custom: str = ""
 
 
 @dataclass
 class BlockCost:
     name: str
-    macs: int = 0
-    params: int = 0
+    macs: float = 0
+    params: float = 0
     layers: int = 0
 
 
 @dataclass
 class CostReport:
-    """What :func:`count` returns: totals, per-layer rows and per-block sums."""
+    """What :func:`count` returns: totals, per-layer rows and per-block sums. With cost functions
+    (``overrides``, ``param_overrides``) the totals are in their units where they price a layer."""
 
-    macs: int
-    params: int
+    macs: float
+    params: float
     trainable_params: int
     layers: list[LayerCost]
     blocks: list[BlockCost]
@@ -77,8 +77,15 @@ class CostReport:
     fallback: str | None = None
 
     @property
-    def flops(self) -> int:
+    def flops(self) -> float:
         return 2 * self.macs
+
+    def percent_of(self, original: CostReport) -> tuple[float, float]:
+        """(MACs, parameters) as percent of ``original``'s (100 where the original has none)."""
+        return tuple(
+            100.0 * now / before if before else 100.0
+            for now, before in ((self.macs, original.macs), (self.params, original.params))
+        )  # type: ignore[return-value]
 
     def layer(self, name: str) -> LayerCost:
         for row in self.layers:
@@ -94,6 +101,7 @@ class CostReport:
     def table(self, depth: int | None = None) -> str:
         """Aligned per-layer (or per-module at ``depth``) table, then blocks and totals."""
         rows = self.layers if depth is None else _by_depth(self.layers, depth)
+        priced = any(r.custom for r in self.layers)
         body = [
             [
                 r.name,
@@ -103,16 +111,21 @@ class CostReport:
                 "×".join(map(str, r.output_shape)),
                 human(r.macs),
                 human(r.params),
+                *([f"custom {r.custom}" if r.custom else ""] if priced else []),
             ]
             for r in rows
         ]
-        text = render_table(["layer", "type", "in", "out", "output", "MACs", "params"], body, right=(2, 3, 5, 6))
+        headers = ["layer", "type", "in", "out", "output", "MACs", "params", *(["cost"] if priced else [])]
+        text = render_table(headers, body, right=(2, 3, 5, 6))
         blocks = [[b.name, str(b.layers), human(b.macs), human(b.params)] for b in self.blocks]
         text += "\n\n" + render_table(["block", "layers", "MACs", "params"], blocks, right=(1, 2, 3))
         text += (
             f"\n\ntotal: {human(self.macs)} MACs ({human(self.flops)} FLOPs), {human(self.params)} params"
             f" ({human(self.trainable_params)} trainable); counted kinds: {', '.join(self.include)}"
         )
+        if priced:
+            layers = sum(1 for r in self.layers if r.custom)
+            text += f"\n{layers} layers priced by your cost functions (custom): totals are in their units there"
         if self.uncounted:
             text += f"\nuncounted (parameters but no cost rule): {', '.join(self.uncounted)}"
         if self.fallback:
@@ -135,8 +148,10 @@ def _by_depth(rows: list[LayerCost], depth: int) -> list[LayerCost]:
                 0,
                 0,
                 0,
+                r.custom if key == r.name else "",
             )
         m = merged[key]
+        m.custom = m.custom or ("some" if r.custom else "")
         m.macs, m.params, m.calls = m.macs + r.macs, m.params + r.params, m.calls + r.calls
         m.out_channels, m.output_shape = r.out_channels, r.output_shape
     return list(merged.values())
@@ -157,13 +172,13 @@ def layer_rows(
     for call in calls:
         rule = ruled[call.name][1]
         shape = shape_of(call, rule)
-        macs = rule.macs(call.module, shape) if rule.kind in include else 0
+        macs = rule.macs(call.module, shape) if counted(rule, include) else 0
         if call.name in rows:
             rows[call.name].macs += macs
             rows[call.name].calls += 1
             continue
         params = rule.params(call.module, shape)
-        if rule.kind not in include and params == 0:
+        if not counted(rule, include) and params == 0:
             continue
         rows[call.name] = LayerCost(
             call.name,
@@ -174,18 +189,19 @@ def layer_rows(
             call.output,
             macs,
             params,
+            custom=custom(rule),
         )
     return list(rows.values())
 
 
 def uncounted_layers(
-    model: nn.Module, layer_names: Iterable[str], rules: Callable[[nn.Module], Rule | None]
+    model: nn.Module, layer_names: Iterable[str], rules: Callable[[str, nn.Module], Rule | None]
 ) -> list[str]:
     covered = tuple(layer_names)
     out = []
     for name, module in model.named_modules():
         inside = any(name == c or name.startswith(c + ".") for c in covered if c)
-        if not inside and rules(module) is None and any(True for _ in module.parameters(recurse=False)):
+        if not inside and rules(name, module) is None and any(True for _ in module.parameters(recurse=False)):
             out.append(name or type(module).__name__)
     return out
 
@@ -193,20 +209,23 @@ def uncounted_layers(
 def count(
     model: nn.Module,
     example_input: Any,
-    overrides: Overrides | None = None,
+    overrides: Overrides | Pricing | None = None,
     include: str | Iterable[str] | None = None,
     traversal: Traversal | None = None,
     plugins: Manager | None = None,
+    param_overrides: Overrides | None = None,
 ) -> CostReport:
     """Count MACs and parameters of ``model`` on ``example_input`` (shape-only where possible).
 
-    ``overrides`` maps module classes (or dotted names) to ``fn(module, shape) -> MACs``.
+    ``overrides`` prices layers' MACs with your functions ``fn(module, shape) -> cost``, keyed by
+    module name, glob over names, class, import path or short ``torch.nn`` name (see
+    :mod:`prunekit.graph.overrides`); ``param_overrides`` their parameters, the same way.
     ``include`` adds ``"norm"``, ``"activation"``, ``"pooling"``, ``"upsample"`` (or ``"all"``).
     Blocks come from the traversal plugin that recognises the model (its top-level children otherwise).
     ``plugins`` is the plugin manager to resolve layer types with (default: the process-wide one).
     """
     kinds = parse_include(include)
-    rules = Rules(overrides, plugins)
+    rules = Rules(overrides, plugins, param_overrides)
     ruled = rules.leaves(model)
     recording = record(model, example_input, {name: m for name, (m, _) in ruled.items()})
     rows = layer_rows(recording.calls, ruled, kinds)
@@ -215,14 +234,16 @@ def count(
     for row in rows:
         b = blocks.setdefault(block_of(row.name, traversal.blocks), BlockCost(""))
         b.macs, b.params, b.layers = b.macs + row.macs, b.params + row.params, b.layers + 1
-    params = list(model.parameters())
+    first: dict[str, Call] = {}
+    for call in recording.calls:
+        first.setdefault(call.name, call)
     return CostReport(
         macs=sum(r.macs for r in rows),
-        params=sum(p.numel() for p in params),
-        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        params=priced_params(model, ((c.module, ruled[n][1], shape_of(c, ruled[n][1])) for n, c in first.items())),
+        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
         layers=rows,
         blocks=[BlockCost(name, b.macs, b.params, b.layers) for name, b in blocks.items()],
         include=kinds,
-        uncounted=uncounted_layers(model, ruled, rules),
+        uncounted=uncounted_layers(model, ruled, rules.rule),
         fallback=recording.fallback,
     )

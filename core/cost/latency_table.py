@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..graph.channel_graph import ChannelGraph, LayerNode
-from ..graph.rules import channels
+from ..graph.rules import channels, layer_type_of
 from ..layer_type import Flow, LayerType
 from .latency import measure
 from .latency_cache import cache_dir, cache_file, device_name, load, save
@@ -284,7 +284,7 @@ def build_table(
     calls = [
         _Layer(node, i, shrinks.get(name, (False, False)), align)
         for name, node in graph.layers.items()
-        if isinstance(node.rule, LayerType)
+        if layer_type_of(node.rule) is not None
         for i in range(len(node.calls))
     ]
     path = cache_file(device, cache or cache_dir())

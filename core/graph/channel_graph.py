@@ -23,8 +23,9 @@ from ..plugin_manager import Manager
 from ..records import Traversal
 from .atoms import Atoms, Constraint
 from .constraints import GroupConstraint, settle
+from .overrides import Overrides, Pricing
 from .recording import Call, record, tensor_sizes
-from .rules import Overrides, Rule, Rules, channels
+from .rules import Rule, Rules, channels, layer_type_of, priced_params, shape_of
 from .tracer import OUTPUT, ChannelTracer
 from .traversal import traversal_of
 
@@ -93,10 +94,12 @@ class LayerNode:
 
     @property
     def layer_type(self) -> LayerType:
-        """The layer type that cuts this layer (layers counted by a cost override are never cut)."""
-        if not isinstance(self.rule, LayerType):
-            raise PruneError(f"layer {self.name!r} is counted by a cost override, which cannot cut it")
-        return self.rule
+        """The layer type that cuts this layer (a custom layer, which only a cost function
+        prices, is never cut)."""
+        found = layer_type_of(self.rule)
+        if found is None:
+            raise PruneError(f"layer {self.name!r} has no layer type, only a cost function: it cannot be cut")
+        return found
 
     def dims(self, call: int) -> tuple[int, int]:
         """(input, output) channel dims of call number ``call``."""
@@ -115,7 +118,7 @@ class LayerNode:
 class ChannelGraph:
     groups: list[Group]
     layers: dict[str, LayerNode]
-    params: int
+    params: float  # in the user's units where cost functions price parameters
     traversal: Traversal = field(default_factory=lambda: Traversal("default"))
     warnings: list[str] = field(default_factory=list)
     fallback: str | None = None
@@ -144,10 +147,11 @@ def trace(
     model: nn.Module,
     example_input: Any,
     protected: Iterable[str] = (),
-    overrides: Overrides | None = None,
+    overrides: Overrides | Pricing | None = None,
     traversal: Traversal | None = None,
     plugins: Manager | None = None,
     approximate: Iterable[str] = (),
+    param_overrides: Overrides | None = None,
 ) -> ChannelGraph:
     """Trace ``model`` on ``example_input`` into a :class:`ChannelGraph`.
 
@@ -155,10 +159,14 @@ def trace(
     channels reach the model output are protected anyway. ``plugins`` is the plugin manager to
     resolve layer types and traversals with (default: the process-wide one). ``approximate``
     names approximations allowed (``layer_norm``): layers no cut is exact for are cut anyway.
+    ``overrides`` / ``param_overrides`` are cost functions as in :func:`prunekit.count`: they
+    price layers and never change the groups; a module only they name (no layer type) is a
+    custom layer, counted and never cut.
     """
-    rules = Rules(overrides, plugins)
+    rules = Rules(overrides, plugins, param_overrides)
     ruled = rules.leaves(model)
-    typed = {name: (m, rule) for name, (m, rule) in ruled.items() if isinstance(rule, LayerType)}
+    typed = {name: (m, found) for name, (m, rule) in ruled.items() if (found := layer_type_of(rule)) is not None}
+    _warn_custom(ruled, typed)
     tracer = ChannelTracer(typed, _allowed(approximate, rules.manager))
     handles = [
         h
@@ -195,7 +203,7 @@ def trace(
     return ChannelGraph(
         groups,
         nodes,
-        sum(p.numel() for p in model.parameters()),
+        priced_params(model, ((n.module, n.rule, shape_of(n.calls[0], n.rule)) for n in nodes.values())),
         traversal,
         warnings=_warn(tracer, groups),
         fallback=recording.fallback,
@@ -204,6 +212,17 @@ def trace(
         approximated=dict(tracer.approximated),
         tensors={layer: len(atoms) for (layer, role, _), atoms in tracer.members.items() if role == "tensor"},
     )
+
+
+def _warn_custom(ruled: dict[str, tuple[nn.Module, Rule]], typed: dict[str, Any]) -> None:
+    custom = sorted(f"{name} ({type(m).__name__})" for name, (m, _) in ruled.items() if name not in typed)
+    if custom:
+        warnings.warn(
+            f"layers {', '.join(custom)} have a cost function but no layer type: they are counted, never cut, "
+            "and the channels they read or write stay",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def approximations(plugins: Manager) -> list[str]:

@@ -41,8 +41,9 @@ class Recording:
     fallback: str | None = None
 
 
-def leaves(model: nn.Module, is_leaf: Callable[[nn.Module], bool]) -> dict[str, nn.Module]:
-    """Modules for which ``is_leaf`` holds, not descending into them (names as in named_modules)."""
+def leaves(model: nn.Module, is_leaf: Callable[[str, nn.Module], bool]) -> dict[str, nn.Module]:
+    """Modules for which ``is_leaf(name, module)`` holds, not descending into them (names as in
+    named_modules)."""
     found: dict[str, nn.Module] = {}
     seen: set[int] = set()
 
@@ -50,14 +51,14 @@ def leaves(model: nn.Module, is_leaf: Callable[[nn.Module], bool]) -> dict[str, 
         if id(module) in seen:
             return
         seen.add(id(module))
-        if prefix and is_leaf(module):
+        if prefix and is_leaf(prefix, module):
             found[prefix] = module
             return
         for name, child in module.named_children():
             walk(child, f"{prefix}.{name}" if prefix else name)
 
     walk(model, "")
-    if not found and is_leaf(model):
+    if not found and is_leaf("", model):
         found[""] = model
     return found
 

@@ -1,101 +1,141 @@
-"""Which rule counts and cuts a module: a user's cost override, else a layer-type plugin.
+"""Which rule counts and cuts a module: its layer-type plugin, priced by the user's cost functions
+where they name it.
 
 Both the tracer (how channels flow through a layer) and the cost accounting (what a layer costs)
-ask the same question, so the answer lives below both.
+ask the same question, so the answer lives below both. A cost function never changes how a layer
+is cut: the tracer and the surgery see the layer type only.
 """
 
 from __future__ import annotations
 
-import importlib
-import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from torch import nn
 
 from .. import plugin_manager
-from ..errors import ConfigError
+from ..errors import PruneError
 from ..layer_type import LayerShape, LayerType
-from .recording import leaves
-
-CostFn = Callable[[nn.Module, LayerShape], int]
-#: module class (or its dotted name) -> cost function (or its ``pkg.mod:fn`` name)
-Overrides = Mapping[Any, CostFn | str]
+from .overrides import BoundPricing, Overrides, Prices, Pricing
+from .recording import Call, leaves
 
 
 @dataclass(frozen=True)
-class Override:
-    """A user's cost function for one module class; wins over every layer-type plugin."""
+class Priced:
+    """A layer some cost function prices: counted by the function, cut as its layer type says.
+    Without a layer type (``layer_type`` None) it is a custom layer: counted whole, never cut."""
 
-    module: type
-    fn: CostFn
-    kind: str = "custom"
-    in_dim: int = 1
-    out_dim: int = 1
+    layer: str
+    layer_type: LayerType | None
+    prices: Prices
 
     @property
     def name(self) -> str:
-        return self.module.__name__
+        return self.layer_type.name if self.layer_type else "custom"
 
-    def macs(self, module: nn.Module, shape: LayerShape) -> int:
-        value = self.fn(module, shape)
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-            fn = getattr(self.fn, "__qualname__", repr(self.fn))
-            raise ConfigError(
-                f"cost override {fn} for {self.name} returned {value!r}; it must return MACs as an integer >= 0"
-            )
-        return int(value)
+    @property
+    def kind(self) -> str:
+        return self.layer_type.kind if self.layer_type else "custom"
 
-    def params(self, module: nn.Module, shape: LayerShape) -> int:
+    @property
+    def in_dim(self) -> int:
+        return self.layer_type.in_dim if self.layer_type else 1
+
+    @property
+    def out_dim(self) -> int:
+        return self.layer_type.out_dim if self.layer_type else 1
+
+    def macs(self, module: nn.Module, shape: LayerShape) -> float:
+        if self.prices.macs is not None:
+            return self.prices.macs(self.layer, module, shape)
+        return self.layer_type.macs(module, shape) if self.layer_type else 0
+
+    def params(self, module: nn.Module, shape: LayerShape) -> float:
+        if self.prices.params is not None:
+            return self.prices.params(self.layer, module, shape)
+        return self.builtin_params(module, shape)
+
+    def builtin_params(self, module: nn.Module, shape: LayerShape) -> int:
+        """The parameters prunekit itself counts: the layer type's, or the module's tensors."""
+        if self.layer_type is not None:
+            return self.layer_type.params(module, shape)
         return sum(p.numel() for p in module.parameters())
 
 
-Rule = LayerType | Override
+Rule = LayerType | Priced
 
 
-def resolve_overrides(overrides: Overrides | None) -> dict[type, Override]:
-    """Turn ``{class or "pkg.mod.Class": fn or "pkg.mod:fn"}`` into rules, or raise ConfigError."""
-    resolved: dict[type, Override] = {}
-    for key, fn in (overrides or {}).items():
-        cls = _import_object(key, "cost.overrides key", sep=".") if isinstance(key, str) else key
-        if not isinstance(cls, type) or not issubclass(cls, nn.Module):
-            raise ConfigError(f"cost.overrides: {key!r} is not an nn.Module class")
-        function = _import_object(fn, f"cost.overrides[{key!r}]", sep=":") if isinstance(fn, str) else fn
-        if not callable(function):
-            raise ConfigError(f"cost.overrides[{key!r}]: {function!r} is not callable")
-        resolved[cls] = Override(cls, function)
-    return resolved
+def counted(rule: Rule, include: Iterable[str]) -> bool:
+    """Whether the rule's MACs count: a layer a function prices always does."""
+    return rule.kind in include or (isinstance(rule, Priced) and rule.prices.macs is not None)
 
 
-def _import_object(path: str, what: str, sep: str) -> Any:
-    module_name, _, attr = path.rpartition(sep) if sep == "." else path.partition(sep)
-    if not module_name or not attr:
-        form = "pkg.mod.Class" if sep == "." else "pkg.mod:function"
-        raise ConfigError(f"{what}: {path!r} must look like {form!r}")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"{what}: cannot import {path!r} ({exc})") from None
+def layer_type_of(rule: Rule) -> LayerType | None:
+    """The layer type that cuts a layer (``None``: a custom layer, never cut)."""
+    return rule.layer_type if isinstance(rule, Priced) else rule
+
+
+def custom(rule: Rule) -> str:
+    """What the user's functions price of a layer: ``""``, ``macs``, ``params`` or ``macs, params``."""
+    if not isinstance(rule, Priced):
+        return ""
+    return ", ".join(r for r in ("macs", "params") if getattr(rule.prices, r) is not None)
 
 
 class Rules:
-    """Finds the cost/cut rule of a module: user overrides first, then layer-type plugins (MRO)."""
+    """Finds the rule of each layer of one model: layer-type plugins (MRO), priced by the user's
+    functions where their keys name it."""
 
-    def __init__(self, overrides: Overrides | None = None, manager: plugin_manager.Manager | None = None) -> None:
-        self.overrides = resolve_overrides(overrides)
+    def __init__(
+        self,
+        overrides: Overrides | Pricing | None = None,
+        manager: plugin_manager.Manager | None = None,
+        param_overrides: Overrides | None = None,
+    ) -> None:
+        self.pricing = Pricing.of(overrides, param_overrides)
         self.manager = manager or plugin_manager.manager()
-
-    def __call__(self, module: nn.Module) -> Rule | None:
-        for cls in type(module).__mro__:
-            if cls in self.overrides:
-                return self.overrides[cls]
-        return self.manager.layer_type(type(module))
+        self.bound: BoundPricing | None = None
 
     def leaves(self, model: nn.Module) -> dict[str, tuple[nn.Module, Rule]]:
-        """The outermost modules that have a rule, by name, with their rule."""
-        found = leaves(model, lambda m: self(m) is not None)
-        return {name: (m, rule) for name, m in found.items() if (rule := self(m)) is not None}
+        """The outermost modules of ``model`` that have a layer type or a cost function, by name,
+        with their rule; the cost functions' keys are resolved against ``model`` here."""
+        if not isinstance(model, nn.Module):
+            raise PruneError(f"expected a torch.nn.Module to count or trace, got {type(model).__name__}")
+        self.bound = self.pricing.bind(model) if self.pricing else None
+        rules: dict[str, Rule] = {}
+
+        def is_leaf(name: str, module: nn.Module) -> bool:
+            rule = self.rule(name, module)
+            if rule is not None:
+                rules[name] = rule
+            return rule is not None
+
+        found = leaves(model, is_leaf)
+        return {name: (m, rules[name]) for name, m in found.items()}
+
+    def rule(self, name: str, module: nn.Module) -> Rule | None:
+        """The rule of module ``name`` of the model last given to :meth:`leaves`."""
+        layer_type = self.manager.layer_type(type(module))
+        prices = self.bound.prices(name, module, typed=layer_type is not None) if self.bound else Prices()
+        if not prices:
+            return layer_type
+        return Priced(name, layer_type, prices)
+
+
+def shape_of(call: Call, rule: Rule) -> LayerShape:
+    """The shape record of one recorded call of a layer."""
+    in_channels, out_channels = channels(call.input, rule.in_dim), channels(call.output, rule.out_dim)
+    return LayerShape.of(call.module, call.input, call.output, in_channels, out_channels)
+
+
+def priced_params(model: nn.Module, layers: Iterable[tuple[nn.Module, Rule, LayerShape]]) -> float:
+    """The model's parameters, each tensor once, with what the user's functions say in place of
+    what prunekit counts for the layers they price."""
+    total: float = sum(p.numel() for p in model.parameters())
+    for module, rule, shape in layers:
+        if isinstance(rule, Priced) and rule.prices.params is not None:
+            total += rule.params(module, shape) - rule.builtin_params(module, shape)
+    return total
 
 
 def channels(size: tuple[int, ...], dim: int) -> int:

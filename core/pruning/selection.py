@@ -50,8 +50,8 @@ class Budget:
 @dataclass
 class Selection:
     removal: dict[int, list[int]]
-    macs: int
-    params: int
+    macs: float
+    params: float
     filters: int = 0
     at_limit: set[str] = field(default_factory=set)
     exhausted: bool = False  # stopped because nothing more could be taken
@@ -62,8 +62,8 @@ class Selection:
 class Reference:
     """Parameters of every layer and block in the original model: the base of the limits."""
 
-    layers: dict[str, int]
-    blocks: dict[str, int]
+    layers: dict[str, float]
+    blocks: dict[str, float]
     block_of: dict[str, str]
 
     @classmethod
@@ -72,7 +72,7 @@ class Reference:
         base = CostModel(graph).base
         blocks = graph.traversal.blocks
         owner = {name: block_of(name, blocks) for name in base}
-        totals: dict[str, int] = defaultdict(int)
+        totals: dict[str, float] = defaultdict(float)
         for name, cost in base.items():
             totals[owner[name]] += cost.params
         return cls({n: c.params for n, c in base.items()}, dict(totals), owner)
@@ -151,7 +151,7 @@ def select(
     budget: Budget,
 ) -> Selection:
     tracker = CostTracker(cost)
-    blocks_now: dict[str, int] = defaultdict(int)
+    blocks_now: dict[str, float] = defaultdict(float)
     for layer, c in tracker.layer.items():
         blocks_now[reference.block_of.get(layer, layer)] += c.params
     queue: list = []
@@ -211,7 +211,7 @@ def _push(queue: list, gid: int, pending: dict[int, list[tuple[float, list[int]]
 
 
 def _over_limit(
-    preview: dict, tracker: CostTracker, blocks_now: dict[str, int], reference: Reference, limits: Limits
+    preview: dict, tracker: CostTracker, blocks_now: dict[str, float], reference: Reference, limits: Limits
 ) -> set[str]:
     """Layers and blocks that would lose more than their limit of their original parameters."""
     over = set()

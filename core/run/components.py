@@ -4,8 +4,6 @@ data, the task, the training objective, the criteria and the loggers."""
 from __future__ import annotations
 
 import copy
-import importlib
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,40 +12,25 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..cost.counting import count
 from ..errors import ConfigError, DataError, PluginError, PrunekitError, one_line, suggest
+from ..graph.overrides import Overrides, Pricing
 from ..graph.recording import eval_mode
+from ..imports import import_callable
 from ..plugin_manager import Manager
 from ..protocols import Task
 from ..records import DataSplits
 from ..schema import convert
-from ..training.data import LoaderData, SplitData
+from ..training.data import LoaderData, SplitData, TrainingData
 from ..training.trainer import Objective, Trainer
 from .config import Config, CriterionConfig, LossTerm, ModelConfig, shorthand
-
-
-def import_factory(path: str, what: str, search: Iterable[str] = ()) -> Any:
-    """``pkg.module:function`` (or ``pkg.module.function``), imported — also from the ``search``
-    folders (a config's own folder)."""
-    module_name, _sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
-    if not module_name or not attr:
-        raise ConfigError(f"{what}: {path!r} must look like 'pkg.module:function'")
-    for folder in search:
-        if folder not in sys.path:
-            sys.path.append(folder)
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"{what}: cannot import {path!r} ({type(exc).__name__}: {exc})") from None
-    if not callable(obj):
-        raise ConfigError(f"{what}: {path!r} is not callable")
-    return obj
 
 
 def build_model(cfg: ModelConfig, plugins: Manager, search: Iterable[str] = ()) -> nn.Module:
     """The model a config names: a registered builder or a factory by import path (found also in
     the ``search`` folders)."""
     if cfg.factory is not None:
-        factory = import_factory(cfg.factory, "model.factory", search)
+        factory = import_callable(cfg.factory, "model.factory", search)
         model = _call(factory, cfg.args, f"model.factory {cfg.factory!r}")
     elif cfg.name is not None:
         model = plugins.get("model", cfg.name, **cfg.args)
@@ -112,7 +95,7 @@ def build_objective(config: Config, task: Task, plugins: Manager) -> Objective:
     def distillation() -> dict[str, tuple[nn.Module, float]]:
         return {n: (plugins.get("distillation", n, **t.args), t.weight) for n, t in config.distillation.items()}
 
-    return Objective(losses, config.loss_schedule, distillation)
+    return Objective(losses, config.loss_schedule, distillation, config.distillation_balance)
 
 
 def build_criteria(cfg: CriterionConfig, plugins: Manager) -> dict[str, tuple[Any, float]]:
@@ -138,6 +121,19 @@ class Objects:
     val: Iterable[Any] | None = None
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     example_input: torch.Tensor | None = None
+    overrides: Overrides | None = None
+    param_overrides: Overrides | None = None
+
+    def pricing(self, config: Config) -> Pricing:
+        """The cost functions: those given, else the config's (MACs and parameters each)."""
+        given = Pricing.of(self.overrides, self.param_overrides)
+        if self.overrides is not None and self.param_overrides is not None:
+            return given
+        own = config.pricing()
+        return Pricing(
+            given.macs if self.overrides is not None else own.macs,
+            given.params if self.param_overrides is not None else own.params,
+        )
 
     def model_builder(self, config: Config, plugins: Manager) -> Callable[[], nn.Module]:
         """Builds the model afresh: a copy of the given one (left untouched), or the config's."""
@@ -163,7 +159,15 @@ class Objects:
                 out[name] = {"type": type(data).__name__, "samples": size(data)}
         if self.loss is not None:
             out["loss"] = getattr(self.loss, "__qualname__", type(self.loss).__qualname__)
+        for name in ("overrides", "param_overrides"):
+            functions = getattr(self, name)
+            if functions is not None:
+                out[name] = {_name(key): _name(fn) for key, fn in functions.items()}
         return out
+
+
+def _name(obj: Any) -> str:
+    return obj if isinstance(obj, str) else getattr(obj, "__qualname__", type(obj).__qualname__)
 
 
 def build_trainer(
@@ -206,20 +210,44 @@ def build_loggers(config: Config, run_dir: Path, plugins: Manager) -> list[Any]:
     return [plugins.create("logger", name, (run_dir,), args, f"logging.{name}") for name, args in config.loggers()]
 
 
+def example_input(config: Config, objects: Objects, data: TrainingData) -> torch.Tensor:
+    """The input a run traces and counts on: the one given, the config's size, or one batch item."""
+    if objects.example_input is not None:
+        return objects.example_input
+    return torch.zeros(config.input_size) if config.input_size else data.example()
+
+
+def check_costs(config: Config, pricing: Pricing, plugins: Manager, model: nn.Module, example: Any) -> None:
+    """Count the untrained model: a cost function that fails, or a budget in a resource the model
+    does not have, stops the run before anything is written or trained."""
+    p = config.pruning
+    original = count(model, example, pricing, config.cost.include or None, plugins=plugins)
+    if p.target_speedup is None and p.resource in ("macs", "params") and not getattr(original, p.resource):
+        raise ConfigError(
+            f"pruning.resource: the model costs 0 {p.resource} as counted (cost.include, cost.overrides), "
+            "so a budget in them removes nothing; count another resource or give a target_speedup"
+        )
+
+
 def check(
     config: Config,
     plugins: Manager,
     device: torch.device | None = None,
     progress: bool = False,
     objects: Objects | None = None,
+    pricing: Pricing | None = None,
 ) -> Trainer:
-    """Build everything the run needs — model, data, task, losses, distillation, criteria — and
-    look up its loggers, so that a bad name or argument fails before anything is written or
-    trained. Returns the trainer, which a run goes on to use."""
+    """Build everything the run needs — model, data, task, losses, distillation, criteria — count
+    the model with the config's cost functions and look up its loggers, so that a bad name,
+    argument or function fails before anything is written or trained. Returns the trainer, which
+    a run goes on to use."""
     objects = objects or Objects()
     with torch.random.fork_rng(devices=[]):  # building to check must not change what the run draws
         trainer = build_trainer(config, plugins, device or torch.device("cpu"), progress, objects)
-        objects.model_builder(config, plugins)()
+        model = objects.model_builder(config, plugins)()
+        check_costs(
+            config, pricing or objects.pricing(config), plugins, model, example_input(config, objects, trainer.data)
+        )
         build_criteria(config.pruning.criterion, plugins)
         trainer.objective.distillation()
     for name, _ in config.loggers():

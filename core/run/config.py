@@ -15,7 +15,7 @@ import yaml
 
 from ..errors import ConfigError, PluginError, suggest
 from ..graph.channel_graph import approximations
-from ..graph.rules import resolve_overrides
+from ..graph.overrides import Pricing
 from ..plugin_manager import Manager, for_settings
 from ..pruning.selection import ELEMENT_MACS
 from ..schema import build, field, to_dict
@@ -45,7 +45,12 @@ class DataConfig:
 @dataclass
 class CostConfig:
     include: list[str] = field([], doc="optional cost kinds: norm, activation, pooling, upsample, all")
-    overrides: dict[str, str] = field({}, doc='{"pkg.mod.Layer": "pkg.mod:macs_fn"}')
+    overrides: dict[str, str] = field(
+        {},
+        doc="your MACs functions: layer (module name, glob, class or its import path, torch.nn name) -> "
+        '"module:function", found beside the config as model.factory is',
+    )
+    param_overrides: dict[str, str] = field({}, doc="your parameter-count functions, keyed as overrides")
 
 
 @dataclass
@@ -184,7 +189,12 @@ class Config:
     task: str | None = field(None, doc="registered task; default: the one the dataset names")
     loss: dict[str, LossTerm] = field({}, doc="task losses; default: the task's")
     loss_schedule: LossScheduleConfig = field(LossScheduleConfig())
-    distillation: dict[str, LossTerm] = field({})
+    distillation: dict[str, LossTerm] = field({}, doc="distillation losses from the teacher: name -> weight and args")
+    distillation_balance: Literal["none", "auto"] = field(
+        "none",
+        doc="auto: each phase scales every distillation term to its weight × the task loss on its first batches; "
+        "also written distillation: {balance: auto}",
+    )
     logging: list[str | dict[str, dict[str, Any]]] = field(
         [], doc="loggers besides the console and run_dir/log.jsonl: a name, or {name: {arg: value}}"
     )
@@ -201,6 +211,10 @@ class Config:
     def loggers(self) -> list[tuple[str, dict[str, Any]]]:
         """``logging`` as (logger name, arguments) pairs."""
         return [(e, {}) if isinstance(e, str) else next(iter(e.items())) for e in self.logging]
+
+    def pricing(self) -> Pricing:
+        """The config's cost functions, imported (found also beside the config file)."""
+        return Pricing.of(self.cost.overrides, self.cost.param_overrides, self.plugins.search)
 
     def manager(self) -> Manager:
         """The plugin manager for this config's ``plugins`` section."""
@@ -256,7 +270,7 @@ def check_names(config: Config, plugins: Manager) -> None:
         except PluginError as exc:
             raise PluginError(f"{path}: {exc}") from None
         plugins.arguments(kind, name, args, path if kind == "logger" else f"{path}.args")
-    resolve_overrides(config.cost.overrides)
+    config.pricing()
     known = approximations(plugins)
     for name in config.pruning.approximate:
         if name not in known:
@@ -302,6 +316,10 @@ def beneath(preset: dict[str, Any], pruning: dict[str, Any]) -> dict[str, Any]:
 
 
 def shorthand(data: dict[str, Any]) -> dict[str, Any]:
+    # `distillation: {balance: auto, …}` is `distillation_balance: auto`
+    if isinstance(data.get("distillation"), dict) and "balance" in data["distillation"]:
+        losses = dict(data["distillation"])
+        data = {**data, "distillation": losses, "distillation_balance": losses.pop("balance")}
     # `loss: {name: 1.0}` is shorthand for `{name: {weight: 1.0}}`
     for key in ("loss", "distillation"):
         if isinstance(data.get(key), dict):
