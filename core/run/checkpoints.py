@@ -4,7 +4,7 @@ from it; loading verifies every file."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -61,7 +61,8 @@ def _steps(path: Path) -> list[Step]:
     state = read_json(path, "checkpoint state")
     records = state.get("steps") if isinstance(state, dict) else None
     names = {f.name for f in fields(Step)}
-    if not isinstance(records, list) or not all(isinstance(r, dict) and set(r) == names for r in records):
+    required = {f.name for f in fields(Step) if f.default is MISSING and f.default_factory is MISSING}
+    if not isinstance(records, list) or not all(isinstance(r, dict) and required <= set(r) <= names for r in records):
         raise CheckpointError(f"checkpoint state {str(path)!r} does not hold the step records of a run")
     try:
         return [Step(**r) for r in records]

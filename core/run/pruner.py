@@ -25,6 +25,7 @@ from ..cost.counting import CostReport, count
 from ..cost.latency import measure
 from ..errors import CheckpointError
 from ..graph.channel_graph import ChannelGraph, trace
+from ..graph.overrides import Overrides
 from ..graph.traversal import traversal_of
 from ..plugin_manager import Manager
 from ..pruning.calibration import calibrate, needs
@@ -34,11 +35,12 @@ from ..pruning.selection import Limits, Reference, Selection, per_cost, select
 from ..pruning.surgery import remove
 from ..training import distributed
 from ..training.data import TrainingData
+from ..training.distiller import Teacher
 from ..training.seeds import seed_everything, step_seed
-from ..training.trainer import Teacher, Trainer
+from ..training.trainer import Trainer
 from . import budget, checkpoints, latency_budget, run_dir
 from .atomic_files import atomic_write_json
-from .components import Objects, build_criteria, build_loggers, check
+from .components import Objects, build_criteria, build_loggers, check, example_input
 from .config import Config
 from .config import load as load_config
 from .export import export
@@ -46,15 +48,7 @@ from .latency_budget import LatencyBudget
 from .report import kept_channels, write_report
 from .run_log import Console, RunLog
 from .state import Result, RunState, Step
-from .weights import load_into, load_weights, save_weights
-
-
-def weights_hash(model: nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+from .weights import load_into, load_weights, save_weights, weights_hash
 
 
 class Pruner:
@@ -62,8 +56,10 @@ class Pruner:
 
     Your own objects replace what the config would build: ``model`` (an ``nn.Module``, copied,
     never changed), ``train`` and ``val`` (iterables of batches such as DataLoaders; the config
-    must then name the ``task``), ``loss`` (``loss(logits, target) -> scalar``) and
-    ``example_input``. A run resumed with ``run(resume=True)`` must be given the same objects.
+    must then name the ``task``), ``loss`` (``loss(logits, target) -> scalar``),
+    ``example_input``, and cost functions ``overrides`` / ``param_overrides`` as
+    :func:`prunekit.count` takes them (they replace ``cost.overrides`` / ``cost.param_overrides``).
+    A run resumed with ``run(resume=True)`` must be given the same objects.
     Nothing happens until :meth:`run` (or :meth:`prune`, :meth:`prepare`); ``plugins`` defaults
     to a manager for the config's ``plugins`` section.
     """
@@ -79,12 +75,15 @@ class Pruner:
         val: Iterable[Any] | None = None,
         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         example_input: torch.Tensor | None = None,
+        overrides: Overrides | None = None,
+        param_overrides: Overrides | None = None,
     ) -> None:
         self.config = config if isinstance(config, Config) else load_config(config, plugins)
         self.progress = progress
         self.plugins = plugins
-        self.objects = Objects(model, train, val, loss, example_input)
+        self.objects = Objects(model, train, val, loss, example_input, overrides, param_overrides)
         self.run_dir = Path(self.config.run_dir)
+        self.pricing = self.objects.pricing(self.config)
 
     @classmethod
     def from_config(cls, source: str | Path | dict | Config, progress: bool = True) -> Pruner:
@@ -121,7 +120,7 @@ class Pruner:
         distributed.init()
         device = distributed.device_for(distributed.resolve_device(cfg.device))
         seed_everything(cfg.seed)
-        trainer = check(cfg, plugins, device, self.progress, self.objects)  # all exists: only now write
+        trainer = check(cfg, plugins, device, self.progress, self.objects, self.pricing)  # all exists: only now write
         data, task = trainer.data, trainer.task
         run_dir.claim(self.run_dir, cfg, resume, self.objects.fingerprint())
         console = Console(task.best_metric, task.best_label) if self.progress else None
@@ -130,7 +129,7 @@ class Pruner:
         try:
             teacher = self._baseline(plugins, trainer, device, resume)
             example = self._example(data)
-            original = count(teacher, example, cfg.cost.overrides, cfg.cost.include or None, plugins=plugins)
+            original = self._count_with(plugins, teacher, example)
             graph = self._trace_with(plugins, teacher, example)
             traversal = traversal_of(teacher, plugins, example)
             for p in teacher.parameters():
@@ -175,9 +174,7 @@ class Pruner:
         return latency_budget.prepare(p, teacher, graph, retrace, device, bar)
 
     def _example(self, data: TrainingData) -> torch.Tensor:
-        if self.objects.example_input is not None:
-            return self.objects.example_input
-        return torch.zeros(self.config.input_size) if self.config.input_size else data.example()
+        return example_input(self.config, self.objects, data)
 
     def _baseline(self, plugins: Manager, trainer: Trainer, device: torch.device, resume: bool) -> nn.Module:
         """The unpruned teacher: the saved baseline, the given checkpoint, or trained now."""
@@ -211,17 +208,17 @@ class Pruner:
         state.steps = last.steps
 
     def _count(self, state: RunState, model: nn.Module) -> CostReport:
-        cost = self.config.cost
-        return count(model, state.example, cost.overrides, cost.include or None, plugins=state.plugins)
+        return self._count_with(state.plugins, model, state.example)
+
+    def _count_with(self, plugins: Manager, model: nn.Module, example: Any) -> CostReport:
+        return count(model, example, self.pricing, self.config.cost.include or None, plugins=plugins)
 
     def _trace(self, state: RunState, model: nn.Module) -> ChannelGraph:
         return self._trace_with(state.plugins, model, state.example)
 
     def _trace_with(self, plugins: Manager, model: nn.Module, example: Any) -> ChannelGraph:
         p = self.config.pruning
-        return trace(
-            model, example, p.protected, self.config.cost.overrides, plugins=plugins, approximate=p.approximate
-        )
+        return trace(model, example, p.protected, self.pricing, plugins=plugins, approximate=p.approximate)
 
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self, state: RunState) -> None:
@@ -249,15 +246,17 @@ class Pruner:
                 step,
                 current.macs,
                 current.params,
-                100.0 * current.macs / original.macs,
-                100.0 * current.params / original.params,
+                *current.percent_of(original),
                 selection.filters,
                 len(selection.at_limit),
                 time.perf_counter() - began,
                 metrics,
                 cut.deviation,
                 *state.latency_fields(),
+                predicted_macs=selection.macs,
+                predicted_params=selection.params,
             )
+            record.check_prediction()
             state.steps.append(record)
             self._check_ranks_agree(state, record)
             if distributed.is_main():
@@ -348,9 +347,10 @@ class Pruner:
             "params": final.params,
             "original_macs": original.macs,
             "original_params": original.params,
-            "macs_percent": 100.0 * final.macs / original.macs,
-            "params_percent": 100.0 * final.params / original.params,
+            "macs_percent": final.percent_of(original)[0],
+            "params_percent": final.percent_of(original)[1],
             "steps": len(state.steps),
+            "custom_cost": {"macs": self.pricing.macs.keys(), "params": self.pricing.params.keys()},
             "filters_removed": state.plan.removed,
             "teacher_hash_before": state.teacher_hash,
             "teacher_hash_after": teacher_after,

@@ -83,9 +83,18 @@ def _ms(seconds: float) -> str:
 
 def summary_rows(summary: dict[str, Any], task: Task | None) -> list[list[str]]:
     """Baseline against pruned: cost, measured latency, and the task's metrics."""
+    custom = summary.get("custom_cost", {})
+    label = {
+        r: f"{name} (your cost)" if custom.get(r) else name for r, name in (("macs", "MACs"), ("params", "params"))
+    }
     rows = [
-        ["MACs", human(summary["original_macs"]), human(summary["macs"]), f"{summary['macs_percent']:.1f}%"],
-        ["params", human(summary["original_params"]), human(summary["params"]), f"{summary['params_percent']:.1f}%"],
+        [label["macs"], human(summary["original_macs"]), human(summary["macs"]), f"{summary['macs_percent']:.1f}%"],
+        [
+            label["params"],
+            human(summary["original_params"]),
+            human(summary["params"]),
+            f"{summary['params_percent']:.1f}%",
+        ],
     ]
     latency = summary.get("latency", {})
     for key in sorted(k for k in latency if k.startswith("baseline_batch")):

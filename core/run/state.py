@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from ..protocols import Task
 from ..pruning.plan import Plan
 from ..pruning.selection import Reference
 from ..training.data import TrainingData
-from ..training.trainer import Teacher, Trainer
+from ..training.distiller import Teacher
+from ..training.trainer import Trainer
 from .config import Config, PruningConfig
 from .latency_budget import LatencyBudget
 from .run_log import RunLog
@@ -27,8 +29,8 @@ class Step:
     """What one pruning step did; the rows of the progress table and the JSONL log."""
 
     step: int
-    macs: int
-    params: int
+    macs: float
+    params: float
     macs_percent: float
     params_percent: float
     removed: int
@@ -44,10 +46,27 @@ class Step:
     latency_ms: float | None = None
     speedup: float | None = None
     predicted_speedup: float | None = None
+    #: the selection's prediction of the cost after the cut (equal to ``macs`` and ``params``, the
+    #: recount, when every cost function depends on the shape it is given only)
+    predicted_macs: float | None = None
+    predicted_params: float | None = None
 
     def record(self) -> dict[str, Any]:
         fields = {k: v for k, v in self.__dict__.items() if k != "metrics" and v is not None}
         return {"event": "step", **fields, **self.metrics}
+
+    def check_prediction(self) -> None:
+        """Warn where the selection's prediction is not the recount: a cost function then depends
+        on more than the shape it is given."""
+        if (self.predicted_macs, self.predicted_params) != (self.macs, self.params):
+            warnings.warn(
+                f"step {self.step}: the selection predicted {self.predicted_macs} MACs and "
+                f"{self.predicted_params} parameters, the pruned model counts {self.macs} and {self.params}; a cost "
+                "function must depend only on its shape argument and the module's static attributes (kernel "
+                "size, stride), not on the module's current channel counts or weights",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 @dataclass

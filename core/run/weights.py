@@ -3,6 +3,7 @@ unpickling, and loaded into a model with a one-line error for what does not matc
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 
@@ -79,3 +80,11 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str) ->
         ]
         raise CheckpointError(f"{source} does not match the model ({'; '.join(p for p in parts if p)})")
     module.load_state_dict(state)
+
+
+def weights_hash(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
