@@ -56,8 +56,10 @@ class DistillationLoss(Protocol):
 @runtime_checkable
 class Logger(Protocol):
     """Receives every record of a run: flat dicts with an ``event`` — ``epoch`` (phase, epoch,
-    loss, lr, the task's metrics), ``step`` (step, macs, params, macs_percent, params_percent,
-    removed, at_limit, seconds, the metrics), ``stop`` (message) and ``summary`` (macs, params, …).
+    loss, each weighted term ``loss_<task loss>`` / ``distill_<loss>``, ``train_<metric>``, lr,
+    ``scale_<loss>`` under ``distillation: {balance: auto}``, the task's validation metrics),
+    ``step`` (step, macs, params, macs_percent, params_percent, removed, at_limit, seconds, the
+    metrics), ``stop`` (message) and ``summary`` (macs, params, …).
     Built as ``factory(run_dir, **args)``; it writes only inside ``run_dir``."""
 
     def log(self, record: dict[str, Any]) -> None: ...

@@ -44,9 +44,7 @@ class Console:
                 f"{record['removed']:>9} {record['at_limit']:>9} {value:>9} {record['seconds']:>8.1f}s{timed}"
             )
         elif event == "epoch":
-            extra = f"  val {self.label} {value}" if self.metric in record else ""
-            step = f" step {record['step']}" if record.get("step") else ""
-            tqdm.write(f"{record['phase']}{step} epoch {record['epoch']}: loss {record['loss']:.4f}{extra}")
+            tqdm.write(self.epoch_line(record))
         elif event == "stop":
             tqdm.write(record["message"])
         elif event == "summary":
@@ -54,6 +52,21 @@ class Console:
                 f"done: {human(record['macs'])} MACs ({record['macs_percent']:.1f} %), "
                 f"{human(record['params'])} params ({record['params_percent']:.1f} %)"
             )
+
+    def epoch_line(self, record: dict[str, Any]) -> str:
+        """``phase step N epoch E: loss L (term …)  train M  val M``, and the distillation scales
+        of ``balance: auto`` on a phase's first epoch."""
+        step = f" step {record['step']}" if record.get("step") else ""
+        terms = [f"{k.partition('_')[2]} {v:.4f}" for k, v in record.items() if k.startswith(("loss_", "distill_"))]
+        line = f"{record['phase']}{step} epoch {record['epoch']}: loss {record['loss']:.4f}"
+        line += f" ({', '.join(terms)})" if len(terms) > 1 else ""
+        for prefix, key in (("train", f"train_{self.metric}"), ("val", self.metric)):
+            if key in record:
+                line += f"  {prefix} {self.label} {record[key]:.4f}"
+        scales = {k.partition("_")[2]: v for k, v in record.items() if k.startswith("scale_")}
+        if scales and record["epoch"] == 1:
+            line += "  (distillation balanced: " + ", ".join(f"{k} ×{v:.3g}" for k, v in scales.items()) + ")"
+        return line
 
 
 class RunLog:

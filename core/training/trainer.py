@@ -8,8 +8,10 @@ features are tapped by module path with forward hooks on student and teacher.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import warnings
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -19,16 +21,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, TrainingError, suggest
+from ..errors import TrainingError
 from ..graph.recording import eval_mode
 from ..protocols import Metric, Task
-from ..records import Outputs, to_device
+from ..records import to_device
 from . import distributed
 from .data import TrainingData
+from .distiller import Distiller, Taps, Teacher, loss_taps
 from .seeds import step_seed
 from .settings import LossScheduleConfig, OptimizerConfig, PhaseConfig, ScheduleConfig
 
 TaskLoss = Callable[[torch.Tensor, dict[str, Any]], torch.Tensor]
+#: batches whose losses set the distillation scales of ``balance: auto``
+BALANCE_BATCHES = 4
 
 
 def evaluate(
@@ -52,84 +57,21 @@ class Objective:
     task_losses: dict[str, tuple[TaskLoss, float]]
     schedule: LossScheduleConfig = field(default_factory=LossScheduleConfig)
     distillation: Callable[[], dict[str, tuple[nn.Module, float]]] = dict
+    #: ``auto``: each phase scales every distillation term so that on its first batches it is the
+    #: task loss times the term's weight (``none``: the weights multiply the raw terms)
+    balance: str = "none"
 
-    def task_loss(self, logits: torch.Tensor, batch: dict[str, Any], epoch: int = 0) -> torch.Tensor:
-        total = logits.new_zeros(())
+    def task_terms(self, logits: torch.Tensor, batch: dict[str, Any], epoch: int = 0) -> dict[str, torch.Tensor]:
+        """Each task loss, weighted as it enters the total (terms whose weight is 0 now are left out)."""
+        terms = {}
         for name, (loss, weight) in self.task_losses.items():
             factor = weight * self.schedule.factor(name, epoch)
             if factor:
-                total = total + factor * loss(logits, batch)
-        return total
+                terms[name] = factor * loss(logits, batch)
+        return terms
 
-
-class Taps:
-    """Forward hooks that keep the outputs of the named modules of one network."""
-
-    def __init__(self, model: nn.Module, paths: Iterable[str]) -> None:
-        modules = dict(model.named_modules())
-        for path in paths:
-            if path not in modules:
-                raise ConfigError(f"distillation tap {path!r} is not a module of the model; {suggest(path, modules)}")
-        self.features: dict[str, torch.Tensor] = {}
-        self.handles = [modules[p].register_forward_hook(self._keep(p)) for p in paths]
-
-    def _keep(self, path: str) -> Callable[[nn.Module, tuple, Any], None]:
-        def hook(module: nn.Module, args: tuple, output: Any) -> None:
-            self.features[path] = output if torch.is_tensor(output) else output[0]
-
-        return hook
-
-    def remove(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-
-@dataclass
-class Distiller:
-    """The distillation losses of one phase, with the taps they read on student and teacher."""
-
-    teacher: nn.Module
-    losses: dict[str, tuple[nn.Module, float]]
-    loss_taps: dict[str, tuple[str, ...]]
-    student_taps: Taps
-    teacher_taps: Taps
-
-    def outputs(self, image: torch.Tensor, logits: torch.Tensor) -> tuple[Outputs, Outputs]:
-        """The student's output (just computed) and the teacher's, with their tapped features."""
-        with torch.no_grad():
-            teacher = Outputs(self.teacher(image), dict(self.teacher_taps.features))
-        return Outputs(logits, dict(self.student_taps.features)), teacher
-
-    def loss(self, student: Outputs, teacher: Outputs) -> torch.Tensor:
-        total = student.logits.new_zeros(())
-        for name, (loss, weight) in self.losses.items():
-            if weight:
-                total = total + weight * loss(*self.own(name, student, teacher))
-        return total
-
-    def own(self, name: str, student: Outputs, teacher: Outputs) -> tuple[Outputs, Outputs]:
-        """Each loss sees its own taps, in forward order."""
-        taps = self.loss_taps[name]
-        return (
-            Outputs(student.logits, {p: student.features[p] for p in taps}),
-            Outputs(teacher.logits, {p: teacher.features[p] for p in taps}),
-        )
-
-    def parameters(self) -> list[nn.Parameter]:
-        """Parameters the losses own (adapters): trained with the student, never exported."""
-        return [p for loss, _ in self.losses.values() for p in loss.parameters()]
-
-    def remove(self) -> None:
-        self.student_taps.remove()
-        self.teacher_taps.remove()
-
-
-@dataclass(frozen=True)
-class Teacher:
-    """The frozen model to distil from, and the module paths its losses tap by default."""
-
-    model: nn.Module
-    taps: tuple[str, ...] = ()
+    def task_loss(self, logits: torch.Tensor, batch: dict[str, Any], epoch: int = 0) -> torch.Tensor:
+        return sum(self.task_terms(logits, batch, epoch).values(), logits.new_zeros(()))
 
 
 class Trainer:
@@ -181,22 +123,24 @@ class Trainer:
             net: nn.Module = nn.parallel.DistributedDataParallel(model) if distributed.active() else model
             scheduler = _scheduler(settings.schedule, optimizer, epochs)
             best, best_state, best_metrics = -math.inf, None, {}
+            scales = {f"scale_{n}": v for n, v in distiller.scales.items()} if distiller else {}
             for epoch in range(epochs):
                 desc = f"{phase} {epoch + 1}/{epochs}"
-                loss = self._epoch(net, optimizer, settings, distiller, extra, epoch, step_seed(seed, epoch), desc)
+                trained = self._epoch(net, optimizer, settings, distiller, extra, epoch, step_seed(seed, epoch), desc)
                 metrics = self.evaluate(model)
                 record = {
                     "event": "epoch",
                     "phase": phase,
                     "epoch": epoch + 1,
-                    "loss": loss,
+                    **trained,
                     "lr": optimizer.param_groups[0]["lr"],
                     **({"step": step} if step else {}),
+                    **scales,
                     **metrics,
                 }
                 if self.on_epoch:
                     self.on_epoch(self, record)
-                score = metrics.get(self.task.best_metric, -loss)
+                score = metrics.get(self.task.best_metric, -trained["loss"])
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(score)
                 elif scheduler is not None:
@@ -217,25 +161,40 @@ class Trainer:
         losses = self.objective.distillation()
         if not losses:
             return None
-        loss_taps = {n: _taps(loss, teacher.taps) for n, (loss, _) in losses.items()}
-        paths = sorted({p for taps in loss_taps.values() for p in taps})
+        taps = {n: loss_taps(loss, teacher.taps) for n, (loss, _) in losses.items()}
+        paths = sorted({p for tapped in taps.values() for p in tapped})
         for loss, _ in losses.values():
             loss.to(self.device)
-        distiller = Distiller(teacher.model, losses, loss_taps, Taps(model, paths), Taps(teacher.model, paths))
+        distiller = Distiller(teacher.model, losses, taps, Taps(model, paths), Taps(teacher.model, paths))
         try:
-            batch = next(iter(self.data.train_batches(seed)))
-            image = batch["image"].to(self.device)
+            batches = itertools.islice(self.data.train_batches(seed), BALANCE_BATCHES)
+            batch = to_device(next(batches), self.device)
             with torch.no_grad(), eval_mode(model):
-                student, teacher_out = distiller.outputs(image, model(image))
+                student, teacher_out = distiller.outputs(batch["image"], model(batch["image"]))
             for name, (loss, _) in losses.items():
                 setup = getattr(loss, "setup", None)
                 if setup is not None:
                     setup(*distiller.own(name, student, teacher_out))
                 loss.to(self.device)
+            if self.objective.balance == "auto":
+                self._balance(model, distiller, [batch, *(to_device(b, self.device) for b in batches)])
         except BaseException:
             distiller.remove()
             raise
         return distiller
+
+    @torch.no_grad()
+    def _balance(self, model: nn.Module, distiller: Distiller, batches: list[dict[str, Any]]) -> None:
+        """``balance: auto``: the task loss and each raw distillation loss, averaged over the
+        phase's first batches (the student in eval mode), set the distillation scales."""
+        task, raw = 0.0, dict.fromkeys(distiller.losses, 0.0)
+        with eval_mode(model):
+            for batch in batches:
+                student, teacher = distiller.outputs(batch["image"], model(batch["image"]))
+                task += float(self.objective.task_loss(student.logits.float(), batch)) / len(batches)
+                for name, (loss, _) in distiller.losses.items():
+                    raw[name] += float(loss(*distiller.own(name, student, teacher))) / len(batches)
+        distiller.balance(task, raw)
 
     def _epoch(
         self,
@@ -247,17 +206,23 @@ class Trainer:
         epoch: int,
         seed: int,
         desc: str,
-    ) -> float:
+    ) -> dict[str, float]:
+        """One epoch; returns the mean loss, each weighted term's mean (``loss_<task loss>``,
+        ``distill_<loss>``) and the task's best metric on the training batches (``train_<metric>``)."""
         model.train()
-        total, finite, seen = 0.0, 0, 0
+        sums: dict[str, float] = defaultdict(float)
+        finite, seen = 0, 0
+        metric = self.task.metric(self.data.n_classes, self.device)
         for cpu_batch in tqdm(self.data.train_batches(seed), desc=desc, leave=False, disable=not self.progress):
             batch = to_device(cpu_batch, self.device)
             buffers = [b.detach().clone() for b in model.buffers()]  # the forward updates BN statistics
             with self._autocast():
                 logits = model(batch["image"])
-                loss = self.objective.task_loss(logits.float(), batch, epoch)
+                terms = {f"loss_{n}": t for n, t in self.objective.task_terms(logits.float(), batch, epoch).items()}
                 if distiller is not None:
-                    loss = loss + distiller.loss(*distiller.outputs(batch["image"], logits))
+                    outputs = distiller.outputs(batch["image"], logits)
+                    terms |= {f"distill_{n}": t for n, t in distiller.terms(*outputs).items()}
+                loss = sum(terms.values(), logits.new_zeros((), dtype=torch.float32))
             seen += 1
             if not _finite_everywhere(loss):
                 _restore(model.buffers(), buffers)
@@ -270,13 +235,28 @@ class Trainer:
             if settings.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimizer.step()
-            total, finite = total + loss.item(), finite + 1
-        sums = distributed.all_reduce_sum(torch.tensor([total, finite, seen], dtype=torch.float64))
-        if sums[2] and not sums[1]:
+            finite += 1
+            metric.update(logits.detach().float(), batch)
+            for name, value in {"loss": loss, **terms}.items():
+                sums[name] += float(value.detach())
+        return self._epoch_means(desc, sums, finite, seen, metric)
+
+    def _epoch_means(
+        self, desc: str, sums: dict[str, float], finite: int, seen: int, metric: Metric
+    ) -> dict[str, float]:
+        """Every process's sums added up, as means over the batches with a finite loss."""
+        names = sorted(sums)
+        totals = distributed.all_reduce_sum(
+            torch.tensor([finite, seen, *(sums[n] for n in names)], dtype=torch.float64)
+        )
+        if totals[1] and not totals[0]:
             raise TrainingError(
                 f"{desc}: no batch of the epoch had a finite loss (the last complete checkpoint is kept)"
             )
-        return float(sums[0] / sums[1].clamp_min(1))
+        distributed.all_reduce_sum(metric.state)
+        means = {n: float(v / totals[0].clamp_min(1)) for n, v in zip(names, totals[2:])}
+        best = {f"train_{k}": v for k, v in metric.compute().items() if k == self.task.best_metric}
+        return {"loss": means.pop("loss", 0.0), **means, **best}
 
     def _skip(self, desc: str, loss: torch.Tensor, max_bad_batches: int) -> None:
         self.bad_in_row += 1
@@ -298,12 +278,6 @@ def _restore(buffers: Iterable[torch.Tensor], saved: list[torch.Tensor]) -> None
     with torch.no_grad():
         for buffer, value in zip(buffers, saved):
             buffer.copy_(value)
-
-
-def _taps(loss: nn.Module, default: tuple[str, ...]) -> tuple[str, ...]:
-    """The module paths a distillation loss reads (its ``taps``; ``None``: the defaults)."""
-    taps = getattr(loss, "taps", None)
-    return default if taps is None else tuple(taps)
 
 
 def _finite_everywhere(loss: torch.Tensor) -> bool:
