@@ -39,10 +39,10 @@ from torch import nn
 
 import prunekit as pk
 from prunekit.cost.latency import measure
+from prunekit.distributed import resolve_device
 from prunekit.run.components import build_model, build_trainer
 from prunekit.run.pruner import Pruner
 from prunekit.run.weights import load_into, load_weights
-from prunekit.training.distributed import resolve_device
 from prunekit.training.seeds import step_seed
 
 MARKER = ".prunekit-quality"  # marks an output folder this script may delete and rewrite

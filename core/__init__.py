@@ -6,8 +6,11 @@ The public API::
     report = pk.count(model, example_input)          # CostReport
     graph = pk.trace(model, example_input)           # ChannelGraph: coupled channel groups
     plan = pk.prune(model, example_input, {"inc.conv1": [0, 5]})  # physical, in place
-    run = pk.Pruner.from_config("cfg.yaml").run()    # the whole IPAD loop
+    pruned = pk.prune_to(model, example_input, percent=50)   # door 1: one call, a pruned copy
+    for step in pk.Pruner(cfg, model=net, val=val).steps(): ...  # door 2: your training loop
+    run = pk.Pruner.from_config("cfg.yaml").run()    # door 3: the whole IPAD loop
     model = pk.load("runs/x")                        # rebuild + weights
+    pk.export_onnx(model, "model.onnx", example_input)  # checked against PyTorch
     pk.get("model", "unet", n_classes=4)             # a plugin object by name
 
 The package is layered like the pipeline: ``graph`` (tracing, the channel graph) → ``cost``
@@ -35,11 +38,24 @@ from .graph.channel_graph import ChannelGraph, Group, Member, trace
 from .hookspecs import HOOK_VERSION, hookimpl
 from .layer_type import Flow, LayerShape, LayerType, cut_parameter, numel
 from .plugin_manager import Manager, get, manager, registered
-from .pruning.plan import Plan, apply_plan
-from .pruning.surgery import prune
+from .pruning import (
+    CriterionConfig,
+    LatencyBudget,
+    Limits,
+    Plan,
+    Proposal,
+    Pruned,
+    PruningStep,
+    ResourceBudget,
+    apply_plan,
+    prune,
+    prune_to,
+)
 from .records import DataSplits, Outputs, ScoredLayer, Spec, Traversal
 from .run import config
 from .run.export import load
+from .run.onnx_export import export_onnx
+from .run.pruned_step import PrunedStep
 from .run.pruner import Pruner
 
 try:
@@ -53,20 +69,28 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "CostReport",
+    "CriterionConfig",
     "DataError",
     "DataSplits",
     "Flow",
     "Group",
+    "LatencyBudget",
     "LayerShape",
     "LayerType",
+    "Limits",
     "Manager",
     "Member",
     "Outputs",
     "Plan",
     "PluginError",
+    "Proposal",
     "PruneError",
+    "Pruned",
+    "PrunedStep",
     "PrunekitError",
     "Pruner",
+    "PruningStep",
+    "ResourceBudget",
     "ScoredLayer",
     "Spec",
     "StorageError",
@@ -76,12 +100,14 @@ __all__ = [
     "config",
     "count",
     "cut_parameter",
+    "export_onnx",
     "get",
     "hookimpl",
     "load",
     "manager",
     "numel",
     "prune",
+    "prune_to",
     "registered",
     "trace",
 ]

@@ -126,7 +126,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .training import distributed
+    from . import distributed
 
     if args.nproc > 1 and not distributed.launched():
         return launch(args)
@@ -134,9 +134,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def finish_run(source: Any, resume: bool) -> int:
+    from . import distributed
     from .run.pruner import Pruner
     from .run.report import summary_table
-    from .training import distributed
 
     pruner = Pruner.from_config(source)
     result = pruner.run(resume=resume)
@@ -184,14 +184,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .run.export import load
-    from .run.onnx_export import to_onnx
+    from .run.export import exported_from_object, load
+    from .run.onnx_export import export_onnx
 
-    model = load(args.run)
+    built_from = exported_from_object(Path(args.run))
+    if built_from is not None:
+        raise ConfigError(
+            f"{args.run} was exported from a model object ({built_from}), which the CLI cannot build; in Python: "
+            f"pk.export_onnx({args.run!r}, 'model.onnx', model=YourNet()) (or pk.load(..., model=YourNet()))"
+        )
     if args.onnx:
-        error = to_onnx(model, args.run, args.onnx)
+        error = export_onnx(args.run, args.onnx)
         print(f"wrote {args.onnx}; largest difference from PyTorch's output: {error:.2e}")
     else:
+        model = load(args.run)
         print(f"{args.run}: loads fine ({sum(p.numel() for p in model.parameters()):,} parameters)")
     return 0
 

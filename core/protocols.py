@@ -92,7 +92,9 @@ class Task(Protocol):
     ``best_metric`` names the metric (higher is better) that picks the best epoch of every
     training phase; ``best_label`` is its column heading in progress lines and reports.
     ``default_loss`` is the task losses a config without ``loss`` gets, in the config's form:
-    ``{name: weight}`` or ``{name: {weight, args}}``.
+    ``{name: weight}`` or ``{name: {weight, args}}``. An optional ``class_metric`` names the
+    prefix of the per-class metrics (``"iou_"`` for ``iou_0``, ``iou_1`` …): the guard then rolls
+    back a step that empties a class.
     """
 
     name: str

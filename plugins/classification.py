@@ -48,6 +48,7 @@ class Classification:
     name = "classification"
     best_metric = "top1"
     best_label = "top-1"
+    class_metric = "acc_"
     default_loss: ClassVar[dict[str, Any]] = {"cross_entropy": {"weight": 1.0, "args": {"label_smoothing": 0.1}}}
 
     def metric(self, n_classes: int, device: torch.device | str) -> Accuracy:

@@ -72,6 +72,7 @@ class Segmentation:
     name = "segmentation"
     best_metric = "miou"
     best_label = "mIoU"
+    class_metric = "iou_"
     default_loss: ClassVar[dict[str, float]] = {"cross_entropy": 1.0}
 
     def metric(self, n_classes: int, device: torch.device | str) -> ConfusionMatrix:

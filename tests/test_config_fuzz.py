@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import prunekit as pk
+from prunekit.distributed import resolve_device
 from prunekit.run.components import check
-from prunekit.training.distributed import resolve_device
 
 VALID = {
     "run_dir": "runs/fuzz",

@@ -12,6 +12,8 @@ import torch
 import yaml
 
 import prunekit as pk
+
+from .conftest import NO_GUARD
 from prunekit.run.pruner import Pruner
 from prunekit.run.run_log import read_steps
 
@@ -118,7 +120,7 @@ def test_resume_under_torchrun(tmp_path, write):
 
 def test_a_latency_budget_under_torchrun_stops_every_rank_together(tmp_path, write):
     extra = {"retrain": "none", "finetune": {"epochs": 0}, "distillation": {}, "train": {"epochs": 0}}
-    pruning = {"resource": "latency", "target_speedup": 1.3, "step": {"percent": 15}, "max_steps": 5}
+    pruning = {"resource": "latency", "target_speedup": 1.3, "step": {"percent": 15}, "max_steps": 5, **NO_GUARD}
     config, _ = write(
         tmp_path, "ddp_latency", **extra, pruning={**pruning, "criterion": {"weights": {"weight_norm": 1}}}
     )

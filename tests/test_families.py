@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 import prunekit as pk
+
+from .conftest import NO_GUARD
 from prunekit.cost.cost_model import CostModel
 from prunekit.graph.constraints import sample
 from prunekit.plugin_manager import registered
@@ -189,7 +191,13 @@ def test_the_loop_records_the_deviation_of_approximate_cuts(tmp_path):
         "task": "classification",
         "retrain": {"epochs_per_step": 0},
         "finetune": {"epochs": 0},
-        "pruning": {"prune_away_percent": 20, "step": {"percent": 20}, "max_steps": 1, "approximate": ["layer_norm"]},
+        "pruning": {
+            "prune_away_percent": 20,
+            "step": {"percent": 20},
+            "max_steps": 1,
+            "approximate": ["layer_norm"],
+            **NO_GUARD,
+        },
     }
     with pytest.warns(RuntimeWarning, match="are cut although no cut"):
         Pruner(config, progress=False, model=ConvNeXtTiny(), train=data, val=data).prune()

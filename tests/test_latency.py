@@ -1,7 +1,6 @@
 """The measured latency model and the latency budget: interpolation, the on-disk cache, the
 cost model's seconds, aligned selection, and a loop that stops on its measurement."""
 
-import functools
 import json
 import platform
 import subprocess
@@ -13,6 +12,8 @@ import torch
 from torch import nn
 
 import prunekit as pk
+
+from .conftest import NO_GUARD
 from prunekit.cost.cost_model import CostModel
 from prunekit.cost.latency_cache import cache_dir
 from prunekit.cost.latency_table import (
@@ -23,11 +24,7 @@ from prunekit.cost.latency_table import (
     calibrate,
     layer_sum,
 )
-from prunekit.pruning.scoring import group_scores
-from prunekit.pruning.selection import Budget, Limits, Reference, select
-from prunekit.pruning.surgery import remove
-from prunekit.run.config import PruningConfig
-from prunekit.run.latency_budget import LatencyBudget, thinned_copy
+from prunekit.pruning import Budget, LatencyBudget, Limits, Reference, remove, select, thinned_copy
 from prunekit.run.pruner import Pruner
 
 
@@ -183,16 +180,18 @@ def test_a_selection_measured_short_of_the_target_is_chosen_again_before_the_cut
     monkeypatch.setenv("PRUNEKIT_CACHE_DIR", str(tmp_path))
     model, x = UnseenWork().eval(), torch.randn(1, 3, 64, 64)
     graph = pk.trace(model, x)
-    table = build_table(graph, torch.device("cpu"), repeats=2)  # uncalibrated: predicts the layers' sum alone
-    cost = CostModel(graph, latency=table)
-    scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm"), 1.0)}, "l2")
-    choose = functools.partial(select, graph, scores, cost, Reference.of(graph), Limits(100.0, 100.0, 1, 16, True))
-    budget, latency = Budget("latency", cost.seconds, floor_seconds=cost.seconds / 2), LatencyBudget(table, x, 3)
+    table = linear_table(graph)  # uncalibrated: predicts the layers' sum alone
+
+    def device(models, x, repeats):  # the device: the table's layers plus the matrix product it does not see
+        return [layer_sum(table, graph) + layer_sum(table, pk.trace(m, x)) for m in models]
+
     removed = {}
     for checks in (0, 2):
-        cfg = PruningConfig(resource="latency", target_speedup=2.0, latency_checks=checks)
-        selection = latency.checked(cfg, model, (model, graph), choose, budget, (cost.seconds, 1.0))
-        removed[checks] = sum(map(len, selection.removal.values()))
+        budget = LatencyBudget(pk.count(model, x), table, model, x, 2.0, "latency", ("percent", 100), checks=checks,
+                               clock=device)  # fmt: skip
+        step = pk.PruningStep(model, x, budget, criteria=pk.CriterionConfig({"weight_norm": 1.0}, normalize="l2"),
+                              limits=pk.Limits(100.0, 100.0, 1, 16, True))  # fmt: skip
+        removed[checks] = sum(map(len, step.propose().removal.values()))
     assert 0 < removed[0] < removed[2]  # predicted 2×, measured well under: chosen again, deeper
     assert [m.out_channels for m in (model.conv1, model.conv2)] == [64, 64]  # only copies were cut
 
@@ -208,7 +207,7 @@ def test_the_loop_stops_on_the_measured_speedup_and_records_the_prediction(tiny_
         finetune={"epochs": 0},
         distillation={},
         pruning={"resource": resource, "target_speedup": 1.5, "step": {"percent": 20}, "max_steps": 6,
-                 "latency_repeats": 3},
+                 "latency_repeats": 3, **NO_GUARD},
     )  # fmt: skip
     Pruner(config, progress=False).prune()
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]

@@ -32,7 +32,7 @@ def test_balance_auto_makes_each_term_its_weight_times_the_task_loss(tmp_path, t
     trainer = build_trainer(config, config.manager(), torch.device("cpu"), progress=False)
     teacher = pk.get("model", "unet", width=4, n_classes=4).eval()
     student = pk.get("model", "unet", width=4, n_classes=4)  # other weights: the terms are far from 0
-    distiller = trainer._distiller(student, Teacher(teacher, ("down2", "up2")), seed=5)
+    distiller = trainer.distiller(student, Teacher(teacher, ("down2", "up2")), seed=5)
     try:
         batches = list(trainer.data.train_batches(5))[:BALANCE_BATCHES]
         task, terms = 0.0, {"hinton": 0.0, "attention": 0.0}

@@ -246,7 +246,7 @@ def test_a_plugin_file_beside_the_config_runs_and_its_export_reloads_in_a_fresh_
         train: {{epochs: 0}}
         retrain: none
         finetune: {{epochs: 0}}
-        pruning: {{prune_away_percent: 30, step: {{percent: 30}}}}
+        pruning: {{prune_away_percent: 30, step: {{percent: 30}}, max_drop: null, class_floor: null}}
         logging: [{{csv: {{filename: steps.csv}}}}]
     """,
     )

@@ -1,1 +1,42 @@
-"""Pruning: calibration, scoring, budgeted selection, surgery and the plan that records it."""
+"""Pruning: one step as an object (trace → calibrate → score → select → cut), the budget policies
+that drive steps, the one-call door, and the pieces beneath: calibration, scoring, selection,
+surgery and the plan that records a cut.
+
+The public names — what benchmarks, ``prunekit.testing`` and your code may rely on — are the ones
+listed here; the modules behind them may move.
+"""
+
+from .budget import ResourceBudget
+from .latency_budget import LatencyBudget, thinned_copy
+from .plan import Plan, apply_plan
+from .prune_to import Pruned, prune_to
+from .ranking import CriterionConfig, build_criteria
+from .scoring import NORMALIZATIONS, group_scores
+from .selection import COST_MEASURES, Budget, Limits, Reference, Selection, per_cost, select
+from .step import Proposal, PruningStep
+from .surgery import prune, remove
+
+__all__ = [
+    "COST_MEASURES",
+    "NORMALIZATIONS",
+    "Budget",
+    "CriterionConfig",
+    "LatencyBudget",
+    "Limits",
+    "Plan",
+    "Proposal",
+    "Pruned",
+    "PruningStep",
+    "Reference",
+    "ResourceBudget",
+    "Selection",
+    "apply_plan",
+    "build_criteria",
+    "group_scores",
+    "per_cost",
+    "prune",
+    "prune_to",
+    "remove",
+    "select",
+    "thinned_copy",
+]

@@ -1,19 +1,15 @@
-"""When the loop stops, and how much one step removes: the config's budget against the original cost."""
+"""The config's budget as a policy object: MACs or parameters counted, or a speed-up measured."""
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 from ..cost.counting import CostReport
-from ..pruning.selection import Budget
+from ..cost.latency_table import LatencyTable
+from ..pruning.budget import ResourceBudget
+from ..pruning.latency_budget import LatencyBudget
 from .config import PruningConfig
-
-
-def targets(cfg: PruningConfig, original: CostReport) -> tuple[float, float]:
-    """(MACs, parameters) floors: the run is done at or below either. A target speed-up replaces
-    the percent: only the measurement ends the run then."""
-    keep = 1.0 - cfg.prune_away_percent / 100.0 if cfg.target_speedup is None else 0.0
-    floor_macs = keep * original.macs if cfg.resource == "macs" else 0.0
-    floor_params = keep * original.params if cfg.resource == "params" else 0.0
-    return max(floor_macs, cfg.min_macs or 0), max(floor_params, cfg.min_params or 0)
 
 
 def target_speedup(cfg: PruningConfig) -> float:
@@ -26,21 +22,34 @@ def measures(cfg: PruningConfig) -> bool:
     return cfg.resource == "latency" or cfg.target_speedup is not None
 
 
-def done(cfg: PruningConfig, original: CostReport, now: CostReport, speedup: float | None = None) -> bool:
-    """The last measured ``speedup`` reached the target, where the run measures; or a floor is reached."""
-    floor_macs, floor_params = targets(cfg, original)
-    if now.macs <= floor_macs or now.params <= floor_params:
-        return True
-    return measures(cfg) and speedup is not None and speedup >= target_speedup(cfg) * (1 - 1e-9)
+def needs_table(cfg: PruningConfig) -> bool:
+    """Does the run time its layers (to stop on a measurement, or to rank per second saved)?"""
+    return measures(cfg) or cfg.criterion.per_cost == "latency"
 
 
-def step_budget(cfg: PruningConfig, original: CostReport, latency: tuple[float, float] | None = None) -> Budget:
-    """What one step removes, never going below the run's floors. ``latency``: (the original
-    layers' seconds in the latency table, the floor of those seconds for this step)."""
-    floor_macs, floor_params = targets(cfg, original)
-    seconds, floor_seconds = latency or (0.0, 0.0)
-    step = cfg.step
-    if step.kind == "percent":
-        total = {"macs": original.macs, "params": original.params, "latency": seconds}[cfg.resource]
-        return Budget(cfg.resource, step.amount / 100.0 * total, floor_macs, floor_params, floor_seconds)
-    return Budget(step.kind, step.amount, floor_macs, floor_params, floor_seconds)
+def policy(
+    cfg: PruningConfig,
+    original: CostReport,
+    teacher: nn.Module,
+    timing: tuple[LatencyTable, torch.Tensor] | None = None,
+) -> ResourceBudget:
+    """The budget policy ``cfg`` asks for; ``timing`` (the teacher's latency table and the batch
+    it was calibrated with) is needed where the run measures."""
+    step = (cfg.step.kind, cfg.step.amount)
+    if not measures(cfg):
+        return ResourceBudget(original, cfg.resource, cfg.prune_away_percent, step, cfg.min_macs, cfg.min_params)
+    assert timing is not None, "a run that measures its speed-up builds its latency table first"
+    table, example = timing
+    return LatencyBudget(
+        original,
+        table,
+        teacher,
+        example,
+        target_speedup(cfg),
+        cfg.resource,
+        step,
+        cfg.min_macs,
+        cfg.min_params,
+        cfg.latency_repeats,
+        cfg.latency_checks,
+    )

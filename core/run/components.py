@@ -19,11 +19,12 @@ from ..graph.recording import eval_mode
 from ..imports import import_callable
 from ..plugin_manager import Manager
 from ..protocols import Task
+from ..pruning.ranking import build_criteria
 from ..records import DataSplits
 from ..schema import convert
 from ..training.data import LoaderData, SplitData, TrainingData
 from ..training.trainer import Objective, Trainer
-from .config import Config, CriterionConfig, LossTerm, ModelConfig, shorthand
+from .config import Config, LossTerm, ModelConfig, shorthand
 
 
 def build_model(cfg: ModelConfig, plugins: Manager, search: Iterable[str] = ()) -> nn.Module:
@@ -52,15 +53,23 @@ def _call(factory: Any, args: dict[str, Any], what: str) -> Any:
         raise ConfigError(f"{what} failed with arguments {args} ({one_line(exc)})") from None
 
 
-def build_data(config: Config, plugins: Manager) -> SplitData:
+def build_data(config: Config, plugins: Manager) -> SplitData | tuple[Any, Any]:
+    """The config's data: a registered dataset, or ``data.factory``'s ``DataSplits`` or
+    ``(train, val)`` iterables of batches."""
     cfg = config.data
-    if cfg.name is None:
-        raise ConfigError(f"data.name: which dataset? registered: {', '.join(plugins.names('dataset'))}")
-    splits = plugins.get("dataset", cfg.name, **cfg.args)
+    if cfg.factory is not None:
+        splits = _call(import_callable(cfg.factory, "data.factory", config.plugins.search), cfg.args, "data.factory")
+        source = f"data.factory {cfg.factory!r}"
+        if isinstance(splits, tuple) and len(splits) == 2 and not isinstance(splits, DataSplits):
+            return splits
+    elif cfg.name is not None:
+        splits, source = plugins.get("dataset", cfg.name, **cfg.args), f"dataset {cfg.name!r}"
+    else:
+        raise ConfigError(f"data: give a name or a factory; registered datasets: {', '.join(plugins.names('dataset'))}")
     if not isinstance(splits, DataSplits):
-        raise DataError(f"dataset {cfg.name!r} returned {type(splits).__name__}, not DataSplits")
+        raise DataError(f"{source} returned {type(splits).__name__}, not DataSplits or (train, val)")
     if len(splits.train) == 0:
-        raise DataError(f"dataset {cfg.name!r} has no training samples")
+        raise DataError(f"{source} has no training samples")
     return SplitData(splits, cfg.batch_size, cfg.num_workers)
 
 
@@ -96,18 +105,6 @@ def build_objective(config: Config, task: Task, plugins: Manager) -> Objective:
         return {n: (plugins.get("distillation", n, **t.args), t.weight) for n, t in config.distillation.items()}
 
     return Objective(losses, config.loss_schedule, distillation, config.distillation_balance)
-
-
-def build_criteria(cfg: CriterionConfig, plugins: Manager) -> dict[str, tuple[Any, float]]:
-    """name -> (criterion, weight), fresh statistics."""
-    if not cfg.weights:
-        raise ConfigError(
-            f"pruning.criterion.weights: no criterion to rank channels by; registered: "
-            f"{', '.join(plugins.names('criterion'))}"
-        )
-    return {
-        name: (plugins.get("criterion", name, **cfg.args.get(name, {})), weight) for name, weight in cfg.weights.items()
-    }
 
 
 @dataclass
@@ -178,16 +175,17 @@ def build_trainer(
     models with."""
     objects = objects or Objects()
     data: SplitData | LoaderData
-    if objects.train is not None:
+    built = build_data(config, plugins) if objects.train is None and objects.val is None else None
+    if isinstance(built, SplitData):
+        data, task = built, resolve_task(config.task, built.splits.task, plugins)
+    else:
+        train, val = built or (objects.train, objects.val)
         if config.task is None:
             raise ConfigError(
                 f"task: data given as objects does not say its task; give one: {', '.join(plugins.names('task'))}"
             )
-        data = LoaderData(objects.train, objects.val, _classes(objects, config, plugins))
+        data = LoaderData(train, val, _classes(objects, config, plugins, LoaderData(train, val, 0)))
         task = resolve_task(config.task, None, plugins)
-    else:
-        data = build_data(config, plugins)
-        task = resolve_task(config.task, data.splits.task, plugins)
     objective = build_objective(config, task, plugins)
     if objects.loss is not None:
         given = objects.loss
@@ -195,12 +193,12 @@ def build_trainer(
     return Trainer(objective, data, task, device, progress=progress)
 
 
-def _classes(objects: Objects, config: Config, plugins: Manager) -> int:
+def _classes(objects: Objects, config: Config, plugins: Manager, data: LoaderData) -> int:
     """The model's number of classes: the size of dim 1 of its output on one batch."""
     model = objects.model_builder(config, plugins)()
     example = objects.example_input
     if example is None:
-        example = LoaderData(objects.train or [], None, 0).example()
+        example = data.example()
     with torch.no_grad(), eval_mode(model):
         out = model(example)
     return int(out.shape[1])

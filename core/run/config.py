@@ -17,7 +17,7 @@ from ..errors import ConfigError, PluginError, suggest
 from ..graph.channel_graph import approximations
 from ..graph.overrides import Pricing
 from ..plugin_manager import Manager, for_settings
-from ..pruning.selection import ELEMENT_MACS
+from ..pruning.ranking import CriterionConfig
 from ..schema import build, field, to_dict
 from ..training.settings import LossScheduleConfig, PhaseConfig, ScheduleConfig
 
@@ -37,9 +37,18 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     name: str | None = field(None, doc="registered dataset")
-    args: dict[str, Any] = field({}, doc="arguments of the dataset")
+    factory: str | None = field(
+        None,
+        doc='your data by import path, "pkg.module:function", found beside the config: returns DataSplits or '
+        "(train, val) iterables of batches",
+    )
+    args: dict[str, Any] = field({}, doc="arguments of the dataset or factory")
     batch_size: int = field(8, min=1)
     num_workers: int = field(0, min=0)
+
+    def check(self, path: str) -> None:
+        if self.name is not None and self.factory is not None:
+            raise ConfigError(f"{path}: give either name or factory, not both")
 
 
 @dataclass
@@ -59,29 +68,6 @@ class PluginsConfig:
     disable: list[str] = field([], doc="plugin names to block")
     autoload: bool = field(True, doc="load every installed plugin")
     search: list[str] = field([], doc="folders where load finds modules and files; default: the config file's")
-
-
-@dataclass
-class CriterionConfig:
-    weights: dict[str, float] = field({}, doc="criterion name -> weight of its normalised score")
-    args: dict[str, dict[str, Any]] = field({}, doc="criterion name -> its arguments")
-    normalize: Literal["none", "max", "l2", "mean", "rank"] = field("rank", doc="per-layer normalisation")
-    reduce: Literal["mean", "sum", "max"] = field("mean", doc="how coupled layers' scores combine")
-    per_cost: Literal["none", "macs", "params", "latency"] = field(
-        "none", doc="rank by importance per unit of this cost the channel's removal saves"
-    )
-    element_macs: float = field(
-        ELEMENT_MACS, min=0.0, doc="latency estimate: MACs one activation element read or written costs"
-    )
-
-    def check(self, path: str) -> None:
-        for name, weight in self.weights.items():
-            if weight < 0:
-                raise ConfigError(f"{path}.weights.{name}: {weight!r} is out of range; it must be >= 0")
-        if self.weights and not any(self.weights.values()):
-            raise ConfigError(
-                f"{path}.weights: every weight is 0, so no criterion ranks the channels; give one a positive weight"
-            )
 
 
 @dataclass
@@ -142,6 +128,13 @@ class PruningConfig:
     )
     max_steps: int = field(100, min=1)
     protected: list[str] = field([], doc="layers never pruned, besides the traversal's")
+    max_drop: float | None = field(
+        5.0, min=0, doc="roll a step back when the task's metric falls more than this many points below the baseline"
+    )
+    class_floor: float | None = field(
+        0.05, min=0, max=1, doc="roll a step back when a class the baseline scored at least this falls to 0"
+    )
+    retries: int = field(3, min=0, doc="steps in a row rolled back (each with half the step) before the run stops")
 
     approximate: list[str] = field(
         [],
@@ -158,6 +151,9 @@ class TrainConfig(PhaseConfig):
 @dataclass
 class RetrainConfig(PhaseConfig):
     epochs_per_step: int = field(1, min=0)
+    function: str | None = field(
+        None, doc='your retraining, "pkg.module:function(step)", called once per step in place of prunekit\'s trainer'
+    )
 
 
 @dataclass

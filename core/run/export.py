@@ -42,6 +42,24 @@ def export(folder: Path, config: Config, model: nn.Module, plan: Plan, given: nn
     return folder
 
 
+def export_folder(path: str | Path) -> Path:
+    """The export folder of a run directory, or ``path`` itself when it is one."""
+    path = Path(path)
+    folder = path / "export" if (path / "export" / "model.json").is_file() else path
+    if not (folder / "model.json").is_file():
+        raise CheckpointError(
+            f"{str(path)!r} is neither a run directory with an export nor an export folder (no model.json)"
+        )
+    return folder
+
+
+def exported_from_object(path: str | Path) -> str | None:
+    """The class (``module:QualName``) of the model object an export was made from, or ``None``
+    when a registered builder or factory rebuilds it."""
+    builder, _ = _builder(export_folder(path) / "model.json")
+    return builder if isinstance(builder, str) else None
+
+
 def load(path: str | Path, plugins: Manager | None = None, model: nn.Module | None = None) -> nn.Module:
     """Rebuild a pruned model from a run directory or its export folder, weights loaded, eval mode.
 
@@ -49,12 +67,7 @@ def load(path: str | Path, plugins: Manager | None = None, model: nn.Module | No
     the export records, besides the installed ones), so a fresh process can load any run. A run
     of a model object is rebuilt from ``model``: a fresh instance, built as the original was.
     """
-    path = Path(path)
-    folder = path / "export" if (path / "export" / "model.json").is_file() else path
-    if not (folder / "model.json").is_file():
-        raise CheckpointError(
-            f"{str(path)!r} is neither a run directory with an export nor an export folder (no model.json)"
-        )
+    folder = export_folder(path)
     verify_manifest(folder, "export")
     builder, needed = _builder(folder / "model.json")
     plugins = plugins or (Manager(load=needed["load"], search=needed["search"]) if needed["load"] else manager())

@@ -1,18 +1,17 @@
-"""The iterative pruning loop: calibrate → score → select → cut → retrain → evaluate → checkpoint.
+"""A run: the baseline, the pruning loop, a final fine-tune, the export and a summary.
 
-``Pruner.from_config(cfg).run()`` is the whole job: baseline (loaded or trained), the loop until
-the budget is met, a final fine-tune, the export and a summary. Every step is checkpointed
-atomically; ``run(resume=True)`` continues from the last complete step and, because all
-randomness of a step is derived from ``(seed, step)``, ends where an uninterrupted run ends.
+``Pruner.from_config(cfg).run()`` is the whole job, with prunekit's own retraining after every
+cut; ``for step in Pruner(...).steps(): ...`` hands each cut model to your training loop instead.
+Every step is checkpointed atomically; ``resume=True`` continues from the last complete step and,
+because all randomness of a step is derived from ``(seed, step)``, ends where an uninterrupted
+run ends.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import hashlib
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +19,35 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..cost.cost_model import CostModel
+from .. import distributed
 from ..cost.counting import CostReport, count
 from ..cost.latency import measure
-from ..errors import CheckpointError
+from ..cost.latency_table import LatencyTable
+from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.overrides import Overrides
 from ..graph.traversal import traversal_of
+from ..imports import import_callable
 from ..plugin_manager import Manager
-from ..pruning.calibration import calibrate, needs
+from ..pruning.latency_budget import LatencyBudget
 from ..pruning.plan import apply_plan
-from ..pruning.scoring import group_scores
-from ..pruning.selection import Limits, Reference, Selection, per_cost, select
-from ..pruning.surgery import remove
-from ..training import distributed
+from ..pruning.selection import Reference
 from ..training.data import TrainingData
 from ..training.distiller import Teacher
 from ..training.seeds import seed_everything, step_seed
 from ..training.trainer import Trainer
-from . import budget, checkpoints, latency_budget, run_dir
+from . import budget, checkpoints, run_dir
 from .atomic_files import atomic_write_json
-from .components import Objects, build_criteria, build_loggers, check, example_input
+from .components import Objects, build_loggers, check, example_input
 from .config import Config
 from .config import load as load_config
 from .export import export
-from .latency_budget import LatencyBudget
+from .guard import Guard
+from .loop import pruning_steps, retrain_with
+from .pruned_step import PrunedStep
 from .report import kept_channels, write_report
 from .run_log import Console, RunLog
-from .state import Result, RunState, Step
+from .state import Result, RunState
 from .weights import load_into, load_weights, save_weights, weights_hash
 
 
@@ -91,7 +91,7 @@ class Pruner:
 
     # -- the whole job ---------------------------------------------------------------------
     def run(self, resume: bool = False) -> Result:
-        """Baseline → pruning loop → fine-tune → export → summary."""
+        """Baseline → pruning loop with retraining → fine-tune → export → summary."""
         state = self.prepare(resume)
         try:
             self._loop(state)
@@ -111,6 +111,19 @@ class Pruner:
         return Result(
             state.model, state.plan, state.steps, self._summary(state, self._count(state, state.model)), state
         )
+
+    def steps(self, resume: bool = False) -> Iterator[PrunedStep]:
+        """The pruning loop for your own training: after each cut, a :class:`PrunedStep` with the
+        pruned model, the teacher, the distillation losses as a callable and the parameters to
+        optimise. Train it your way, ``step.report(metric)`` (or let prunekit validate), and the
+        loop goes on — the guard, checkpoints, resume, limits and budget as in :meth:`run`. When
+        the loop ends the model is exported and reported; :attr:`result` holds the summary."""
+        state = self.prepare(resume)
+        try:
+            yield from pruning_steps(state, functools.partial(self._count, state), self.progress, distil=True)
+            self.result = Result(state.model, state.plan, state.steps, self._finish(state), state)
+        finally:
+            state.log.close()
 
     # -- set-up ----------------------------------------------------------------------------
     def prepare(self, resume: bool = False) -> RunState:
@@ -135,6 +148,7 @@ class Pruner:
             for p in teacher.parameters():
                 p.requires_grad_(False)
             last = checkpoints.load_last(self.run_dir) if resume else None
+            timing = self._timing(plugins, teacher, graph, device)
             state = RunState(
                 cfg,
                 self.run_dir,
@@ -151,27 +165,39 @@ class Pruner:
                 trainer,
                 Teacher(teacher, traversal.taps),
                 model=self._student(teacher, device),
-                latency=self._latency_budget(plugins, teacher, graph, device),
+                budget=budget.policy(cfg.pruning, original, teacher, timing),
+                guard=self._guard(task),
+                baseline_metrics=trainer.evaluate(teacher),
+                pricing=self.pricing,
+                table=timing[0] if timing else None,
             )
             if last is None:
                 log.notify("run_started", run=state)
             else:
                 self._restore(state, last)
+            if not data.has_train:
+                log.record({"event": "note", "message": "no training data: channels are ranked by weight norm"})
             return state
         except BaseException:
             log.close()
             raise
 
-    def _latency_budget(
+    def _timing(
         self, plugins: Manager, teacher: nn.Module, graph: ChannelGraph, device: torch.device
-    ) -> LatencyBudget | None:
-        """With a latency budget, ranking or target speed-up: the teacher's latency table, measured or cached."""
+    ) -> tuple[LatencyTable, torch.Tensor] | None:
+        """Where the run times its layers: the teacher's latency table, measured or cached, and
+        the batch of one it was calibrated with."""
         p = self.config.pruning
-        if not budget.measures(p) and p.criterion.per_cost != "latency":
+        if not budget.needs_table(p):
             return None
         bar = (lambda calls: tqdm(list(calls), desc="latency table", leave=False)) if self.progress else None
         retrace = functools.partial(self._trace_with, plugins, example=graph.example)
-        return latency_budget.prepare(p, teacher, graph, retrace, device, bar)
+        align = p.round_to if budget.measures(p) else None
+        return LatencyBudget.measure_table(teacher, graph, retrace, device, align, p.latency_repeats, bar)
+
+    def _guard(self, task: Any) -> Guard:
+        p = self.config.pruning
+        return Guard(task.best_metric, p.max_drop, p.class_floor, getattr(task, "class_metric", None))
 
     def _example(self, data: TrainingData) -> torch.Tensor:
         return example_input(self.config, self.objects, data)
@@ -206,6 +232,8 @@ class Pruner:
         load_into(model, last.weights, f"checkpoint step {last.step}")
         state.model, state.plan, state.start_step = model.to(state.device), last.plan, last.step + 1
         state.steps = last.steps
+        if isinstance(state.budget, LatencyBudget):  # where the student stands now
+            state.budget.measure(state.model)
 
     def _count(self, state: RunState, model: nn.Module) -> CostReport:
         return self._count_with(state.plugins, model, state.example)
@@ -222,117 +250,32 @@ class Pruner:
 
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self, state: RunState) -> None:
-        cfg = self.config.pruning
-        current = self._count(state, state.model)
-        step = state.start_step
-        if state.latency is not None and state.steps:  # resumed: where the student stands now
-            state.measured = state.latency.measured(state.teacher, state.model)
-        while step <= cfg.max_steps and not budget.done(cfg, state.original, current, state.speedup()):
-            began = time.perf_counter()
-            graph, selection = self._select(state, step)
-            if not selection.removal:
-                state.log.record({"event": "stop", "step": step, "message": _stop_message(selection)})
-                break
-            cut = remove(state.model, graph, selection.removal)
-            state.plan = state.plan.then(cut)
-            state.model.to(state.device)
-            current = self._count(state, state.model)
-            if state.latency is not None:
-                state.predicted = state.latency.table.network_seconds(selection.seconds)
-                state.measured = state.latency.measured(state.teacher, state.model)
-            metrics = self._retrain_and_evaluate(state, step)
-            original = state.original
-            record = Step(
-                step,
-                current.macs,
-                current.params,
-                *current.percent_of(original),
-                selection.filters,
-                len(selection.at_limit),
-                time.perf_counter() - began,
-                metrics,
-                cut.deviation,
-                *state.latency_fields(),
-                predicted_macs=selection.macs,
-                predicted_params=selection.params,
-            )
-            record.check_prediction()
-            state.steps.append(record)
-            self._check_ranks_agree(state, record)
-            if distributed.is_main():
-                checkpoints.save(self.run_dir, step, state.model, state.plan, state.steps)
-            state.log.record(record.record())
-            state.log.notify("step_done", run=state, record=record.record())
-            distributed.barrier()
-            step += 1
-
-    def _select(self, state: RunState, step: int) -> tuple[ChannelGraph, Selection]:
-        """Trace, calibrate and score the student; rank 0 selects, every rank gets its selection."""
-        p = self.config.pruning
-        graph = self._trace(state, state.model)
-        criteria = build_criteria(p.criterion, state.plugins)
-        observers = {name: criterion for name, (criterion, _) in criteria.items()}
-        if needs(observers) & {"activations", "gradients"}:
-            batches = state.data.calibration_batches(p.calibration_batches, step_seed(self.config.seed, step))
-            calibrate(
-                state.model,
-                graph,
-                observers,
-                batches,
-                loss=state.trainer.objective.task_loss,
-                device=state.device,
-                progress=self.progress,
-                tap=p.activations_at,
-            )
-            for criterion in observers.values():
-                if distributed.active() and hasattr(criterion, "all_reduce"):
-                    criterion.all_reduce(distributed.all_reduce_sum)
-        if not distributed.is_main():  # rank 0 selects; everyone cuts the same channels
-            return graph, distributed.broadcast(None)
-        table = state.latency.table if state.latency else None
-        cost = CostModel(graph, self.config.cost.include or None, table)
-        scores = group_scores(graph, criteria, p.criterion.normalize, p.criterion.reduce)
-        if p.criterion.per_cost != "none":
-            scores = per_cost(scores, cost, p.criterion.per_cost, p.criterion.element_macs)
-        aligned = table is not None and p.resource == "latency" and p.round_to is None  # the device's multiple
-        round_to = table.align if table is not None and aligned else p.round_to
-        limits = Limits(p.layer_limit_percent, p.block_limit_percent, p.min_channels, round_to, free_below=aligned)
-        step_budget = budget.step_budget(p, state.original, state.latency_floor(p, cost))
-        choose = functools.partial(select, graph, scores, cost, state.reference, limits)
-        if state.latency is None or p.resource != "latency":
-            return graph, distributed.broadcast(choose(step_budget))
-        now = (state.latency.table.network_seconds(cost.seconds), state.speedup() or 1.0)
-        selection = state.latency.checked(p, state.teacher, (state.model, graph), choose, step_budget, now)
-        return graph, distributed.broadcast(selection)
-
-    def _retrain_and_evaluate(self, state: RunState, step: int) -> dict[str, float]:
-        """Retrain (validation after each epoch) or, one-shot, just validate."""
-        retrain, metrics = self.config.retrain, {}
-        if retrain != "none" and retrain.epochs_per_step:
-            seed = step_seed(self.config.seed, step)
-            metrics = state.trainer.fit(
-                state.model, "retrain", retrain, retrain.epochs_per_step, seed, step, teacher=state.distil_from
-            )
-        return metrics or state.trainer.evaluate(state.model)
+        """The steps, each retrained by prunekit's trainer or the config's ``retrain.function``."""
+        retrain = self.config.retrain
+        own = (
+            import_callable(retrain.function, "retrain.function", self.config.plugins.search)
+            if (retrain != "none" and retrain.function)
+            else None
+        )
+        count = functools.partial(self._count, state)
+        for pruned in pruning_steps(state, count, self.progress, distil=own is not None):
+            if own is not None:
+                retrain_with(own, pruned)
+            elif retrain != "none" and pruned.epochs:
+                if not state.data.has_train:
+                    raise ConfigError("retraining needs training data (train=); or train in your own loop with steps()")
+                seed = step_seed(self.config.seed, pruned.step)
+                metrics = state.trainer.fit(
+                    state.model, "retrain", retrain, pruned.epochs, seed, pruned.step, teacher=state.distil_from
+                )
+                if metrics:
+                    pruned.report(metrics)
 
     def _finetune(self, state: RunState) -> None:
         ft = self.config.finetune
         if ft.epochs:
             seed = step_seed(self.config.seed, 10_000)
             state.trainer.fit(state.model, "finetune", ft, ft.epochs, seed, teacher=state.distil_from)
-
-    def _check_ranks_agree(self, state: RunState, record: Step) -> None:
-        """Every process must hold the same plan and weights after a step; stop if not."""
-        if not distributed.active():
-            return
-        digest = hashlib.sha256((state.plan.to_json() + weights_hash(state.model)).encode()).hexdigest()
-        digests = distributed.gather(digest)
-        record.metrics["ranks_identical"] = float(len(set(digests)) == 1)
-        if len(set(digests)) != 1:
-            raise CheckpointError(
-                f"step {record.step}: the processes disagree on the pruned model "
-                f"({len(set(digests))} different states); the last checkpoint is kept"
-            )
 
     # -- the end ---------------------------------------------------------------------------
     def _summary(self, state: RunState, final: CostReport) -> dict[str, Any]:
@@ -363,7 +306,7 @@ class Pruner:
 
     def _finish(self, state: RunState) -> dict[str, Any]:
         summary = self._summary(state, self._count(state, state.model))
-        summary["baseline_metrics"] = state.trainer.evaluate(state.teacher)
+        summary["baseline_metrics"] = state.baseline_metrics
         summary["metrics"] = state.trainer.evaluate(state.model)
         summary["task"] = state.task.name
         if distributed.is_main():
@@ -387,11 +330,3 @@ class Pruner:
             base, pruned = measure([state.teacher, state.model], x, repeats=10)
             out[f"baseline_batch{batch}"], out[f"pruned_batch{batch}"] = base, pruned
         return out
-
-
-def _stop_message(selection: Selection) -> str:
-    limited = f" ({len(selection.at_limit)} layers or blocks at their limit)" if selection.at_limit else ""
-    return (
-        "nothing more can be removed: every remaining channel is protected, needed by the minimum "
-        f"channel count, or in a layer or block at its limit{limited}; keeping the result so far"
-    )

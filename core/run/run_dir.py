@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
+from .. import distributed
 from ..errors import CheckpointError, ConfigError, StorageError
-from ..training import distributed
 from .atomic_files import atomic_write_json, atomic_write_text, read_json, sha256, storage
 from .config import Config
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..cost.formatting import human
 from ..plugin_manager import Manager
-from ..training import distributed
 from .atomic_files import storage
 
 LOG = "log.jsonl"

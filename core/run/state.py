@@ -10,17 +10,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..cost.cost_model import CostModel
 from ..cost.counting import CostReport
+from ..cost.latency_table import LatencyTable
+from ..graph.overrides import Pricing
 from ..plugin_manager import Manager
 from ..protocols import Task
+from ..pruning.budget import ResourceBudget
 from ..pruning.plan import Plan
 from ..pruning.selection import Reference
 from ..training.data import TrainingData
 from ..training.distiller import Teacher
 from ..training.trainer import Trainer
-from .config import Config, PruningConfig
-from .latency_budget import LatencyBudget
+from .config import Config
+from .guard import Guard
+from .report import summary_table
 from .run_log import RunLog
 
 
@@ -73,7 +76,8 @@ class Step:
 class RunState:
     """A prepared run. ``teacher`` is the frozen baseline (``distil_from`` with its distillation
     taps), ``model`` the student being pruned, ``plan`` what has been cut from it so far,
-    ``original`` the baseline's cost."""
+    ``original`` the baseline's cost, ``budget`` the policy that says when pruning is done, and
+    ``baseline_metrics`` the teacher's validation metrics (``{}`` without validation data)."""
 
     config: Config
     run_dir: Path
@@ -90,37 +94,35 @@ class RunState:
     trainer: Trainer
     distil_from: Teacher
     model: nn.Module
+    budget: ResourceBudget
+    guard: Guard
+    pricing: Pricing = field(default_factory=Pricing)
+    #: the teacher's latency table, where the run times its layers
+    table: LatencyTable | None = None
+    baseline_metrics: dict[str, float] = field(default_factory=dict)
     plan: Plan = field(default_factory=Plan)
     steps: list[Step] = field(default_factory=list)
     start_step: int = 1
-    latency: LatencyBudget | None = None
-    measured: tuple[float, float] | None = None  # the student's last (seconds, speed-up), measured
-    predicted: float | None = None  # the student's predicted seconds after the last cut
-
-    def speedup(self) -> float | None:
-        return self.measured[1] if self.measured else None
-
-    def latency_fields(self) -> tuple[float | None, float | None, float | None]:
-        """(measured ms, measured speed-up, predicted speed-up) for the step record."""
-        if self.measured is None or self.latency is None or self.predicted is None:
-            return None, None, None
-        return 1e3 * self.measured[0], self.measured[1], self.latency.table.calibration[0][1] / self.predicted
-
-    def latency_floor(self, cfg: PruningConfig, cost: CostModel) -> tuple[float, float] | None:
-        """(original layer seconds, this step's floor) for a latency budget's step."""
-        if self.latency is None or cfg.resource != "latency":
-            return None
-        original = self.latency.table.calibration[0][0]
-        predicted = self.latency.table.network_seconds(cost.seconds)
-        return original, self.latency.floor(cfg, predicted, self.speedup() or 1.0)
 
 
 @dataclass
 class Result:
-    """What a finished run returns."""
+    """What a finished run returns; printed, the table of baseline against pruned the CLI prints."""
 
     model: nn.Module
     plan: Plan
     steps: list[Step]
     summary: dict[str, Any]
     state: RunState
+
+    def table(self) -> str:
+        return summary_table(self.summary, self.state.task)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __repr__(self) -> str:
+        metric = self.state.task.best_metric
+        after = self.summary.get("metrics", {}).get(metric)
+        shown = f", {metric} {after:.4f}" if after is not None else ""
+        return f"<Result: {len(self.steps)} steps, {self.summary['macs_percent']:.1f} % of the MACs{shown}>"

@@ -10,9 +10,10 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import DataLoader
 
+from .. import distributed
 from ..errors import DataError
 from ..records import DataSplits, as_batch
-from . import distributed
+from .seeds import step_seed
 
 
 class TrainingData(Protocol):
@@ -27,11 +28,20 @@ class TrainingData(Protocol):
     @property
     def batch_size(self) -> int: ...
 
+    @property
+    def has_train(self) -> bool:
+        """Whether there is training data (a loop of your own may bring none)."""
+        ...
+
     def example(self) -> torch.Tensor:
         """One input as the model takes it: a batch of one."""
         ...
 
     def train_batches(self, seed: int | None) -> Iterable[dict[str, Any]]: ...
+
+    def epochs(self, seed: int) -> Iterable[dict[str, Any]]:
+        """The training batches, shuffled anew (by ``seed`` and the epoch) every time it is iterated."""
+        ...
 
     def val_batches(self) -> Iterable[dict[str, Any]] | None: ...
 
@@ -41,6 +51,19 @@ class TrainingData(Protocol):
 def _batches(loader: Iterable[Any]) -> Iterator[dict[str, Any]]:
     for value in loader:
         yield as_batch(value)
+
+
+@dataclass
+class Epochs:
+    """Training batches that a loop iterates once per epoch, each time in a new seeded order."""
+
+    data: TrainingData
+    seed: int
+    epoch: int = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.epoch += 1
+        return iter(self.data.train_batches(step_seed(self.seed, self.epoch)))
 
 
 @dataclass
@@ -58,6 +81,11 @@ class SplitData:
     def __post_init__(self) -> None:
         if len(self.splits.train) == 0:
             raise DataError("the dataset has no training samples")
+
+    has_train = True
+
+    def epochs(self, seed: int) -> Epochs:
+        return Epochs(self, seed)
 
     @property
     def n_classes(self) -> int:
@@ -109,20 +137,29 @@ class LoaderData:
     sharding under torchrun (give them a ``DistributedSampler`` there) — with every batch turned
     into a dict with ``image`` and ``target``."""
 
-    train: Iterable[Any]
+    train: Iterable[Any] | None
     val: Iterable[Any] | None
     n_classes: int
     class_names: tuple[str, ...] = ()
 
     @property
+    def has_train(self) -> bool:
+        return self.train is not None
+
+    @property
     def batch_size(self) -> int:
-        return int(getattr(self.train, "batch_size", None) or 1)
+        return int(getattr(self.train or self.val, "batch_size", None) or 1)
 
     def train_batches(self, seed: int | None) -> Iterator[dict[str, Any]]:
+        if self.train is None:
+            raise DataError("no training data was given (train=); prunekit's own training needs it")
         set_epoch = getattr(getattr(self.train, "sampler", None), "set_epoch", None)
         if seed is not None and set_epoch is not None:
             set_epoch(seed)  # a DistributedSampler: a new order per epoch
         return _batches(self.train)
+
+    def epochs(self, seed: int) -> Epochs:
+        return Epochs(self, seed)
 
     def val_batches(self) -> Iterator[dict[str, Any]] | None:
         return None if self.val is None else _batches(self.val)
@@ -131,7 +168,8 @@ class LoaderData:
         return itertools.islice(self.train_batches(seed), batches)
 
     def example(self) -> torch.Tensor:
-        batch = next(_batches(self.train), None)
+        source = self.train if self.train is not None else self.val
+        batch = next(_batches(source or []), None)
         if batch is None:
-            raise DataError("the training data yields no batch")
+            raise DataError("the data yields no batch to take an example input from; give example_input=")
         return batch["image"][:1].clone()

@@ -21,11 +21,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import TrainingError
+from .. import distributed
+from ..errors import ConfigError, TrainingError
 from ..graph.recording import eval_mode
 from ..protocols import Metric, Task
 from ..records import to_device
-from . import distributed
 from .data import TrainingData
 from .distiller import Distiller, Taps, Teacher, loss_taps
 from .seeds import step_seed
@@ -116,7 +116,7 @@ class Trainer:
         """Train ``model`` in place for ``epochs`` (distilling from ``teacher`` if given); keep the
         weights of its best validation epoch."""
         model.to(self.device)
-        distiller = self._distiller(model, teacher, seed) if teacher is not None else None
+        distiller = self.distiller(model, teacher, seed) if teacher is not None else None
         try:
             extra = distiller.parameters() if distiller else []
             optimizer = _optimizer(settings.optimizer, list(model.parameters()) + extra)
@@ -155,9 +155,10 @@ class Trainer:
             if distiller:
                 distiller.remove()
 
-    def _distiller(self, model: nn.Module, teacher: Teacher, seed: int) -> Distiller | None:
+    def distiller(self, model: nn.Module, teacher: Teacher, seed: int) -> Distiller | None:
         """Fresh distillation losses, their taps hooked, adapters built for the student's current
-        channel counts (from one batch, before the optimizer is built)."""
+        channel counts (from one batch — of the training data, else of the validation data —
+        before the optimizer is built); ``None`` without distillation losses."""
         losses = self.objective.distillation()
         if not losses:
             return None
@@ -167,8 +168,12 @@ class Trainer:
             loss.to(self.device)
         distiller = Distiller(teacher.model, losses, taps, Taps(model, paths), Taps(teacher.model, paths))
         try:
-            batches = itertools.islice(self.data.train_batches(seed), BALANCE_BATCHES)
-            batch = to_device(next(batches), self.device)
+            source = self.data.train_batches(seed) if self.data.has_train else self.data.val_batches()
+            batches = itertools.islice(source or (), BALANCE_BATCHES)
+            first = next(batches, None)
+            if first is None:
+                raise ConfigError("distillation needs a batch to set its losses up; give training or validation data")
+            batch = to_device(first, self.device)
             with torch.no_grad(), eval_mode(model):
                 student, teacher_out = distiller.outputs(batch["image"], model(batch["image"]))
             for name, (loss, _) in losses.items():

@@ -1,0 +1,198 @@
+"""The latency budget: a target speed-up measured on the device, a latency table of the teacher's
+layers to select by, and the measurement after every cut that decides when pruning is done."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .. import distributed
+from ..cost.cost_model import CostModel
+from ..cost.counting import CostReport
+from ..cost.latency import measure
+from ..cost.latency_table import LatencyTable, alignment, build_table, calibrate
+from ..errors import ConfigError
+from ..graph.channel_graph import ChannelGraph
+from .budget import RESOURCES, ResourceBudget
+from .selection import Budget, Limits, Selection, units
+from .surgery import remove
+
+
+class LatencyBudget(ResourceBudget):
+    """Stop at a measured speed-up ``target`` over ``teacher``. ``resource="latency"`` makes each
+    step remove the ``table``'s seconds (``step`` as for :class:`ResourceBudget`, ``percent`` of
+    the teacher's layer seconds); ``macs`` or ``params`` makes it remove that resource. The
+    student is measured in turns with the teacher after every cut (``repeats`` forwards of
+    ``example``); ``checks`` times at most, a step predicted to reach the target is measured on
+    a cut copy first and chosen again while it falls short. Under torchrun rank 0 measures and
+    every rank gets its result. ``clock(models, x, repeats) -> seconds`` is what measures
+    (:func:`prunekit.cost.measure`; a test may give a model of the device instead).
+    """
+
+    resources: ClassVar[tuple[str, ...]] = (*RESOURCES, "latency")
+
+    def __init__(
+        self,
+        original: CostReport,
+        table: LatencyTable,
+        teacher: nn.Module,
+        example: torch.Tensor,
+        target: float,
+        resource: str = "latency",
+        step: tuple[str, float] = ("percent", 10.0),
+        min_macs: float | None = None,
+        min_params: float | None = None,
+        repeats: int = 10,
+        checks: int = 2,
+        clock: Callable[[list[nn.Module], torch.Tensor, int], list[float]] = measure,
+    ) -> None:
+        if not target > 1:
+            raise ConfigError(f"target_speedup {target!r} is out of range; it must be > 1")
+        super().__init__(original, resource, 100.0, step, min_macs, min_params)
+        self.target, self.timing = target, table
+        self.teacher, self.example, self.repeats, self.checks = teacher, example, repeats, checks
+        self.clock = clock
+        #: the teacher's layer seconds in the table
+        self.original_seconds = table.calibration[0][0] if table.calibration else None
+        self.measured: tuple[float, float] | None = None  # the student's last (seconds, speed-up)
+        self.predicted: float | None = None  # the student's predicted seconds after the last cut
+
+    @classmethod
+    def measure_table(
+        cls,
+        teacher: nn.Module,
+        graph: ChannelGraph,
+        retrace: Callable[[nn.Module], ChannelGraph],
+        device: torch.device,
+        align: int | None = None,
+        repeats: int = 10,
+        progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    ) -> tuple[LatencyTable, torch.Tensor]:
+        """The latency table of ``teacher`` (traced as ``graph``) on ``device``, built or loaded from
+        the cache and calibrated on the teacher and a thinned copy, and the batch of one it was
+        calibrated with — by rank 0 alone under torchrun, so no other process disturbs the clock."""
+        result: tuple[LatencyTable, torch.Tensor] | None = None
+        if distributed.is_main():
+            align = align or alignment(device)
+            table = build_table(graph, device, progress=progress, align=align)
+            example = graph.example[:1].to(device)
+            calibrate(table, example, (teacher, graph), thinned_copy(teacher, retrace, align), repeats=repeats)
+            result = (table, example)
+        return distributed.broadcast(result)
+
+    # -- what the loop asks ------------------------------------------------------------------
+    def floors(self) -> tuple[float, float]:
+        return float(self.min_macs or 0), float(self.min_params or 0)  # the measurement ends the run
+
+    def speedup(self) -> float | None:
+        return self.measured[1] if self.measured else None
+
+    def done(self, now: CostReport) -> bool:
+        speedup = self.speedup()
+        return super().done(now) or (speedup is not None and speedup >= self.target * (1 - 1e-9))
+
+    def step_budget(self, cost: CostModel) -> Budget:
+        if self.resource != "latency":
+            return super().step_budget(cost)
+        floor = self.floor(self.timing.network_seconds(cost.seconds), self.speedup() or 1.0)
+        kind, amount = self.step
+        if kind != "percent":
+            return Budget(kind, self.step_scale * amount, *self.floors(), floor)
+        if self.original_seconds is None:  # an uncalibrated table: the teacher is the first model stepped
+            self.original_seconds = cost.seconds
+        return Budget("latency", self.step_scale * amount / 100.0 * self.original_seconds, *self.floors(), floor)
+
+    def choose(
+        self, select: Callable[[Budget], Selection], cost: CostModel, student: tuple[nn.Module, ChannelGraph]
+    ) -> Selection:
+        """The step's selection; with ``resource="latency"``, measured on a cut copy of the
+        ``student`` when it is predicted to reach the target, and while the measurement falls
+        short chosen again with the floor corrected by it — so a step meant to be the last one is."""
+        budget = self.step_budget(cost)
+        selection = select(budget)
+        if self.resource != "latency":
+            return selection
+        predicted, speedup = self.timing.network_seconds(cost.seconds), self.speedup() or 1.0
+        for _ in range(self.checks):
+            seconds = self.timing.network_seconds(selection.seconds)
+            if not selection.removal or speedup * predicted < self.target * seconds:
+                break  # a step on the way: the next step corrects by its own measurement
+            model, graph = copy.deepcopy(student)  # the graph names the copy's modules
+            remove(model, graph, selection.removal)
+            base, after = self.clock([self.teacher, model], self.example, self.repeats)
+            if base / after >= self.target:
+                break
+            floor = self.timing.layer_seconds_at(seconds * base / after / self.target)
+            again = select(dataclasses.replace(budget, floor_seconds=floor))
+            if again.removal == selection.removal:  # the step's size allows no more
+                break
+            selection = again
+        return selection
+
+    def after_cut(self, student: nn.Module, selection: Selection) -> None:
+        self.predicted = self.timing.network_seconds(selection.seconds)
+        self.measure(student)
+
+    def measure(self, student: nn.Module) -> None:
+        """The student's seconds and speed-up over the teacher, measured in turns with it."""
+        result = None
+        if distributed.is_main():
+            base, now = self.clock([self.teacher, student], self.example, self.repeats)
+            result = (now, base / now)
+        self.measured = distributed.broadcast(result)
+
+    def record(self) -> dict[str, Any]:
+        """The student's measured milliseconds per forward (batch 1), its speed-up over the teacher
+        measured in turns, and the table's prediction of that speed-up."""
+        if self.measured is None or self.predicted is None or not self.timing.calibration:
+            return {}
+        return {
+            "latency_ms": 1e3 * self.measured[0],
+            "speedup": self.measured[1],
+            "predicted_speedup": self.timing.calibration[0][1] / self.predicted,
+        }
+
+    # -- what the step reads -----------------------------------------------------------------
+    @property
+    def table(self) -> LatencyTable:
+        return self.timing
+
+    def limits(self, limits: Limits) -> Limits:
+        """A latency budget without ``round_to`` keeps channel counts at the device's multiple."""
+        if self.resource != "latency" or limits.round_to is not None:
+            return limits
+        return dataclasses.replace(limits, round_to=self.timing.align, free_below=True)
+
+    def floor(self, predicted: float, speedup: float) -> float:
+        """The layer seconds a step's selection may go down to: the student's ``predicted`` time
+        shrunk by the speed-up still missing after the last measured ``speedup`` — a ratio to the
+        teacher measured in turns, so neither the machine's drift nor the prediction's error adds up."""
+        return self.timing.layer_seconds_at(predicted * speedup / self.target)
+
+
+def thinned_copy(
+    model: nn.Module, retrace: Callable[[nn.Module], ChannelGraph], align: int
+) -> tuple[nn.Module, ChannelGraph]:
+    """A copy of ``model`` without three quarters of every group's removable aligned units, chosen
+    at random — a calibration point as far from the full model as pruning usually goes — and its graph."""
+    thin = copy.deepcopy(model)
+    graph = retrace(thin)
+    remove(thin, graph, _thinned(graph, align))
+    return thin, retrace(thin)
+
+
+def _thinned(graph: ChannelGraph, align: int) -> dict[int, list[int]]:
+    rng = random.Random(0)
+    removal = {}
+    for group in graph.groups:
+        scores = torch.tensor([rng.random() for _ in range(group.channels)])
+        taken = units(group, scores, Limits(round_to=align, free_below=True))
+        if taken:
+            removal[group.id] = [c for unit in taken[: max(1, 3 * len(taken) // 4)] for c in unit]
+    return removal

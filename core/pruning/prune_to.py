@@ -1,0 +1,153 @@
+"""The one-call door: a model and an example input in, a pruned copy, its plan and a before/after
+cost table out — no training, no run directory."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..cost.counting import CostReport, count
+from ..cost.formatting import human, render_table
+from ..graph.channel_graph import trace
+from ..graph.overrides import Overrides, Pricing
+from ..plugin_manager import Manager
+from ..records import as_batch
+from .budget import ResourceBudget
+from .latency_budget import LatencyBudget
+from .plan import Plan
+from .ranking import CriterionConfig
+from .selection import Limits, Reference
+from .step import PruningStep
+
+#: the most steps one call takes toward a target speed-up
+MAX_LATENCY_STEPS = 20
+
+
+@dataclass
+class Pruned:
+    """What :func:`prune_to` returns: the pruned copy, the plan that rebuilds it from the original
+    architecture, the cost before and after, and notes on how it was chosen. Printed, a table."""
+
+    model: nn.Module
+    plan: Plan
+    before: CostReport
+    after: CostReport
+    steps: int
+    speedup: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        macs, params = self.after.percent_of(self.before)
+        rows = [
+            ["MACs", human(self.before.macs), human(self.after.macs), f"{macs:.1f}% kept"],
+            ["params", human(self.before.params), human(self.after.params), f"{params:.1f}% kept"],
+        ]
+        if self.speedup is not None:
+            rows.append(["latency", "1.00×", f"{self.speedup:.2f}×", "measured, batch 1"])
+        text = render_table(["", "before", "after", ""], rows, right=(1, 2))
+        return "\n".join([text, *self.notes])
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __repr__(self) -> str:
+        return f"<Pruned: {self.after.percent_of(self.before)[0]:.1f} % of the MACs in {self.steps} step(s)>"
+
+
+def prune_to(
+    model: nn.Module,
+    example_input: Any,
+    percent: float = 50.0,
+    *,
+    resource: str = "macs",
+    target_speedup: float | None = None,
+    data: Iterable[Any] | None = None,
+    loss: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor] | None = None,
+    criteria: CriterionConfig | Mapping[str, float] | None = None,
+    steps: int = 1,
+    limits: Limits | None = None,
+    protected: Iterable[str] = (),
+    approximate: Iterable[str] = (),
+    overrides: Overrides | None = None,
+    param_overrides: Overrides | None = None,
+    include: str | Iterable[str] | None = None,
+    plugins: Manager | None = None,
+    progress: bool = False,
+) -> Pruned:
+    """A copy of ``model`` with ``percent`` of its ``resource`` (``macs`` or ``params``, in your
+    units where ``overrides`` price layers) removed in ``steps`` equal steps — or, with
+    ``target_speedup``, pruned until that speed-up over the original is measured on its device.
+
+    Without ``data`` the channels are ranked by weight norm, which needs none; with ``data`` (an
+    iterable of batches: ``(image, target)`` tuples or dicts) by the default criteria, calibrated
+    on it, with ``loss(logits, batch)`` (default: cross-entropy against ``batch["target"]``) for
+    their gradients. ``limits`` default to 75 % of a layer's and a block's parameters.
+    """
+    pruned = copy.deepcopy(model)
+    pricing = Pricing.of(overrides, param_overrides)
+    before = count(pruned, example_input, pricing, include, plugins=plugins)
+    batches = [as_batch(b) for b in data] if data is not None else None
+    device = next((p.device for p in pruned.parameters()), torch.device("cpu"))
+    graph = trace(pruned, example_input, protected, pricing, plugins=plugins, approximate=approximate)
+    budget = _budget(model, pruned, graph, before, percent, resource, target_speedup, steps, device, protected, pricing)
+    plan, taken, reference = Plan(), 0, Reference.of(graph)
+    notes = [] if batches is not None else ["no data given: channels ranked by weight norm, which needs none"]
+    now = before
+    while not budget.done(now) and taken < (MAX_LATENCY_STEPS if isinstance(budget, LatencyBudget) else steps):
+        step = PruningStep(
+            pruned,
+            example_input,
+            budget,
+            criteria=criteria,
+            limits=limits or Limits(75.0, 75.0),
+            protected=protected,
+            approximate=approximate,
+            overrides=pricing,
+            include=include,
+            batches=batches,
+            loss=loss or _cross_entropy,
+            device=device,
+            plugins=plugins,
+            reference=reference,
+            progress=progress,
+        )
+        proposal = step.propose()
+        if not proposal.removal:
+            notes.append("stopped early: every remaining channel is protected or in a layer or block at its limit")
+            break
+        plan, taken = plan.then(step.cut(proposal)), taken + 1
+        now = count(pruned, example_input, pricing, include, plugins=plugins)
+    speedup = budget.speedup() if isinstance(budget, LatencyBudget) else None
+    return Pruned(pruned.eval(), plan, before, now, taken, speedup, notes)
+
+
+def _budget(
+    model: nn.Module,
+    pruned: nn.Module,
+    graph: Any,
+    before: CostReport,
+    percent: float,
+    resource: str,
+    target_speedup: float | None,
+    steps: int,
+    device: torch.device,
+    protected: Iterable[str],
+    pricing: Pricing,
+) -> ResourceBudget:
+    if target_speedup is None and resource != "latency":
+        return ResourceBudget(before, resource, percent, ("percent", percent / max(1, steps)))
+    teacher = copy.deepcopy(model).eval()
+    retrace = lambda m: trace(m, graph.example, protected, pricing)
+    table, example = LatencyBudget.measure_table(teacher, graph, retrace, device)
+    target = target_speedup or 1.0 / (1.0 - percent / 100.0)
+    return LatencyBudget(before, table, teacher, example, target, "latency", ("percent", 100.0))
+
+
+def _cross_entropy(logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+    return F.cross_entropy(logits, batch["target"].long())

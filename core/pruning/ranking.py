@@ -1,0 +1,65 @@
+"""How channels are ranked: the criterion mix, its per-layer normalisation and reduction, ranking per
+unit of cost — the settings (``pruning.criterion`` in a config) and the criteria they build."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import ConfigError
+from ..plugin_manager import Manager, manager
+from ..schema import build, field
+from .selection import ELEMENT_MACS
+
+ActivationsAt = Literal["output", "activation"]
+
+
+@dataclass
+class CriterionConfig:
+    weights: dict[str, float] = field({}, doc="criterion name -> weight of its normalised score")
+    args: dict[str, dict[str, Any]] = field({}, doc="criterion name -> its arguments")
+    normalize: Literal["none", "max", "l2", "mean", "rank"] = field("rank", doc="per-layer normalisation")
+    reduce: Literal["mean", "sum", "max"] = field("mean", doc="how coupled layers' scores combine")
+    per_cost: Literal["none", "macs", "params", "latency"] = field(
+        "none", doc="rank by importance per unit of this cost the channel's removal saves"
+    )
+    element_macs: float = field(
+        ELEMENT_MACS, min=0.0, doc="latency estimate: MACs one activation element read or written costs"
+    )
+
+    def check(self, path: str) -> None:
+        for name, weight in self.weights.items():
+            if weight < 0:
+                raise ConfigError(f"{path}.weights.{name}: {weight!r} is out of range; it must be >= 0")
+        if self.weights and not any(self.weights.values()):
+            raise ConfigError(
+                f"{path}.weights: every weight is 0, so no criterion ranks the channels; give one a positive weight"
+            )
+
+
+#: what ranks channels where no data is given: filter norms need nothing but the weights
+DATA_FREE = CriterionConfig(weights={"weight_norm": 1.0})
+
+
+def build_criteria(cfg: CriterionConfig, plugins: Manager | None = None) -> dict[str, tuple[Any, float]]:
+    """name -> (criterion, weight), with fresh statistics."""
+    plugins = plugins or manager()
+    if not cfg.weights:
+        raise ConfigError(
+            f"pruning.criterion.weights: no criterion to rank channels by; registered: "
+            f"{', '.join(plugins.names('criterion'))}"
+        )
+    return {
+        name: (plugins.get("criterion", name, **cfg.args.get(name, {})), weight) for name, weight in cfg.weights.items()
+    }
+
+
+def preset_criteria(name: str = "default", plugins: Manager | None = None) -> tuple[CriterionConfig, ActivationsAt]:
+    """The criterion mix and activation tap a registered preset names."""
+    fragment = (plugins or manager()).get("preset", name)
+    if not isinstance(fragment, dict):
+        raise ConfigError(f"preset {name!r} gave {type(fragment).__name__}, not a mapping of settings")
+    tap = fragment.get("activations_at", "activation")
+    if tap not in ("output", "activation"):
+        raise ConfigError(f"preset {name!r}: activations_at {tap!r} is not allowed; valid: activation, output")
+    return build(CriterionConfig, fragment.get("criterion", {}), f"preset {name!r} criterion"), tap

@@ -1,0 +1,226 @@
+"""One pruning step as an object: trace → calibrate → score → select → cut, with a look at the
+selection before the cut.
+
+Every door into prunekit takes its steps through :class:`PruningStep`: :func:`prunekit.prune_to`
+(one call), :meth:`prunekit.Pruner.steps` (your own training loop) and :meth:`prunekit.Pruner.run`
+(the whole run). ``propose()`` returns a :class:`Proposal` — which channels of which layers go,
+their scores, the predicted cost after — that can be printed, vetoed layer by layer or edited
+before ``cut(proposal)`` removes its channels (like Torch-Pruning's interactive mode).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import distributed
+from ..cost.cost_model import Cost, CostModel
+from ..cost.formatting import human, render_table
+from ..cost.latency_table import LatencyTable
+from ..errors import ConfigError, PruneError, suggest
+from ..graph.channel_graph import ChannelGraph, trace
+from ..graph.overrides import Overrides, Pricing
+from ..plugin_manager import Manager
+from ..schema import build
+from .budget import ResourceBudget
+from .calibration import calibrate, needs
+from .plan import Plan
+from .ranking import DATA_FREE, ActivationsAt, CriterionConfig, build_criteria, preset_criteria
+from .scoring import group_scores
+from .selection import Limits, Reference, Selection, per_cost, select
+from .surgery import remove
+
+
+@dataclass
+class Proposal:
+    """What a step would cut: ``removal`` (group id -> channels), their ``scores``, and the cost
+    the model is predicted to have after the cut. Print it for a table; :meth:`without` vetoes
+    layers, :meth:`edited` replaces the removal — both return a new proposal, re-predicted."""
+
+    graph: ChannelGraph
+    cost: CostModel
+    scores: dict[int, torch.Tensor]
+    selection: Selection
+
+    @property
+    def removal(self) -> dict[int, list[int]]:
+        return self.selection.removal
+
+    @property
+    def predicted(self) -> Cost:
+        """MACs, parameters and (with a latency table) layer seconds after the cut."""
+        return self.cost.predict(self.removal)
+
+    def layers(self) -> dict[str, tuple[int, int]]:
+        """Each layer that loses output channels: (channels removed, channels it has)."""
+        out: dict[str, tuple[int, int]] = {}
+        for gid, channels in self.removal.items():
+            gone = set(channels)
+            for member in self.graph.groups[gid].members:
+                if member.role in ("out", "dw"):
+                    removed = sum(1 for c in member.channel if c in gone)
+                    before = out.get(member.layer, (0, self.graph.layers[member.layer].channels("out")))
+                    out[member.layer] = (before[0] + removed, before[1])
+        return out
+
+    def without(self, *vetoed: str | int) -> Proposal:
+        """This proposal without the groups of the named layers (or group ids)."""
+        drop = set()
+        for item in vetoed:
+            if isinstance(item, int):
+                drop.add(item)
+                continue
+            found = {g.id for g, _ in self.graph.members_of(item, ("out", "dw", "norm", "in"))}
+            if not found:
+                raise PruneError(f"no layer {item!r} in the model; {suggest(item, self.graph.layers)}")
+            drop |= found
+        return self.edited({gid: chans for gid, chans in self.removal.items() if gid not in drop})
+
+    def edited(self, removal: Mapping[int, Iterable[int]]) -> Proposal:
+        """This proposal with ``removal`` instead (checked when cut), its cost predicted anew."""
+        chosen = {int(g): sorted({int(c) for c in chans}) for g, chans in removal.items()}
+        chosen = {g: chans for g, chans in chosen.items() if chans}
+        after = self.cost.predict(chosen)
+        filters = sum(len(c) for c in chosen.values())
+        selection = Selection(chosen, after.macs, after.params, filters, set(), seconds=after.seconds)
+        return replace(self, selection=selection)
+
+    def table(self) -> str:
+        rows = []
+        for gid, channels in sorted(self.removal.items()):
+            group = self.graph.groups[gid]
+            saved = self.cost.macs - self.cost.predict({gid: channels}).macs
+            scores = self.scores.get(gid)
+            mean = f"{float(scores[channels].mean()):.3g}" if scores is not None else "-"
+            producers = ", ".join(group.producers[:3]) + (" …" if len(group.producers) > 3 else "")
+            rows.append([str(gid), producers, f"{len(channels)}/{group.channels}", mean, human(saved)])
+        text = render_table(["group", "layers", "removed", "mean score", "MACs saved"], rows, right=(0, 2, 3, 4))
+        after = self.predicted
+        return text + (
+            f"\n\nafter the cut: {human(after.macs)} MACs ({100 * after.macs / max(self.cost.macs, 1e-12):.1f} % of "
+            f"now), {human(after.params)} params ({100 * after.params / max(self.cost.params, 1e-12):.1f} %)"
+        )
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+class PruningStep:
+    """One pruning step on ``model`` (in place), under ``budget``.
+
+    ``criteria`` ranks the channels: a :class:`~prunekit.pruning.CriterionConfig`, a mapping of
+    criterion name to weight, or ``None`` — the default preset's mix when ``batches`` are given,
+    weight norm (which needs no data) when not. ``batches`` (dicts with ``image`` and ``target``)
+    feed the calibration pass of criteria that observe activations or gradients (``loss(logits,
+    batch)`` for gradients). ``limits``, ``protected``, ``approximate`` and the cost functions
+    (``overrides``) are those of :func:`prunekit.trace` and the selection; ``reference`` is the
+    original model's (limits count from it; default: this model's). Under torchrun every rank
+    calibrates, rank 0 selects and every rank cuts the same channels.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example_input: Any,
+        budget: ResourceBudget,
+        *,
+        criteria: CriterionConfig | Mapping[str, float] | None = None,
+        activations_at: ActivationsAt | None = None,
+        limits: Limits | None = None,
+        protected: Iterable[str] = (),
+        approximate: Iterable[str] = (),
+        overrides: Overrides | Pricing | None = None,
+        include: str | Iterable[str] | None = None,
+        batches: Iterable[dict[str, Any]] | None = None,
+        loss: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor] | None = None,
+        device: torch.device | str = "cpu",
+        plugins: Manager | None = None,
+        reference: Reference | None = None,
+        table: LatencyTable | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.model, self.example, self.budget = model, example_input, budget
+        self.criteria, tap = resolve_criteria(criteria, batches is not None, plugins)
+        self.activations_at = activations_at or tap
+        self.limits = limits or Limits()
+        self.protected, self.approximate = tuple(protected), tuple(approximate)
+        self.pricing = Pricing.of(overrides)
+        self.include, self.batches, self.loss = include, batches, loss
+        self.device, self.plugins, self.reference = torch.device(device), plugins, reference
+        self.table = table or budget.table
+        self.progress = progress
+
+    def trace(self, model: nn.Module | None = None) -> ChannelGraph:
+        """The channel graph of the model (or of ``model``, a copy of it) on the example input."""
+        return trace(
+            self.model if model is None else model,
+            self.example,
+            self.protected,
+            self.pricing,
+            plugins=self.plugins,
+            approximate=self.approximate,
+        )
+
+    def propose(self) -> Proposal:
+        """Trace, calibrate, score and select — nothing is cut yet."""
+        graph = self.trace()
+        criteria = build_criteria(self.criteria, self.plugins)
+        self._calibrate(graph, {name: criterion for name, (criterion, _) in criteria.items()})
+        cost = CostModel(graph, self.include, self.table)
+        if not distributed.is_main():  # rank 0 selects; everyone cuts the same channels
+            return Proposal(graph, cost, {}, distributed.broadcast(None))
+        scores = group_scores(graph, criteria, self.criteria.normalize, self.criteria.reduce)
+        if self.criteria.per_cost != "none":
+            scores = per_cost(scores, cost, self.criteria.per_cost, self.criteria.element_macs)
+        reference = self.reference or Reference.of(graph)
+        choose = functools.partial(select, graph, scores, cost, reference, self.budget.limits(self.limits))
+        selection = self.budget.choose(choose, cost, (self.model, graph))
+        return Proposal(graph, cost, scores, distributed.broadcast(selection))
+
+    def cut(self, proposal: Proposal | None = None) -> Plan:
+        """Remove the proposal's channels (a fresh proposal's when none is given) from the model,
+        physically, and let the budget measure the result; returns the plan of this cut."""
+        proposal = proposal or self.propose()
+        plan = remove(self.model, proposal.graph, proposal.removal)
+        self.budget.after_cut(self.model, proposal.selection)
+        return plan
+
+    def _calibrate(self, graph: ChannelGraph, observers: dict[str, Any]) -> None:
+        wanted = needs(observers) & {"activations", "gradients"}
+        if not wanted:
+            return
+        if self.batches is None:
+            names = sorted(n for n, c in observers.items() if set(c.needs) & wanted)
+            raise ConfigError(
+                f"criteria {', '.join(names)} observe {' and '.join(sorted(wanted))}, which needs data; give batches "
+                "(data=) or rank by a criterion that needs none, such as weight_norm"
+            )
+        calibrate(
+            self.model,
+            graph,
+            observers,
+            self.batches,
+            loss=self.loss,
+            device=self.device,
+            progress=self.progress,
+            tap=self.activations_at,
+        )
+        for criterion in observers.values():
+            if distributed.active() and hasattr(criterion, "all_reduce"):
+                criterion.all_reduce(distributed.all_reduce_sum)
+
+
+def resolve_criteria(
+    criteria: CriterionConfig | Mapping[str, float] | None, with_data: bool, plugins: Manager | None = None
+) -> tuple[CriterionConfig, ActivationsAt]:
+    """The criterion mix a step ranks by, and where activation criteria observe."""
+    if isinstance(criteria, CriterionConfig):
+        return criteria, "activation"
+    if criteria is not None:
+        return build(CriterionConfig, {"weights": dict(criteria)}, "criteria"), "activation"
+    return preset_criteria("default", plugins) if with_data else (DATA_FREE, "activation")

@@ -1,0 +1,42 @@
+"""The guard on every step: a step that costs more than ``max_drop`` points of the task's metric,
+or empties a class that the baseline predicted, is rolled back and tried again smaller."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Guard:
+    """``max_drop``: points (metric × 100) the task's ``metric`` may lose against the baseline
+    (``None``: no limit); ``class_floor``: a class whose metric (``class_prefix`` + index) was at
+    least this in the baseline must not fall to 0 (``None``: no check)."""
+
+    metric: str
+    max_drop: float | None = 5.0
+    class_floor: float | None = 0.05
+    class_prefix: str | None = None
+
+    def broken(self, baseline: dict[str, float], now: dict[str, float]) -> str | None:
+        """Why the metrics ``now`` break the guard against ``baseline``, or ``None``."""
+        if self.max_drop is not None and self.metric in baseline and self.metric in now:
+            drop = 100.0 * (baseline[self.metric] - now[self.metric])
+            if drop > self.max_drop:
+                return (
+                    f"{self.metric} fell from {baseline[self.metric]:.4f} to {now[self.metric]:.4f}, "
+                    f"{drop:.1f} points (max_drop {self.max_drop:g})"
+                )
+        if self.class_floor is None or self.class_prefix is None:
+            return None
+        emptied = [
+            key.removeprefix(self.class_prefix)
+            for key, value in now.items()
+            if key.startswith(self.class_prefix)
+            and value == 0
+            and not math.isnan(baseline.get(key, math.nan))
+            and baseline[key] >= self.class_floor
+        ]
+        if emptied:
+            return f"class {', '.join(emptied)} fell to {self.class_prefix}0 (from at least {self.class_floor:g})"
+        return None
