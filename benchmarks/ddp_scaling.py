@@ -26,7 +26,7 @@ def worker(out: Path, epochs: int) -> None:
     """Run under torchrun: time `epochs` retraining epochs; rank 0 writes images/s."""
     import prunekit as pk
     from prunekit import distributed
-    from prunekit.run.components import build_model, build_trainer
+    from prunekit.run import build_model, build_trainer
     from prunekit.training.data import SplitData
 
     distributed.init()

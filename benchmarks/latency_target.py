@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import functools
 import importlib.util
 import sys
@@ -45,15 +46,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import fmt_seconds
 
 import prunekit as pk
-from prunekit.cost.cost_model import CostModel
-from prunekit.cost.latency import measure
-from prunekit.cost.latency_table import LatencyTable, build_table, calibrate, layer_sum
-from prunekit.pruning.scoring import group_scores
-from prunekit.pruning.selection import Budget, Limits, Reference, per_cost, select
-from prunekit.pruning.surgery import remove
-from prunekit.run.config import PruningConfig
-from prunekit.run.latency_budget import LatencyBudget, thinned_copy
-from prunekit.run.pruner import Pruner
+from prunekit.cost import LatencyTable, build_table, calibrate, layer_sum, measure
+from prunekit.pruning import LatencyBudget, thinned_copy
 
 SIZE = (1, 1, 192, 320)
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -62,50 +56,16 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def weight_norm(graph: pk.ChannelGraph) -> dict:
-    return group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm", p=1), 1.0)}, "l2")
+#: how both prunekit budgets rank here: the L1 filter norm, normalised per layer by l2
+L1 = pk.CriterionConfig({"weight_norm": 1.0}, {"weight_norm": {"p": 1}}, "l2")
 
 
-def latency_shot(
-    base: nn.Module, model: nn.Module, latency: LatencyBudget, target: float, speedup: float, checks: int
-) -> float:
-    """Prune ``model`` toward ``target`` from a measured ``speedup`` over ``base``, by importance
-    per predicted second saved, in the table's aligned units, the selection measured before the cut
-    up to ``checks`` times (as the loop does); the predicted speed-up after the cut."""
-    table, x = latency.table, latency.example
-    graph = pk.trace(model, x)
-    cost = CostModel(graph, latency=table)
-    predicted = table.network_seconds(cost.seconds)
-    limits = Limits(100.0, 100.0, 1, table.align, free_below=True)
-    budget = Budget("latency", cost.seconds, floor_seconds=table.layer_seconds_at(predicted * speedup / target))
-    choose = functools.partial(
-        select, graph, per_cost(weight_norm(graph), cost, "latency"), cost, Reference.of(graph), limits
-    )
-    cfg = PruningConfig(resource="latency", target_speedup=target, latency_checks=checks)
-    selection = latency.checked(cfg, base, (model, graph), choose, budget, (predicted, speedup))
-    remove(model, graph, selection.removal)
-    return table.calibration[0][1] / table.network_seconds(selection.seconds)
-
-
-def macs_shot(model: nn.Module, x: torch.Tensor, original_macs: float) -> None:
-    """Remove 2 % of the original MACs by importance alone, as a default MACs config does."""
-    graph = pk.trace(model, x)
-    cost = CostModel(graph)
-    budget = Budget("macs", 0.02 * original_macs)
-    selection = select(graph, weight_norm(graph), cost, Reference.of(graph), Limits(), budget)
-    remove(model, graph, selection.removal)
-
-
-def until(
-    base: nn.Module, x: torch.Tensor, target: float, repeats: int, shot: Callable[[nn.Module, float], None]
-) -> tuple[nn.Module, list[float]]:
-    """Shots on a copy of ``base`` until the measured speed-up reaches ``target`` (at most 60);
-    the model and the speed-up measured after each shot."""
+def until(base: nn.Module, target: float, shot: Callable[[nn.Module], float]) -> tuple[nn.Module, list[float]]:
+    """Shots on a copy of ``base`` until the speed-up each measures after itself reaches ``target``
+    (at most 60); the model and the measured speed-ups."""
     model, measured = copy.deepcopy(base), [1.0]
     while measured[-1] < target and len(measured) <= 60:
-        shot(model, measured[-1])
-        base_s, now = measure([base, model], x, repeats)
-        measured.append(base_s / now)
+        measured.append(shot(model))
     return model, measured[1:]
 
 
@@ -148,8 +108,10 @@ def loop(name: str, args: dict, target: float, repeats: int) -> tuple[float, flo
             latency_repeats=repeats,
             criterion={"weights": {"weight_norm": 1.0}, "normalize": "l2", "per_cost": "latency"},
             max_steps=30,
+            max_drop=None,  # an untrained model: no metric to guard
+            class_floor=None,
         )
-        result = Pruner(cfg, progress=False).prune()
+        result = pk.Pruner(cfg, progress=False).prune()
         last = result.steps[-1]
         return last.speedup or 1.0, last.macs_percent, last.params_percent, len(result.steps)
 
@@ -172,16 +134,35 @@ def compare(name: str, targets: list[float], repeats: int) -> None:
     methods: dict[str, Callable[[float], tuple[nn.Module, float, int, str]]] = {}
 
     def by_latency(target: float, checks: int) -> tuple[nn.Module, float, int, str]:
+        """Steps of the latency budget, by importance per predicted second saved, in the table's
+        aligned units, each selection measured before the cut up to ``checks`` times (as the loop
+        does); the budget measures the speed-up after every cut."""
+        budget = LatencyBudget(before, table, base, x, target, "latency", ("percent", 100.0), repeats=repeats,
+                               checks=checks)  # fmt: skip
         predictions: list[float] = []
-        latency = LatencyBudget(table, x, repeats)
-        model, measured = until(
-            base, x, target, repeats, lambda m, s: predictions.append(latency_shot(base, m, latency, target, s, checks))
-        )
+
+        def shot(model: nn.Module) -> float:
+            criteria = dataclasses.replace(L1, per_cost="latency")
+            step = pk.PruningStep(model, x, budget, criteria=criteria, limits=pk.Limits(100.0, 100.0))
+            proposal = step.propose()
+            predictions.append(table.calibration[0][1] / table.network_seconds(proposal.selection.seconds))
+            step.cut(proposal)
+            return budget.speedup() or 1.0
+
+        model, measured = until(base, target, shot)
         shots = ", ".join(f"{p:.2f}× → {m:.2f}×" for p, m in zip(predictions, measured))
         return model, measured[-1], len(measured), f"predicted → measured: {shots}"
 
     def by_macs(target: float) -> tuple[nn.Module, float, int, str]:
-        model, measured = until(base, x, target, repeats, lambda m, s: macs_shot(m, x, before.macs))
+        """Steps of 2 % of the original MACs by importance alone, as a default MACs config does."""
+
+        def shot(model: nn.Module) -> float:
+            budget = pk.ResourceBudget(before, "macs", 100.0, ("percent", 2.0))
+            pk.PruningStep(model, x, budget, criteria=L1, limits=pk.Limits(100.0, 100.0)).cut()
+            base_s, now = measure([base, model], x, repeats)
+            return base_s / now
+
+        model, measured = until(base, target, shot)
         return model, measured[-1], len(measured), ""
 
     methods["prunekit latency budget"] = functools.partial(by_latency, checks=0)

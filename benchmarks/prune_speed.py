@@ -33,24 +33,20 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import fmt_seconds
 
 import prunekit as pk
-from prunekit.cost.cost_model import CostModel
-from prunekit.cost.latency import measure
-from prunekit.pruning.scoring import NORMALIZATIONS, group_scores
-from prunekit.pruning.selection import COST_MEASURES, Budget, Limits, Reference, per_cost, select
-from prunekit.pruning.surgery import remove
+from prunekit.cost import measure
+from prunekit.pruning import COST_MEASURES, NORMALIZATIONS
+from prunekit.schema import build
 
 
 def prunekit_one_shot(
     model: torch.nn.Module, x: torch.Tensor, keep_percent: float, normalize: str, by_cost: str, limit: float
 ) -> None:
-    graph = pk.trace(model, x)
-    cost = CostModel(graph)
-    scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm", p=1), 1.0)}, normalize)
-    if by_cost != "none":
-        scores = per_cost(scores, cost, by_cost)
-    budget = Budget("macs", cost.macs, floor_macs=keep_percent / 100 * cost.macs)
-    selection = select(graph, scores, cost, Reference.of(graph), Limits(limit, limit), budget)
-    remove(model, graph, selection.removal)
+    """One step to ``keep_percent`` of the MACs, ranked by the L1 weight norm, in place."""
+    away = 100.0 - keep_percent
+    budget = pk.ResourceBudget(pk.count(model, x), "macs", away, ("percent", away))
+    settings = {"weights": {"weight_norm": 1.0}, "args": {"weight_norm": {"p": 1}}, "normalize": normalize}
+    criteria = build(pk.CriterionConfig, {**settings, "per_cost": by_cost})
+    pk.PruningStep(model, x, budget, criteria=criteria, limits=pk.Limits(limit, limit)).cut()
 
 
 def torch_pruning_one_shot(

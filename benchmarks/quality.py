@@ -38,11 +38,9 @@ import yaml
 from torch import nn
 
 import prunekit as pk
-from prunekit.cost.latency import measure
+from prunekit.cost import measure
 from prunekit.distributed import resolve_device
-from prunekit.run.components import build_model, build_trainer
-from prunekit.run.pruner import Pruner
-from prunekit.run.weights import load_into, load_weights
+from prunekit.run import Pruner, build_model, build_trainer, load_into, load_weights
 from prunekit.training.seeds import step_seed
 
 MARKER = ".prunekit-quality"  # marks an output folder this script may delete and rewrite
@@ -78,7 +76,9 @@ def shared(cfg: dict, args: argparse.Namespace, run_dir: Path) -> dict:
     pruning = {"prune_away_percent": args.remove, "step": {"percent": args.remove / args.steps}}
     if args.resource == "latency":
         pruning = {"resource": "latency", "target_speedup": args.target_speedup, "step": {"percent": 50 / args.steps}}
-    cfg["pruning"] = {**pruning, "calibration_batches": 4, "max_steps": 4 * args.steps}
+    # the guard off: every method is stepped to the same budget, none rescued by a rollback
+    cfg["pruning"] = {**pruning, "calibration_batches": 4, "max_steps": 4 * args.steps, "max_drop": None,
+                      "class_floor": None}  # fmt: skip
     cfg["retrain"] = {**cfg.get("retrain", {}), "epochs_per_step": args.retrain_epochs}
     cfg["finetune"] = {**cfg.get("finetune", {}), "epochs": args.finetune_epochs}
     cfg.setdefault("distillation", {})

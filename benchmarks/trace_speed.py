@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import fmt_seconds, median_time
 
 import prunekit as pk
-from prunekit.graph.constraints import sample
+from prunekit.graph import sample
 
 
 def ten_percent(model: torch.nn.Module, x: torch.Tensor, seed: int = 0) -> dict[str, list[int]]:

@@ -12,10 +12,10 @@ import torch
 import yaml
 
 import prunekit as pk
-
-from .conftest import NO_GUARD
 from prunekit.run.pruner import Pruner
 from prunekit.run.run_log import read_steps
+
+from .conftest import NO_GUARD
 
 pytestmark = pytest.mark.slow  # each test starts two worker processes
 

@@ -4,6 +4,7 @@ process with identical outputs."""
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ def shrunk(path, run_dir, **data_args):
     cfg = yaml.safe_load(path.read_text())
     cfg["run_dir"] = str(run_dir)
     cfg["data"]["args"].update(data_args)
-    cfg["train"]["epochs"], cfg["finetune"]["epochs"] = 1, 1
+    cfg["train"]["epochs"], cfg.setdefault("finetune", {})["epochs"] = 1, 1
     cfg.setdefault("plugins", {})["search"] = [str(path.parent)]
     return cfg
 
@@ -42,6 +43,7 @@ def reload_in_a_fresh_process(run_dir, x, tmp_path):
     [
         pytest.param("classification.yaml", {"n_train": 64, "n_val": 32}, (2, 1, 32, 32), marks=pytest.mark.slow),
         ("factory/factory.yaml", {"n_train": 16, "n_val": 8, "size": [32, 48]}, (2, 1, 32, 48)),
+        ("own_training/own_training.yaml", {"n_train": 16, "n_val": 8, "size": [32, 48]}, (2, 1, 32, 48)),
     ],
 )
 def test_an_example_config_runs_exports_and_reloads_elsewhere(tmp_path, example, data_args, size):
@@ -78,3 +80,20 @@ def test_the_factory_config_names_no_plugin_model():
     cfg = pk.config.load(EXAMPLES / "factory" / "factory.yaml")
     assert cfg.model.name is None and cfg.model.factory == "my_nets:build"
     assert cfg.plugins.search == [str((EXAMPLES / "factory").resolve())]
+
+
+@pytest.mark.slow
+def test_your_own_loop_example_resumes_after_a_kill_and_exports(tmp_path):
+    run_dir = tmp_path / "own"
+    command = [sys.executable, str(EXAMPLES / "own_loop.py"), "--tiny", "--run-dir", str(run_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = run_dir / "checkpoints" / "last.json"
+    while not last.exists() and process.poll() is None:
+        time.sleep(0.05)
+    process.kill()  # in the middle of the second step's training
+    process.wait()
+    assert last.exists() and not (run_dir / "export").exists()
+    done = subprocess.run([*command, "--resume"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "exported and reloaded: identical outputs" in done.stdout
+    assert "step 1:" not in done.stdout and "step 3:" in done.stdout  # it went on from the checkpoint

@@ -12,8 +12,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 import prunekit as pk
-
-from .conftest import NO_GUARD
 from prunekit.cost.cost_model import CostModel
 from prunekit.graph.constraints import sample
 from prunekit.plugin_manager import registered
@@ -21,6 +19,7 @@ from prunekit.pruning.surgery import removal_for, remove
 from prunekit.run.pruner import Pruner
 from prunekit.testing import check_model
 
+from .conftest import NO_GUARD
 from .families import FPN, ConvNeXt, LayerNorm2dPlugin, prunable_share
 from .zoo import MODELS, ConvNeXtTiny, GroupedBottleneck, randomize
 

@@ -12,8 +12,6 @@ import torch
 from torch import nn
 
 import prunekit as pk
-
-from .conftest import NO_GUARD
 from prunekit.cost.cost_model import CostModel
 from prunekit.cost.latency_cache import cache_dir
 from prunekit.cost.latency_table import (
@@ -26,6 +24,8 @@ from prunekit.cost.latency_table import (
 )
 from prunekit.pruning import Budget, LatencyBudget, Limits, Reference, remove, select, thinned_copy
 from prunekit.run.pruner import Pruner
+
+from .conftest import NO_GUARD
 
 
 def small():

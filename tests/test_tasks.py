@@ -11,12 +11,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import prunekit as pk
-
-from .conftest import NO_GUARD
 from prunekit.graph.traversal import traversal_of
 from prunekit.plugins.classification import Accuracy
 from prunekit.run.pruner import Pruner
 from prunekit.testing import check_dataset
+
+from .conftest import NO_GUARD
 
 
 def test_accuracy_by_hand():
@@ -111,7 +111,9 @@ def test_own_model_loaders_and_loss_run_export_and_reload(tmp_path):
 
 def test_resume_with_other_objects_is_refused_and_loaders_need_a_task(tmp_path):
     train, val = loaders()
-    config = own_config(tmp_path, pruning={"prune_away_percent": 40, "step": {"percent": 20}, "max_steps": 1, **NO_GUARD})
+    config = own_config(
+        tmp_path, pruning={"prune_away_percent": 40, "step": {"percent": 20}, "max_steps": 1, **NO_GUARD}
+    )
     Pruner(config, progress=False, model=OwnNet(), train=train, val=val).prune()
     other = nn.Sequential(nn.Conv2d(1, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
     with pytest.raises(pk.ConfigError, match="was started with other objects"):

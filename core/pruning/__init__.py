@@ -7,11 +7,12 @@ listed here; the modules behind them may move.
 """
 
 from .budget import ResourceBudget
+from .calibration import calibrate
 from .latency_budget import LatencyBudget, thinned_copy
 from .plan import Plan, apply_plan
 from .prune_to import Pruned, prune_to
 from .ranking import CriterionConfig, build_criteria
-from .scoring import NORMALIZATIONS, group_scores
+from .scoring import NORMALIZATIONS, group_scores, scored_layers
 from .selection import COST_MEASURES, Budget, Limits, Reference, Selection, per_cost, select
 from .step import Proposal, PruningStep
 from .surgery import prune, remove
@@ -32,11 +33,13 @@ __all__ = [
     "Selection",
     "apply_plan",
     "build_criteria",
+    "calibrate",
     "group_scores",
     "per_cost",
     "prune",
     "prune_to",
     "remove",
+    "scored_layers",
     "select",
     "thinned_copy",
 ]

@@ -4,6 +4,7 @@ cost table out — no training, no run directory."""
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,8 @@ from torch import nn
 
 from ..cost.counting import CostReport, count
 from ..cost.formatting import human, render_table
-from ..graph.channel_graph import trace
+from ..cost.latency import measure
+from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.overrides import Overrides, Pricing
 from ..plugin_manager import Manager
 from ..records import as_batch
@@ -79,6 +81,7 @@ def prune_to(
     include: str | Iterable[str] | None = None,
     plugins: Manager | None = None,
     progress: bool = False,
+    clock: Callable[[list[nn.Module], torch.Tensor, int], list[float]] = measure,
 ) -> Pruned:
     """A copy of ``model`` with ``percent`` of its ``resource`` (``macs`` or ``params``, in your
     units where ``overrides`` price layers) removed in ``steps`` equal steps — or, with
@@ -87,7 +90,8 @@ def prune_to(
     Without ``data`` the channels are ranked by weight norm, which needs none; with ``data`` (an
     iterable of batches: ``(image, target)`` tuples or dicts) by the default criteria, calibrated
     on it, with ``loss(logits, batch)`` (default: cross-entropy against ``batch["target"]``) for
-    their gradients. ``limits`` default to 75 % of a layer's and a block's parameters.
+    their gradients. ``limits`` default to 75 % of a layer's and a block's parameters. ``clock``
+    measures the speed-up (:func:`prunekit.cost.measure`; a model of the device in a test).
     """
     pruned = copy.deepcopy(model)
     pricing = Pricing.of(overrides, param_overrides)
@@ -95,7 +99,12 @@ def prune_to(
     batches = [as_batch(b) for b in data] if data is not None else None
     device = next((p.device for p in pruned.parameters()), torch.device("cpu"))
     graph = trace(pruned, example_input, protected, pricing, plugins=plugins, approximate=approximate)
-    budget = _budget(model, pruned, graph, before, percent, resource, target_speedup, steps, device, protected, pricing)
+    target = target_speedup or (1.0 / (1.0 - percent / 100.0) if resource == "latency" else None)
+    budget = (
+        ResourceBudget(before, resource, percent, ("percent", percent / max(1, steps)))
+        if target is None
+        else _latency_budget(model, graph, before, target, device, protected, pricing, clock)
+    )
     plan, taken, reference = Plan(), 0, Reference.of(graph)
     notes = [] if batches is not None else ["no data given: channels ranked by weight norm, which needs none"]
     now = before
@@ -127,26 +136,22 @@ def prune_to(
     return Pruned(pruned.eval(), plan, before, now, taken, speedup, notes)
 
 
-def _budget(
+def _latency_budget(
     model: nn.Module,
-    pruned: nn.Module,
-    graph: Any,
+    graph: ChannelGraph,
     before: CostReport,
-    percent: float,
-    resource: str,
-    target_speedup: float | None,
-    steps: int,
+    target: float,
     device: torch.device,
     protected: Iterable[str],
     pricing: Pricing,
-) -> ResourceBudget:
-    if target_speedup is None and resource != "latency":
-        return ResourceBudget(before, resource, percent, ("percent", percent / max(1, steps)))
+    clock: Callable[[list[nn.Module], torch.Tensor, int], list[float]],
+) -> LatencyBudget:
+    """The original's latency table, and a budget that steps toward ``target`` as far as the
+    table predicts, measured before each cut (the floor corrected while it falls short)."""
     teacher = copy.deepcopy(model).eval()
-    retrace = lambda m: trace(m, graph.example, protected, pricing)
+    retrace = functools.partial(trace, example_input=graph.example, protected=protected, overrides=pricing)
     table, example = LatencyBudget.measure_table(teacher, graph, retrace, device)
-    target = target_speedup or 1.0 / (1.0 - percent / 100.0)
-    return LatencyBudget(before, table, teacher, example, target, "latency", ("percent", 100.0))
+    return LatencyBudget(before, table, teacher, example, target, "latency", ("percent", 100.0), clock=clock)
 
 
 def _cross_entropy(logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:

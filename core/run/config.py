@@ -132,7 +132,7 @@ class PruningConfig:
         5.0, min=0, doc="roll a step back when the task's metric falls more than this many points below the baseline"
     )
     class_floor: float | None = field(
-        0.05, min=0, max=1, doc="roll a step back when a class the baseline scored at least this falls to 0"
+        0.05, min=0, max=1, doc="roll a step back when a class the baseline scored at least this falls below it"
     )
     retries: int = field(3, min=0, doc="steps in a row rolled back (each with half the step) before the run stops")
 

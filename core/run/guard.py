@@ -11,7 +11,8 @@ from dataclasses import dataclass
 class Guard:
     """``max_drop``: points (metric × 100) the task's ``metric`` may lose against the baseline
     (``None``: no limit); ``class_floor``: a class whose metric (``class_prefix`` + index) was at
-    least this in the baseline must not fall to 0 (``None``: no check)."""
+    least this in the baseline must stay at least this — below it, the class is as good as gone
+    (``None``: no check)."""
 
     metric: str
     max_drop: float | None = 5.0
@@ -29,14 +30,13 @@ class Guard:
                 )
         if self.class_floor is None or self.class_prefix is None:
             return None
-        emptied = [
-            key.removeprefix(self.class_prefix)
+        lost = [
+            f"{key.removeprefix(self.class_prefix)} ({key} {baseline[key]:.3f} → {value:.3f})"
             for key, value in now.items()
             if key.startswith(self.class_prefix)
-            and value == 0
             and not math.isnan(baseline.get(key, math.nan))
-            and baseline[key] >= self.class_floor
+            and baseline[key] >= self.class_floor > value
         ]
-        if emptied:
-            return f"class {', '.join(emptied)} fell to {self.class_prefix}0 (from at least {self.class_floor:g})"
+        if lost:
+            return f"class {', '.join(lost)} fell below class_floor {self.class_floor:g}"
         return None

@@ -10,12 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..cost.cost_model import CostModel
-from ..cost.counting import count
-from ..graph.channel_graph import ChannelGraph, trace
-from ..graph.constraints import sample
+from ..cost import CostModel, count
+from ..graph import ChannelGraph, sample, trace
 from ..plugin_manager import Manager
-from ..pruning.surgery import remove
+from ..pruning import remove
 from .contract import close_enough, require
 
 

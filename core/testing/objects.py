@@ -12,13 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..graph.channel_graph import ChannelGraph, trace
-from ..graph.constraints import sample
-from ..graph.recording import eval_mode
+from ..graph import ChannelGraph, eval_mode, sample, trace
 from ..plugin_manager import Manager
-from ..pruning.calibration import calibrate
-from ..pruning.scoring import group_scores, scored_layers
-from ..pruning.surgery import remove
+from ..pruning import calibrate, group_scores, remove, scored_layers
 from ..records import DataSplits, Outputs, as_batch
 from .contract import close_enough, require
 
