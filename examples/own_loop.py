@@ -13,6 +13,7 @@ and the report. You train, with the distillation loss it hands you added to your
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 
 import torch
@@ -23,16 +24,16 @@ from torch.utils.data import DataLoader
 import prunekit as pk
 
 
-def train_epochs(model, loader, epochs, lr, extra_loss=None, parameters=None) -> None:
-    """Adam with a cosine schedule over ``epochs``; the loss is cross-entropy plus Dice, plus
-    ``extra_loss(images, logits)`` when given; bf16 autocast on the CPU."""
-    if epochs == 0:
-        return
+def train_epochs(model, loader, val, epochs, lr, extra_loss=None, parameters=None, cosine=True) -> float:
+    """Adam, with a cosine schedule over ``epochs`` (or a constant rate); the loss is cross-entropy
+    plus Dice, plus ``extra_loss(images, logits)`` when given; bf16 autocast on the CPU. Keeps the
+    weights of the epoch with the best validation mIoU, and returns that mIoU."""
     optimizer = torch.optim.Adam(parameters or model.parameters(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loader))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs)) if cosine else None
     dice = pk.get("task_loss", "generalized_dice")
-    model.train()
+    best, best_state = -1.0, None
     for _ in range(epochs):
+        model.train()
         for batch in loader:
             images, masks = batch["image"], batch["target"]
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -43,7 +44,15 @@ def train_epochs(model, loader, epochs, lr, extra_loss=None, parameters=None) ->
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        if scheduler is not None:
             scheduler.step()
+        score = miou(model, val)
+        if score > best:
+            best, best_state = score, copy.deepcopy(model.state_dict())
+    if best_state is None:  # no epoch: the model as it is
+        return miou(model, val)
+    model.load_state_dict(best_state)
+    return best
 
 
 @torch.no_grad()
@@ -79,7 +88,7 @@ def main() -> None:
     if baseline.is_file():  # trained before a kill: the same baseline, so the run can resume
         model.load_state_dict(torch.load(baseline, weights_only=True))
     else:
-        train_epochs(model, train, epochs=1 if args.tiny else 7, lr=3e-3)
+        train_epochs(model, train, val, epochs=1 if args.tiny else 7, lr=3e-3)
         baseline.parent.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), baseline)
 
@@ -94,9 +103,10 @@ def main() -> None:
     }  # fmt: skip
     pruner = pk.Pruner(config, model=model, train=train, val=val, progress=not args.tiny)
     for step in pruner.steps(resume=args.resume):
-        epochs = step.epochs + (0 if args.tiny or not step.last else 6)  # the last step is fine-tuned longer
-        train_epochs(step.model, train, epochs, lr=1e-3, extra_loss=step.distillation, parameters=step.parameters())
-        step.report(miou=miou(step.model, val))
+        kept = train_epochs(step.model, train, val, step.epochs, 1e-3, step.distillation, step.parameters(), False)
+        if step.last and not args.tiny:  # the demo's fine-tuning, once the budget is met
+            kept = train_epochs(step.model, train, val, 6, 1e-3, step.distillation, step.parameters())
+        step.report(miou=kept)
         print(f"step {step.step}: {step.cost.macs / 1e6:.1f} M MACs, mIoU {step.metrics['miou']:.4f}", flush=True)
 
     print(pruner.result)

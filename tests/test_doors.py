@@ -272,6 +272,8 @@ def test_the_guard_stops_after_its_retries_with_the_last_good_model(tmp_path):
     assert "broke the guard 2 times in a row" in stop["message"] and "it wanted to cut features.0" in stop["message"]
     assert pruner.result.steps == [] and pruner.result.summary["macs_percent"] == 100.0
     assert (tmp_path / "run" / "export" / "weights.safetensors").is_file()
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Steps rolled back by the guard" in report and report.count("top1 fell from") == 2
 
 
 # -- export from anywhere --------------------------------------------------------------------------------------------

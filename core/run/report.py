@@ -15,7 +15,7 @@ from ..plugin_manager import Manager, manager
 from ..protocols import Task
 from .atomic_files import atomic_write_text, read_json, storage
 from .report_plots import plot
-from .run_log import read_steps
+from .run_log import read_records, read_steps
 
 
 @dataclass
@@ -168,6 +168,16 @@ def write_report(run_dir: Path, plots: bool | None = None, plugins: Manager | No
                     ]
                     for s in steps
                 ],
+            ),
+        ]
+    rollbacks = read_records(run_dir, "rollback")
+    if rollbacks:
+        parts += [
+            "",
+            "## Steps rolled back by the guard",
+            "",
+            _markdown_table(
+                ["step", "why", "what it cut"], [[str(r["step"]), r["reason"], r["layers"]] for r in rollbacks]
             ),
         ]
     blocks = block_rows(summary.get("kept", []))

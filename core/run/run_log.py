@@ -45,8 +45,13 @@ class Console:
             )
         elif event == "epoch":
             tqdm.write(self.epoch_line(record))
-        elif event == "stop":
+        elif event in ("stop", "note"):
             tqdm.write(record["message"])
+        elif event == "rollback":
+            tqdm.write(
+                f"step {record['step']} rolled back: {record['reason']}; it cut {record['layers']}. "
+                f"Trying again with half the step ({record['failures']} of {record['retries'] + 1} tries)"
+            )
         elif event == "summary":
             tqdm.write(
                 f"done: {human(record['macs'])} MACs ({record['macs_percent']:.1f} %), "
@@ -111,10 +116,15 @@ class RunLog:
             self.handle = None
 
 
-def read_steps(run_dir: Path) -> list[dict[str, Any]]:
-    """The step records of a run's log."""
+def read_records(run_dir: Path, event: str) -> list[dict[str, Any]]:
+    """The records of one event in a run's log."""
     path = Path(run_dir) / LOG
     if not path.is_file():
         return []
     records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return [r for r in records if r.get("event") == "step"]
+    return [r for r in records if r.get("event") == event]
+
+
+def read_steps(run_dir: Path) -> list[dict[str, Any]]:
+    """The step records of a run's log."""
+    return read_records(run_dir, "step")
