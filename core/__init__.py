@@ -35,9 +35,9 @@ from .errors import (
     TrainingError,
 )
 from .graph.channel_graph import ChannelGraph, Group, Member, trace
-from .hookspecs import HOOK_VERSION, hookimpl
 from .layer_type import Flow, LayerShape, LayerType, cut_parameter, numel
-from .plugin_manager import Manager, get, manager, registered
+from .plugin.hookspecs import HOOK_VERSION, hookimpl
+from .plugin.manager import Manager, get, manager, registered
 from .pruning import (
     CriterionConfig,
     LatencyBudget,
@@ -53,10 +53,13 @@ from .pruning import (
 )
 from .records import DataSplits, Outputs, ScoredLayer, Spec, Traversal
 from .run import config
-from .run.export import load
-from .run.onnx_export import export_onnx
 from .run.pruned_step import PrunedStep
 from .run.pruner import Pruner
+from .run.storage.export import load
+from .run.storage.onnx_export import export_onnx
+from .seam import use_by_default
+
+use_by_default(manager)  # a call without plugins= gets the process-wide manager; a run passes its own
 
 try:
     __version__ = version("prunekit")

@@ -19,7 +19,7 @@ import yaml
 
 from .cost.counting import count
 from .errors import ConfigError, PrunekitError
-from .plugin_manager import EVENTS, manager
+from .plugin.manager import EVENTS, manager
 from .run import config as config_mod
 
 
@@ -53,8 +53,10 @@ def parse_args_kv(items: Sequence[str]) -> dict[str, Any]:
 # -- commands ---------------------------------------------------------------------------------
 def cmd_plugins(args: argparse.Namespace) -> int:
     """Every plugin and what it registers; clashes are listed, not fatal."""
+    from .plugin.listing import describe
+
     plugins = manager()
-    rows, clashes = plugins.describe(), plugins.clashes()
+    rows, clashes = describe(plugins), plugins.clashes()
     if args.json:
         print(json.dumps({"plugins": rows, "clashes": clashes}, indent=2))
         return 0
@@ -113,7 +115,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from .run.pruner import Pruner
-    from .run.report import Kept, kept_table, summary_table
+    from .run.reporting.report import Kept, kept_table, summary_table
 
     pruner = Pruner.from_config(args.config)
     result = pruner.prune(resume=args.resume)
@@ -136,7 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def finish_run(source: Any, resume: bool) -> int:
     from . import distributed
     from .run.pruner import Pruner
-    from .run.report import summary_table
+    from .run.reporting.report import summary_table
 
     pruner = Pruner.from_config(source)
     result = pruner.run(resume=resume)
@@ -184,8 +186,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .run.export import exported_from_object, load
-    from .run.onnx_export import export_onnx
+    from .run.storage.export import exported_from_object, load
+    from .run.storage.onnx_export import export_onnx
 
     built_from = exported_from_object(Path(args.run))
     if built_from is not None:
@@ -203,7 +205,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .run.report import read_run, summary_table, task_of, write_report
+    from .run.reporting.report import read_run, summary_table, task_of, write_report
 
     path = write_report(Path(args.run), plots=True)
     summary = read_run(Path(args.run))[0]

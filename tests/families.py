@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import prunekit as pk
-from prunekit.plugins.layers import LayerNorm
+from prunekit.plugins.layer_types.standard import LayerNorm
 
 from .zoo import ConvNeXtBlock
 

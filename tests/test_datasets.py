@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 import prunekit as pk
-from prunekit.plugins import synthetic_eyes
-from prunekit.plugins.transforms import Transforms, clahe, flip_rng, resize_mask
+from prunekit.plugins.data import synthetic_eyes
+from prunekit.plugins.data.transforms import Transforms, clahe, flip_rng, resize_mask
 
 
 def eyes(**args):

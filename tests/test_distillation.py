@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import prunekit as pk
-from prunekit.plugins.distillation import fsp_matrix
+from prunekit.plugins.distillation.losses import fsp_matrix
 
 # softmax [3/4, 1/4] against [1/2, 1/2]
 KL = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)

@@ -13,7 +13,7 @@ import yaml
 
 import prunekit as pk
 from prunekit.run.pruner import Pruner
-from prunekit.run.run_log import read_steps
+from prunekit.run.reporting.run_log import read_steps
 
 from .conftest import NO_GUARD
 

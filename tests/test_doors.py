@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import prunekit as pk
-from prunekit.run import checkpoints
+from prunekit.run.storage import checkpoints
 
 from .conftest import NO_GUARD
 

@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import prunekit as pk
 from prunekit.cost.cost_model import CostModel
 from prunekit.graph.constraints import sample
-from prunekit.plugin_manager import registered
+from prunekit.plugin.manager import registered
 from prunekit.pruning.surgery import removal_for, remove
 from prunekit.run.pruner import Pruner
 from prunekit.testing import check_model

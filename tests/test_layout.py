@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 CORE = Path(__file__).parents[1] / "core"
-#: the pipeline, in order; the top-level modules (records, errors, the plugin manager …) are beneath all
+#: the pipeline, in order; the top-level modules (records, errors, …) and the plugin machinery are beneath all
 LAYERS = ("graph", "cost", "pruning", "training", "run")
+BENEATH = ("plugin",)
 FACE = {"__init__", "__main__", "cli"}  # with the testing package, the face: it may import every layer
 
 
@@ -41,12 +42,19 @@ def test_dependencies_point_one_way(path):
     assert "plugins" not in imports, f"{path} imports a plugin"
     if parts[0] == "testing" or (len(parts) == 1 and path.stem in FACE):
         return  # the package's face uses every layer
-    if len(parts) == 1:  # a top-level module
+    if len(parts) == 1 or parts[0] in BENEATH:  # a top-level module, or the plugin machinery
         assert not imports & set(LAYERS), f"{path.name} is beneath the layers but imports {imports & set(LAYERS)}"
         return
     layer = LAYERS.index(parts[0])
     later = {name for name in imports if name in LAYERS and LAYERS.index(name) > layer}
     assert not later, f"{'/'.join(parts)} (layer {parts[0]}) imports later layers {later}"
+
+
+@pytest.mark.parametrize("layer", ["graph", "cost", "pruning"])
+def test_the_pipeline_beneath_the_run_sees_layer_types_not_the_plugin_manager(layer):
+    """graph/, cost/ and pruning/ get the plugins they need through prunekit.seam's protocols."""
+    for path in sorted((CORE / layer).rglob("*.py")):
+        assert "plugin" not in imported_layers(path), f"{path.relative_to(CORE)} imports the plugin machinery"
 
 
 def test_no_module_is_long():

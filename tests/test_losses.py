@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import prunekit as pk
-from prunekit.plugins.segmentation import ConfusionMatrix
-from prunekit.plugins.task_losses import boundary_pixels, distance_maps
+from prunekit.plugins.losses.task_losses import boundary_pixels, distance_maps
+from prunekit.plugins.tasks.segmentation import ConfusionMatrix
 
 LN2, LN43 = math.log(2), math.log(4 / 3)
 

@@ -10,7 +10,7 @@ import pytest
 from torch import nn
 
 import prunekit as pk
-from prunekit.plugin_manager import Manager
+from prunekit.plugin.manager import Manager
 
 
 def install_plugin(tmp_path, name, body, entry="plugin"):
@@ -187,7 +187,7 @@ def test_load_by_dotted_module_and_disable(tmp_path, monkeypatch):
     assert manager.info["extra_models"].source == "module"
     with pytest.raises(pk.PluginError, match="no installed plugin or importable module"):
         Manager(load=("no_such_plugin_module",))
-    assert "unet" in Manager(load=("prunekit.plugins.unet",)).names("model")  # a built-in, by module path
+    assert "unet" in Manager(load=("prunekit.plugins.models.unet",)).names("model")  # a built-in, by module path
 
 
 def test_lifecycle_events_are_broadcast():

@@ -8,9 +8,9 @@ import torch
 import yaml
 
 import prunekit as pk
-from prunekit.run import checkpoints
 from prunekit.run.config import PruningConfig
 from prunekit.run.pruner import Pruner
+from prunekit.run.storage import checkpoints
 
 
 @pytest.fixture

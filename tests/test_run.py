@@ -84,7 +84,7 @@ def test_corrupt_or_mismatched_export_is_a_clear_error(finished, tmp_path):
     _, _, run_dir = finished
     import shutil
 
-    from prunekit.run.atomic_files import write_manifest
+    from prunekit.run.storage.atomic_files import write_manifest
 
     broken = tmp_path / "broken"
     shutil.copytree(run_dir / "export", broken)
@@ -105,8 +105,8 @@ def test_corrupt_or_mismatched_export_is_a_clear_error(finished, tmp_path):
 
 
 def test_malformed_files_are_clear_errors(finished, tmp_path):
-    from prunekit.run.checkpoints import load_last
-    from prunekit.run.weights import load_weights
+    from prunekit.run.storage.checkpoints import load_last
+    from prunekit.run.storage.weights import load_weights
 
     _, result, _run_dir = finished
     pickled = tmp_path / "model.pt"

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import prunekit as pk
 from prunekit.graph.traversal import traversal_of
-from prunekit.plugins.classification import Accuracy
+from prunekit.plugins.tasks.classification import Accuracy
 from prunekit.run.pruner import Pruner
 from prunekit.testing import check_dataset
 
@@ -139,6 +139,6 @@ def test_segmentation_loaders_may_yield_dicts_with_a_mask(tmp_path):
 
 
 def test_a_model_no_traversal_knows_gets_blocks_and_taps_from_its_children():
-    traversal = traversal_of(OwnNet(), example_input=torch.zeros(1, 1, 12, 12))
+    traversal = traversal_of(OwnNet(), pk.manager(), example_input=torch.zeros(1, 1, 12, 12))
     assert traversal.name == "default" and traversal.blocks == ("body", "head")
     assert traversal.taps == ("body",)  # its feature map; the classifier's output is not one

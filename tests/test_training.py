@@ -94,7 +94,7 @@ def test_nan_during_a_run_keeps_the_last_checkpoint(tmp_path, monkeypatch, tiny_
     )
     with pytest.warns(RuntimeWarning, match="non-finite"), pytest.raises(TrainingError):
         Pruner.from_config(cfg, progress=False).run()
-    from prunekit.run import checkpoints
+    from prunekit.run.storage import checkpoints
 
     last = checkpoints.load_last(tmp_path / "run")
     assert last is not None and last.step == 1

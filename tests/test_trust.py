@@ -14,10 +14,10 @@ import yaml
 
 import prunekit as pk
 from prunekit.cli import main
-from prunekit.run import checkpoints
-from prunekit.run.atomic_files import write_manifest
 from prunekit.run.pruner import Pruner
-from prunekit.run.run_dir import MARKER
+from prunekit.run.storage import checkpoints
+from prunekit.run.storage.atomic_files import write_manifest
+from prunekit.run.storage.run_dir import MARKER
 from prunekit.training.data import SplitData
 from prunekit.training.settings import PhaseConfig
 from prunekit.training.trainer import Objective, Trainer

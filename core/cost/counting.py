@@ -20,8 +20,8 @@ from ..graph.recording import Call, record
 from ..graph.rules import Rule, Rules, counted, custom, priced_params, shape_of
 from ..graph.traversal import traversal_of
 from ..layer_type import COST_KINDS, OPTIONAL_COST_KINDS
-from ..plugin_manager import Manager
 from ..records import Traversal
+from ..seam import Factories, resolve
 from .formatting import human, render_table
 
 ALWAYS = ("conv", "linear", "custom")
@@ -212,7 +212,7 @@ def count(
     overrides: Overrides | Pricing | None = None,
     include: str | Iterable[str] | None = None,
     traversal: Traversal | None = None,
-    plugins: Manager | None = None,
+    plugins: Factories | None = None,
     param_overrides: Overrides | None = None,
 ) -> CostReport:
     """Count MACs and parameters of ``model`` on ``example_input`` (shape-only where possible).
@@ -222,14 +222,15 @@ def count(
     :mod:`prunekit.graph.overrides`); ``param_overrides`` their parameters, the same way.
     ``include`` adds ``"norm"``, ``"activation"``, ``"pooling"``, ``"upsample"`` (or ``"all"``).
     Blocks come from the traversal plugin that recognises the model (its top-level children otherwise).
-    ``plugins`` is the plugin manager to resolve layer types with (default: the process-wide one).
+    ``plugins`` resolves layer types (default: the process-wide plugin manager; a run passes its own).
     """
     kinds = parse_include(include)
+    plugins = resolve(plugins)
     rules = Rules(overrides, plugins, param_overrides)
     ruled = rules.leaves(model)
     recording = record(model, example_input, {name: m for name, (m, _) in ruled.items()})
     rows = layer_rows(recording.calls, ruled, kinds)
-    traversal = traversal or traversal_of(model, rules.manager)
+    traversal = traversal or traversal_of(model, plugins)
     blocks: dict[str, BlockCost] = {}
     for row in rows:
         b = blocks.setdefault(block_of(row.name, traversal.blocks), BlockCost(""))

@@ -19,8 +19,8 @@ from torch import nn
 
 from ..errors import PruneError, suggest
 from ..layer_type import LayerType
-from ..plugin_manager import Manager
 from ..records import Traversal
+from ..seam import Factories, LayerTypes, resolve
 from .atoms import Atoms, Constraint
 from .constraints import GroupConstraint, settle
 from .overrides import Overrides, Pricing
@@ -149,25 +149,26 @@ def trace(
     protected: Iterable[str] = (),
     overrides: Overrides | Pricing | None = None,
     traversal: Traversal | None = None,
-    plugins: Manager | None = None,
+    plugins: Factories | None = None,
     approximate: Iterable[str] = (),
     param_overrides: Overrides | None = None,
 ) -> ChannelGraph:
     """Trace ``model`` on ``example_input`` into a :class:`ChannelGraph`.
 
     ``protected`` layers (and the traversal's) keep all their output channels; layers whose
-    channels reach the model output are protected anyway. ``plugins`` is the plugin manager to
-    resolve layer types and traversals with (default: the process-wide one). ``approximate``
+    channels reach the model output are protected anyway. ``plugins`` resolves layer types and
+    traversals (default: the process-wide plugin manager; a run passes its own). ``approximate``
     names approximations allowed (``layer_norm``): layers no cut is exact for are cut anyway.
     ``overrides`` / ``param_overrides`` are cost functions as in :func:`prunekit.count`: they
     price layers and never change the groups; a module only they name (no layer type) is a
     custom layer, counted and never cut.
     """
+    plugins = resolve(plugins)
     rules = Rules(overrides, plugins, param_overrides)
     ruled = rules.leaves(model)
     typed = {name: (m, found) for name, (m, rule) in ruled.items() if (found := layer_type_of(rule)) is not None}
     _warn_custom(ruled, typed)
-    tracer = ChannelTracer(typed, _allowed(approximate, rules.manager))
+    tracer = ChannelTracer(typed, _allowed(approximate, plugins))
     handles = [
         h
         for m, _ in typed.values()
@@ -179,7 +180,7 @@ def trace(
         for h in handles:
             h.remove()
     tracer.pin_output(recording.output)
-    traversal = traversal or traversal_of(model, rules.manager)
+    traversal = traversal or traversal_of(model, plugins)
     protect = set(protected) | set(traversal.protected)
     modules = dict(model.named_modules())
     for name in sorted(protect):
@@ -225,14 +226,9 @@ def _warn_custom(ruled: dict[str, tuple[nn.Module, Rule]], typed: dict[str, Any]
         )
 
 
-def approximations(plugins: Manager) -> list[str]:
-    """The approximate cuts the registered layer types offer (``layer_norm``)."""
-    return sorted({entry.record.approximation for entry in plugins.registry("layer_type").values()} - {None})
-
-
-def _allowed(names: Iterable[str], plugins: Manager) -> frozenset[str]:
+def _allowed(names: Iterable[str], plugins: LayerTypes) -> frozenset[str]:
     names = [names] if isinstance(names, str) else list(names)
-    known = approximations(plugins)
+    known = plugins.approximations()
     for name in names:
         if name not in known:
             raise PruneError(f"unknown approximation {name!r}; {suggest(str(name), known)}")

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .. import plugin_manager
 from ..errors import PruneError
 from ..layer_type import LayerShape, LayerType
+from ..seam import LayerTypes
 from .overrides import BoundPricing, Overrides, Prices, Pricing
 from .recording import Call, leaves
 
@@ -87,13 +87,10 @@ class Rules:
     functions where their keys name it."""
 
     def __init__(
-        self,
-        overrides: Overrides | Pricing | None = None,
-        manager: plugin_manager.Manager | None = None,
-        param_overrides: Overrides | None = None,
+        self, overrides: Overrides | Pricing | None, layer_types: LayerTypes, param_overrides: Overrides | None = None
     ) -> None:
         self.pricing = Pricing.of(overrides, param_overrides)
-        self.manager = manager or plugin_manager.manager()
+        self.layer_types = layer_types
         self.bound: BoundPricing | None = None
 
     def leaves(self, model: nn.Module) -> dict[str, tuple[nn.Module, Rule]]:
@@ -115,7 +112,7 @@ class Rules:
 
     def rule(self, name: str, module: nn.Module) -> Rule | None:
         """The rule of module ``name`` of the model last given to :meth:`leaves`."""
-        layer_type = self.manager.layer_type(type(module))
+        layer_type = self.layer_types.layer_type(type(module))
         prices = self.bound.prices(name, module, typed=layer_type is not None) if self.bound else Prices()
         if not prices:
             return layer_type

@@ -8,14 +8,14 @@ from typing import Any
 
 from torch import nn
 
-from ..plugin_manager import Manager, manager
 from ..records import Traversal
+from ..seam import LayerTypes
 from .recording import record
 
 
-def traversal_of(model: nn.Module, plugins: Manager | None = None, example_input: Any = None) -> Traversal:
+def traversal_of(model: nn.Module, plugins: LayerTypes, example_input: Any = None) -> Traversal:
     """The first traversal plugin's answer, or the default one (taps only with ``example_input``)."""
-    known = (plugins or manager()).traversal(model)
+    known = plugins.traversal(model)
     if known is not None:
         return known
     blocks = {name: child for name, child in model.named_children() if any(True for _ in child.parameters())}

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import PruneError, suggest
 from ..layer_type import cut_parameter
-from ..plugin_manager import Manager, manager
+from ..seam import Factories, resolve
 
 ROLES = ("in", "out", "tensor")  # tensor: a parameter or buffer outside layers, by its name
 
@@ -94,12 +94,12 @@ def current_size(module: nn.Module, role: str) -> int | None:
     return next((int(getattr(module, n)) for n in names if hasattr(module, n)), None)
 
 
-def apply_plan(model: nn.Module, plan: Plan, plugins: Manager | None = None) -> nn.Module:
+def apply_plan(model: nn.Module, plan: Plan, plugins: Factories | None = None) -> nn.Module:
     """Cut a freshly built ``model`` (same builder and arguments as the original) as ``plan`` says,
     with the layer types of ``plugins`` (default: the process-wide plugin manager)."""
     modules = dict(model.named_modules())
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
-    layer_types = plugins or manager()
+    layer_types = resolve(plugins)
     work: list[tuple[Callable[[torch.Tensor], None], torch.Tensor]] = []  # every check before the first cut
     for layer, roles in plan.keep.items():
         if "tensor" in roles:

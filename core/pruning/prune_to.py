@@ -18,8 +18,8 @@ from ..cost.formatting import human, render_table
 from ..cost.latency import measure
 from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.overrides import Overrides, Pricing
-from ..plugin_manager import Manager
 from ..records import as_batch
+from ..seam import Factories, resolve
 from .budget import ResourceBudget
 from .latency_budget import LatencyBudget
 from .plan import Plan
@@ -79,7 +79,7 @@ def prune_to(
     overrides: Overrides | None = None,
     param_overrides: Overrides | None = None,
     include: str | Iterable[str] | None = None,
-    plugins: Manager | None = None,
+    plugins: Factories | None = None,
     progress: bool = False,
     clock: Callable[[list[nn.Module], torch.Tensor, int], list[float]] = measure,
 ) -> Pruned:
@@ -93,6 +93,7 @@ def prune_to(
     their gradients. ``limits`` default to 75 % of a layer's and a block's parameters. ``clock``
     measures the speed-up (:func:`prunekit.cost.measure`; a model of the device in a test).
     """
+    plugins = resolve(plugins)
     pruned = copy.deepcopy(model)
     pricing = Pricing.of(overrides, param_overrides)
     before = count(pruned, example_input, pricing, include, plugins=plugins)
@@ -103,7 +104,7 @@ def prune_to(
     budget = (
         ResourceBudget(before, resource, percent, ("percent", percent / max(1, steps)))
         if target is None
-        else _latency_budget(model, graph, before, target, device, protected, pricing, clock)
+        else _latency_budget(model, graph, before, target, device, protected, pricing, plugins, clock)
     )
     plan, taken, reference = Plan(), 0, Reference.of(graph)
     notes = [] if batches is not None else ["no data given: channels ranked by weight norm, which needs none"]
@@ -144,12 +145,15 @@ def _latency_budget(
     device: torch.device,
     protected: Iterable[str],
     pricing: Pricing,
+    plugins: Factories,
     clock: Callable[[list[nn.Module], torch.Tensor, int], list[float]],
 ) -> LatencyBudget:
     """The original's latency table, and a budget that steps toward ``target`` as far as the
     table predicts, measured before each cut (the floor corrected while it falls short)."""
     teacher = copy.deepcopy(model).eval()
-    retrace = functools.partial(trace, example_input=graph.example, protected=protected, overrides=pricing)
+    retrace = functools.partial(
+        trace, example_input=graph.example, protected=protected, overrides=pricing, plugins=plugins
+    )
     table, example = LatencyBudget.measure_table(teacher, graph, retrace, device)
     return LatencyBudget(before, table, teacher, example, target, "latency", ("percent", 100.0), clock=clock)
 

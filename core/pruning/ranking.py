@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from ..plugin_manager import Manager, manager
 from ..schema import build, field
+from ..seam import Factories
 from .selection import ELEMENT_MACS
 
 ActivationsAt = Literal["output", "activation"]
@@ -41,22 +41,21 @@ class CriterionConfig:
 DATA_FREE = CriterionConfig(weights={"weight_norm": 1.0})
 
 
-def build_criteria(cfg: CriterionConfig, plugins: Manager | None = None) -> dict[str, tuple[Any, float]]:
+def build_criteria(cfg: CriterionConfig, plugins: Factories) -> dict[str, tuple[Any, float]]:
     """name -> (criterion, weight), with fresh statistics."""
-    plugins = plugins or manager()
     if not cfg.weights:
         raise ConfigError(
-            f"pruning.criterion.weights: no criterion to rank channels by; registered: "
-            f"{', '.join(plugins.names('criterion'))}"
+            "pruning.criterion.weights: no criterion to rank channels by; name one, e.g. {weight_norm: 1.0} "
+            "(`prunekit plugins` lists them)"
         )
     return {
         name: (plugins.get("criterion", name, **cfg.args.get(name, {})), weight) for name, weight in cfg.weights.items()
     }
 
 
-def preset_criteria(name: str = "default", plugins: Manager | None = None) -> tuple[CriterionConfig, ActivationsAt]:
+def preset_criteria(name: str, plugins: Factories) -> tuple[CriterionConfig, ActivationsAt]:
     """The criterion mix and activation tap a registered preset names."""
-    fragment = (plugins or manager()).get("preset", name)
+    fragment = plugins.get("preset", name)
     if not isinstance(fragment, dict):
         raise ConfigError(f"preset {name!r} gave {type(fragment).__name__}, not a mapping of settings")
     tap = fragment.get("activations_at", "activation")

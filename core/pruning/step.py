@@ -25,8 +25,8 @@ from ..cost.latency_table import LatencyTable
 from ..errors import ConfigError, PruneError, suggest
 from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.overrides import Overrides, Pricing
-from ..plugin_manager import Manager
 from ..schema import build
+from ..seam import Factories, resolve
 from .budget import ResourceBudget
 from .calibration import calibrate, needs
 from .plan import Plan
@@ -139,12 +139,13 @@ class PruningStep:
         batches: Iterable[dict[str, Any]] | None = None,
         loss: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor] | None = None,
         device: torch.device | str = "cpu",
-        plugins: Manager | None = None,
+        plugins: Factories | None = None,
         reference: Reference | None = None,
         table: LatencyTable | None = None,
         progress: bool = False,
     ) -> None:
         self.model, self.example, self.budget = model, example_input, budget
+        plugins = resolve(plugins)
         self.criteria, tap = resolve_criteria(criteria, batches is not None, plugins)
         self.activations_at = activations_at or tap
         self.limits = limits or Limits()
@@ -216,7 +217,7 @@ class PruningStep:
 
 
 def resolve_criteria(
-    criteria: CriterionConfig | Mapping[str, float] | None, with_data: bool, plugins: Manager | None = None
+    criteria: CriterionConfig | Mapping[str, float] | None, with_data: bool, plugins: Factories
 ) -> tuple[CriterionConfig, ActivationsAt]:
     """The criterion mix a step ranks by, and where activation criteria observe."""
     if isinstance(criteria, CriterionConfig):

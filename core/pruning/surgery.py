@@ -16,7 +16,7 @@ from ..errors import PruneError
 from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.constraints import violation
 from ..graph.recording import ForwardError, record, tensor_sizes
-from ..plugin_manager import Manager
+from ..seam import Factories
 from .deviation import outputs, relative_change
 from .plan import Plan, cut_tensor
 
@@ -200,7 +200,7 @@ def prune(
     example_input: Any,
     request: Mapping[str, Iterable[int]],
     protected: Iterable[str] = (),
-    plugins: Manager | None = None,
+    plugins: Factories | None = None,
     approximate: Iterable[str] = (),
 ) -> Plan:
     """Remove output channels ``{layer name: [indices]}`` physically, in place.

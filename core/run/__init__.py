@@ -6,12 +6,12 @@ move.
 """
 
 from .components import build_model, build_trainer
-from .export import export, load
-from .onnx_export import export_onnx
 from .pruned_step import PrunedStep
 from .pruner import Pruner
 from .state import Result
-from .weights import load_into, load_weights, save_weights
+from .storage.export import export, load
+from .storage.onnx_export import export_onnx
+from .storage.weights import load_into, load_weights, save_weights
 
 __all__ = [
     "PrunedStep",

@@ -17,8 +17,8 @@ from ..errors import ConfigError, DataError, PluginError, PrunekitError, one_lin
 from ..graph.overrides import Overrides, Pricing
 from ..graph.recording import eval_mode
 from ..imports import import_callable
-from ..plugin_manager import Manager
-from ..protocols import Task
+from ..plugin.manager import Manager
+from ..plugin.protocols import Task
 from ..pruning.ranking import build_criteria
 from ..records import DataSplits
 from ..schema import convert

@@ -14,9 +14,8 @@ from typing import Any, Literal
 import yaml
 
 from ..errors import ConfigError, PluginError, suggest
-from ..graph.channel_graph import approximations
 from ..graph.overrides import Pricing
-from ..plugin_manager import Manager, for_settings
+from ..plugin.manager import Manager, for_settings
 from ..pruning.ranking import CriterionConfig
 from ..schema import build, field, to_dict
 from ..training.settings import LossScheduleConfig, PhaseConfig, ScheduleConfig
@@ -267,7 +266,7 @@ def check_names(config: Config, plugins: Manager) -> None:
             raise PluginError(f"{path}: {exc}") from None
         plugins.arguments(kind, name, args, path if kind == "logger" else f"{path}.args")
     config.pricing()
-    known = approximations(plugins)
+    known = plugins.approximations()
     for name in config.pruning.approximate:
         if name not in known:
             raise ConfigError(f"pruning.approximate: unknown approximation {name!r}; {suggest(name, known)}")

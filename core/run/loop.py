@@ -23,10 +23,10 @@ from ..errors import CheckpointError
 from ..pruning.selection import Limits, Selection
 from ..pruning.step import Proposal, PruningStep
 from ..training.seeds import step_seed
-from . import checkpoints
 from .pruned_step import PrunedStep
 from .state import RunState, Step
-from .weights import weights_hash
+from .storage import checkpoints
+from .storage.weights import weights_hash
 
 Count = Callable[[nn.Module], CostReport]
 

@@ -28,7 +28,7 @@ from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.overrides import Overrides
 from ..graph.traversal import traversal_of
 from ..imports import import_callable
-from ..plugin_manager import Manager
+from ..plugin.manager import Manager
 from ..pruning.latency_budget import LatencyBudget
 from ..pruning.plan import apply_plan
 from ..pruning.selection import Reference
@@ -36,19 +36,20 @@ from ..training.data import TrainingData
 from ..training.distiller import Teacher
 from ..training.seeds import seed_everything, step_seed
 from ..training.trainer import Trainer
-from . import budget, checkpoints, run_dir
-from .atomic_files import atomic_write_json
+from . import budget
 from .components import Objects, build_loggers, check, example_input
 from .config import Config
 from .config import load as load_config
-from .export import export
 from .guard import Guard
 from .loop import pruning_steps, retrain_with
 from .pruned_step import PrunedStep
-from .report import kept_channels, write_report
-from .run_log import Console, RunLog
+from .reporting.report import kept_channels, write_report
+from .reporting.run_log import Console, RunLog
 from .state import Result, RunState
-from .weights import load_into, load_weights, save_weights, weights_hash
+from .storage import checkpoints, run_dir
+from .storage.atomic_files import atomic_write_json
+from .storage.export import export
+from .storage.weights import load_into, load_weights, save_weights, weights_hash
 
 
 class Pruner:

@@ -13,8 +13,8 @@ from torch import nn
 from ..cost.counting import CostReport
 from ..cost.latency_table import LatencyTable
 from ..graph.overrides import Pricing
-from ..plugin_manager import Manager
-from ..protocols import Task
+from ..plugin.manager import Manager
+from ..plugin.protocols import Task
 from ..pruning.budget import ResourceBudget
 from ..pruning.plan import Plan
 from ..pruning.selection import Reference
@@ -23,8 +23,8 @@ from ..training.distiller import Teacher
 from ..training.trainer import Trainer
 from .config import Config
 from .guard import Guard
-from .report import summary_table
-from .run_log import RunLog
+from .reporting.report import summary_table
+from .reporting.run_log import RunLog
 
 
 @dataclass

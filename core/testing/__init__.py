@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..plugin_manager import Manager
+from ..plugin.manager import Manager
 from .contract import ContractError
 from .layer_types import check_layer_type
 from .models import check_model

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..cost import CostModel, count
 from ..graph import ChannelGraph, sample, trace
-from ..plugin_manager import Manager
+from ..plugin.manager import Manager
 from ..pruning import remove
 from .contract import close_enough, require
 

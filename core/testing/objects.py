@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..graph import ChannelGraph, eval_mode, sample, trace
-from ..plugin_manager import Manager
+from ..plugin.manager import Manager
 from ..pruning import calibrate, group_scores, remove, scored_layers
 from ..records import DataSplits, Outputs, as_batch
 from .contract import close_enough, require

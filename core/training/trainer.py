@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .. import distributed
 from ..errors import ConfigError, TrainingError
 from ..graph.recording import eval_mode
-from ..protocols import Metric, Task
+from ..plugin.protocols import Metric, Task
 from ..records import to_device
 from .data import TrainingData
 from .distiller import Distiller, Taps, Teacher, loss_taps

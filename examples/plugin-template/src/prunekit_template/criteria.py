@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-import prunekit as pk
+from prunekit.plugin import ScoredLayer, Spec, hookimpl
 
 from .layer_types import ScaledConv2d
 
@@ -20,12 +20,12 @@ class ScaleMagnitude:
     def observe(self, layer: str, activation: torch.Tensor, gradient: torch.Tensor | None) -> None:
         pass
 
-    def score(self, layer: pk.ScoredLayer) -> torch.Tensor | None:
+    def score(self, layer: ScoredLayer) -> torch.Tensor | None:
         if not isinstance(layer.module, ScaledConv2d) or layer.role != "out":
             return None
         return layer.module.scale.detach().abs().double()
 
 
-@pk.hookimpl
-def prunekit_criteria() -> list[pk.Spec]:
-    return [pk.Spec("scale_magnitude", ScaleMagnitude, "|scale| of each channel of a ScaledConv2d")]
+@hookimpl
+def prunekit_criteria() -> list[Spec]:
+    return [Spec("scale_magnitude", ScaleMagnitude, "|scale| of each channel of a ScaledConv2d")]

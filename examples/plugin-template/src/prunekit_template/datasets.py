@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-import prunekit as pk
-from prunekit.schema import field
+from prunekit.plugin import DataSplits, Spec, field, hookimpl
 
 
 class Stripes(torch.utils.data.Dataset):
@@ -36,8 +35,8 @@ class StripesArgs:
     seed: int = field(0, min=0)
 
 
-def build(n_train: int = 32, n_val: int = 8, size: int = 16, seed: int = 0) -> pk.DataSplits:
-    return pk.DataSplits(
+def build(n_train: int = 32, n_val: int = 8, size: int = 16, seed: int = 0) -> DataSplits:
+    return DataSplits(
         Stripes(n_train, size, seed, 0),
         Stripes(n_val, size, seed, 1),
         n_classes=2,
@@ -47,6 +46,6 @@ def build(n_train: int = 32, n_val: int = 8, size: int = 16, seed: int = 0) -> p
     )
 
 
-@pk.hookimpl
-def prunekit_datasets() -> list[pk.Spec]:
-    return [pk.Spec("stripes", build, "noisy horizontal stripes to segment, 2 classes", StripesArgs)]
+@hookimpl
+def prunekit_datasets() -> list[Spec]:
+    return [Spec("stripes", build, "noisy horizontal stripes to segment, 2 classes", StripesArgs)]

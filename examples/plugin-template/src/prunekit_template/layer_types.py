@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import prunekit as pk
+from prunekit.plugin import Flow, LayerShape, LayerType, cut_parameter, hookimpl, numel
 
 
 class ScaledConv2d(nn.Module):
@@ -27,35 +27,35 @@ class ScaledConv2d(nn.Module):
         return F.conv2d(x, self.weight, padding=1) * self.scale.view(1, -1, 1, 1)
 
 
-class ScaledConvType(pk.LayerType):
+class ScaledConvType(LayerType):
     """How prunekit counts and cuts a ``ScaledConv2d``."""
 
     name, module, kind = "scaled_conv2d", ScaledConv2d, "conv"  # kind "conv": always counted as MACs
 
-    def flow(self, module: Any) -> pk.Flow:
-        return pk.Flow.PRODUCER  # output channel j reads every input channel
+    def flow(self, module: Any) -> Flow:
+        return Flow.PRODUCER  # output channel j reads every input channel
 
-    def macs(self, module: Any, shape: pk.LayerShape) -> int:
+    def macs(self, module: Any, shape: LayerShape) -> int:
         # one multiply-add per kernel weight per output element: prunekit's convolution convention,
         # which leaves out element-wise work (bias, this scale) as PyTorch's FLOP counter does
-        return pk.numel(shape.output) * shape.in_channels * 9
+        return numel(shape.output) * shape.in_channels * 9
 
-    def params(self, module: Any, shape: pk.LayerShape) -> int:
+    def params(self, module: Any, shape: LayerShape) -> int:
         return shape.out_channels * shape.in_channels * 9 + shape.out_channels
 
     def weight_rows(self, module: Any) -> torch.Tensor:
         return module.weight.detach().flatten(1)  # one row per output channel, for weight criteria
 
     def prune_out(self, module: Any, keep: torch.Tensor) -> None:
-        pk.cut_parameter(module, "weight", keep, 0)
-        pk.cut_parameter(module, "scale", keep, 0)
+        cut_parameter(module, "weight", keep, 0)
+        cut_parameter(module, "scale", keep, 0)
         module.out_channels = len(keep)  # keep the module's own attributes true
 
     def prune_in(self, module: Any, keep: torch.Tensor) -> None:
-        pk.cut_parameter(module, "weight", keep, 1)
+        cut_parameter(module, "weight", keep, 1)
         module.in_channels = len(keep)
 
 
-@pk.hookimpl
-def prunekit_layer_types() -> list[pk.LayerType]:
+@hookimpl
+def prunekit_layer_types() -> list[LayerType]:
     return [ScaledConvType()]

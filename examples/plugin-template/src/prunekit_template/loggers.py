@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import prunekit as pk
-from prunekit.schema import field
+from prunekit.plugin import Spec, field, hookimpl
 
 
 @dataclass
@@ -16,7 +15,7 @@ class MarkdownArgs:
 
 
 class MarkdownSteps:
-    """Receives every record (see ``prunekit.protocols.Logger``); writes the ``step`` ones."""
+    """Receives every record (see ``prunekit.plugin.protocols.Logger``); writes the ``step`` ones."""
 
     def __init__(self, run_dir: Path | str, filename: str = "steps.md") -> None:
         self.path = Path(run_dir) / filename
@@ -31,6 +30,6 @@ class MarkdownSteps:
         pass
 
 
-@pk.hookimpl
-def prunekit_loggers() -> list[pk.Spec]:
-    return [pk.Spec("markdown_steps", MarkdownSteps, "pruning steps as a Markdown table", MarkdownArgs)]
+@hookimpl
+def prunekit_loggers() -> list[Spec]:
+    return [Spec("markdown_steps", MarkdownSteps, "pruning steps as a Markdown table", MarkdownArgs)]

@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import prunekit as pk
-from prunekit.schema import field
+from prunekit.plugin import Outputs, Spec, field, hookimpl
 
 
 class SoftDice(nn.Module):
@@ -37,15 +36,15 @@ class LogitMSE(nn.Module):
 
     taps: tuple[str, ...] = ()
 
-    def forward(self, student: pk.Outputs, teacher: pk.Outputs) -> torch.Tensor:
+    def forward(self, student: Outputs, teacher: Outputs) -> torch.Tensor:
         return F.mse_loss(student.logits, teacher.logits.detach())
 
 
-@pk.hookimpl
-def prunekit_task_losses() -> list[pk.Spec]:
-    return [pk.Spec("soft_dice", SoftDice, "soft Dice over classes; arg smooth (1)", SoftDiceArgs)]
+@hookimpl
+def prunekit_task_losses() -> list[Spec]:
+    return [Spec("soft_dice", SoftDice, "soft Dice over classes; arg smooth (1)", SoftDiceArgs)]
 
 
-@pk.hookimpl
-def prunekit_distillation_losses() -> list[pk.Spec]:
-    return [pk.Spec("logit_mse", LogitMSE, "mean squared difference of the logits")]
+@hookimpl
+def prunekit_distillation_losses() -> list[Spec]:
+    return [Spec("logit_mse", LogitMSE, "mean squared difference of the logits")]

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-import prunekit as pk
-from prunekit.schema import field
+from prunekit.plugin import Spec, Traversal, field, hookimpl
 
 from .layer_types import ScaledConv2d
 
@@ -33,14 +32,14 @@ class TemplateNetArgs:
     width: int = field(8, min=2)
 
 
-TRAVERSAL = pk.Traversal("template_net", blocks=("stem", "body"), protected=("head",), taps=("stem", "body"))
+TRAVERSAL = Traversal("template_net", blocks=("stem", "body"), protected=("head",), taps=("stem", "body"))
 
 
-@pk.hookimpl
-def prunekit_models() -> list[pk.Spec]:
-    return [pk.Spec("template_net", TemplateNet, "two scaled convs, a 1×1 head; args width (8)", TemplateNetArgs)]
+@hookimpl
+def prunekit_models() -> list[Spec]:
+    return [Spec("template_net", TemplateNet, "two scaled convs, a 1×1 head; args width (8)", TemplateNetArgs)]
 
 
-@pk.hookimpl
-def prunekit_traversal(model: nn.Module) -> pk.Traversal | None:
+@hookimpl
+def prunekit_traversal(model: nn.Module) -> Traversal | None:
     return TRAVERSAL if isinstance(model, TemplateNet) else None

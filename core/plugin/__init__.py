@@ -1,0 +1,42 @@
+"""The plugin machinery — the hook contract (``hookspecs``), the manager that loads and checks
+plugins, the protocols of the objects they build — and the one surface plugin authors import.
+
+A plugin needs nothing from prunekit but these names::
+
+    from prunekit.plugin import LayerType, Spec, Traversal, field, hookimpl, metric_rows, suggest
+"""
+
+from ..errors import ConfigError, DataError, PluginError, PruneError, suggest
+from ..layer_type import Flow, LayerShape, LayerType, cut_parameter, numel
+from ..records import DataSplits, Outputs, ScoredLayer, Spec, Traversal
+from ..schema import field
+from .hookspecs import HOOK_VERSION, hookimpl
+from .protocols import Criterion, DistillationLoss, Logger, Metric, Task
+from .rows import metric_rows
+
+__all__ = [
+    "HOOK_VERSION",
+    "ConfigError",
+    "Criterion",
+    "DataError",
+    "DataSplits",
+    "DistillationLoss",
+    "Flow",
+    "LayerShape",
+    "LayerType",
+    "Logger",
+    "Metric",
+    "Outputs",
+    "PluginError",
+    "PruneError",
+    "ScoredLayer",
+    "Spec",
+    "Task",
+    "Traversal",
+    "cut_parameter",
+    "field",
+    "hookimpl",
+    "metric_rows",
+    "numel",
+    "suggest",
+]

@@ -1,0 +1,184 @@
+"""What a run did: tables (channels kept, baseline against pruned), the Markdown report and its
+plots (matplotlib, an optional extra)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...cost.counting import CostReport, block_of
+from ...cost.formatting import human, render_table
+from ...plugin.manager import Manager, manager
+from ...plugin.protocols import Task
+from ..storage.atomic_files import atomic_write_text, read_json, storage
+from .plots import plot
+from .run_log import read_records, read_steps
+
+
+@dataclass
+class Kept:
+    name: str
+    block: str
+    original: int
+    kept: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.kept / self.original if self.original else 100.0
+
+
+def kept_channels(original: CostReport, pruned: CostReport, blocks: tuple[str, ...]) -> list[Kept]:
+    """Output channels of every weighted layer (conv, linear), before and after."""
+    now = {row.name: row for row in pruned.layers}
+    return [
+        Kept(row.name, block_of(row.name, blocks), row.out_channels, now[row.name].out_channels)
+        for row in original.layers
+        if row.kind in ("conv", "linear") and row.name in now
+    ]
+
+
+def kept_table(rows: list[Kept]) -> str:
+    body = [[r.name, r.block, str(r.original), str(r.kept), f"{r.percent:.0f}%"] for r in rows]
+    text = render_table(["layer", "block", "channels", "kept", "kept %"], body, right=(2, 3, 4))
+    body = block_rows([r.__dict__ for r in rows])
+    return text + "\n\n" + render_table(["block", "channels", "kept", "kept %"], body, right=(1, 2, 3))
+
+
+def block_rows(kept: list[dict[str, Any]]) -> list[list[str]]:
+    """Per block: output channels originally, kept, and the percent kept."""
+    blocks: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in kept:
+        blocks[r["block"]][0] += r["original"]
+        blocks[r["block"]][1] += r["kept"]
+    return [[b, str(o), str(k), f"{100.0 * k / o:.0f}%"] for b, (o, k) in blocks.items()]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms"
+
+
+def summary_rows(summary: dict[str, Any], task: Task | None) -> list[list[str]]:
+    """Baseline against pruned: cost, measured latency, and the task's metrics."""
+    custom = summary.get("custom_cost", {})
+    label = {
+        r: f"{name} (your cost)" if custom.get(r) else name for r, name in (("macs", "MACs"), ("params", "params"))
+    }
+    rows = [
+        [label["macs"], human(summary["original_macs"]), human(summary["macs"]), f"{summary['macs_percent']:.1f}%"],
+        [
+            label["params"],
+            human(summary["original_params"]),
+            human(summary["params"]),
+            f"{summary['params_percent']:.1f}%",
+        ],
+    ]
+    latency = summary.get("latency", {})
+    for key in sorted(k for k in latency if k.startswith("baseline_batch")):
+        batch = key.removeprefix("baseline_batch")
+        base, pruned = latency[key], latency[f"pruned_batch{batch}"]
+        rows.append([f"latency, batch {batch}", _ms(base), _ms(pruned), f"{base / pruned:.2f}× faster"])
+    if task is not None and summary.get("metrics"):
+        rows += task.report_rows(summary["baseline_metrics"], summary["metrics"], summary.get("class_names") or [])
+    return rows
+
+
+def task_of(summary: dict[str, Any], plugins: Manager | None = None) -> Task | None:
+    """The task plugin that scored a run (``None`` for a run without one)."""
+    name = summary.get("task")
+    return (plugins or manager()).get("task", name) if name else None
+
+
+def summary_table(summary: dict[str, Any], task: Task | None) -> str:
+    return render_table(["", "baseline", "pruned", "change"], summary_rows(summary, task), right=(1, 2, 3))
+
+
+def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+#: per step, with a latency table: measured time, measured and predicted speed-up
+LATENCY_COLUMNS = ("latency ms", "speed-up", "predicted")
+
+
+def _latency_cells(step: dict[str, Any]) -> list[str]:
+    def cell(key: str, form: str) -> str:
+        return form.format(step[key]) if step.get(key) is not None else "-"
+
+    return [cell("latency_ms", "{:.1f}"), cell("speedup", "{:.2f}×"), cell("predicted_speedup", "{:.2f}×")]
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The run's summary and its step records."""
+    return read_json(Path(run_dir) / "summary.json", "run summary (is the run finished?)"), read_steps(run_dir)
+
+
+def write_report(run_dir: Path, plots: bool | None = None, plugins: Manager | None = None) -> Path:
+    """``report.md`` beside the run's files, with PNG plots when matplotlib is installed
+    (``plots=True`` requires it)."""
+    run_dir = Path(run_dir)
+    summary, steps = read_run(run_dir)
+    task = task_of(summary, plugins)
+    metric, label = (task.best_metric, task.best_label) if task else ("", "")
+    with storage(run_dir, "write the plots into"):
+        have_plots = plot(run_dir, summary, steps, metric, label, plots is True) if plots is not False else False
+    table = _markdown_table(["", "baseline", "pruned", "change"], summary_rows(summary, task))
+    parts = [f"# prunekit run `{run_dir}`", "", table]
+    timed = any("latency_ms" in s for s in steps)
+    if steps:
+        parts += [
+            "",
+            "## Pruning steps",
+            "",
+            _markdown_table(
+                ["step", "MACs %", "params %", "removed", "at limit", label or "metric", *LATENCY_COLUMNS[: timed * 3]],
+                [
+                    [
+                        str(s["step"]),
+                        f"{s['macs_percent']:.2f}",
+                        f"{s['params_percent']:.2f}",
+                        str(s["removed"]),
+                        str(s["at_limit"]),
+                        f"{s[metric]:.4f}" if metric in s else "-",
+                        *_latency_cells(s)[: timed * 3],
+                    ]
+                    for s in steps
+                ],
+            ),
+        ]
+    rollbacks = read_records(run_dir, "rollback")
+    if rollbacks:
+        parts += [
+            "",
+            "## Steps rolled back by the guard",
+            "",
+            _markdown_table(
+                ["step", "why", "what it cut"], [[str(r["step"]), r["reason"], r["layers"]] for r in rollbacks]
+            ),
+        ]
+    blocks = block_rows(summary.get("kept", []))
+    if blocks:
+        parts += [
+            "",
+            "## Output channels kept per block",
+            "",
+            _markdown_table(["block", "channels", "kept", "kept %"], blocks),
+        ]
+    if have_plots:
+        parts += [
+            "",
+            "## Plots",
+            "",
+            f"![MACs and {label} per step](steps.png)",
+            "",
+            "![channels per layer](channels.png)",
+            "",
+            "![MACs per block](blocks.png)",
+        ]
+    else:
+        parts += ["", "(plots need matplotlib: `pip install 'prunekit[plot]'`, then `prunekit report` again)"]
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(parts) + "\n")
+    return path

@@ -1,0 +1,128 @@
+"""Writing files so that nothing is ever half-written, and checking that what is read back is
+what was written (a SHA-256 manifest per folder). OS errors become :class:`StorageError`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ...errors import CheckpointError, StorageError
+
+MANIFEST = "manifest.json"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: permissions of the files written: what ``open`` would give, not mkstemp's owner-only 0600
+FILE_MODE = 0o666 & ~_umask()
+
+
+@contextmanager
+def storage(path: Path, action: str) -> Iterator[None]:
+    """Turn an OS error inside the block into a one-line :class:`StorageError` naming ``path``."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        raise StorageError(f"cannot {action} {str(path)!r}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed over it when the block ends without error."""
+    with storage(path, "write"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(fd)
+        os.chmod(name, FILE_MODE)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with storage(path, "write"):
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def staged_dir(folder: Path) -> Iterator[Path]:
+    """A fresh directory beside ``folder``, moved into its place when the block ends without error;
+    on an error it is removed and ``folder`` stays as it was."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    with storage(folder, "write"):
+        if tmp.exists():
+            shutil.rmtree(tmp)  # a leftover of our own, from a process that died mid-write
+        tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        with storage(folder, "write"):
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``."""
+    with staged(path) as tmp, storage(path, "write"), open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2))
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{what} {str(path)!r} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{what} {str(path)!r} is corrupt ({exc})") from None
+    except OSError as exc:
+        raise StorageError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with storage(path, "read"), open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the SHA-256 of every file in ``folder`` (written last, so a folder with a manifest
+    is complete)."""
+    files = {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+    atomic_write_json(folder / MANIFEST, {"format": "prunekit-manifest", "version": 1, "files": files})
+
+
+def verify_manifest(folder: Path, what: str) -> None:
+    """Raise :class:`CheckpointError` naming the first file of ``folder`` whose bytes are not the
+    ones its manifest recorded (or that is missing)."""
+    manifest = read_json(folder / MANIFEST, f"{what} manifest")
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise CheckpointError(f"{str(folder / MANIFEST)!r} is not a prunekit manifest")
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{what} file {str(path)!r} is missing")
+        if sha256(path) != expected:
+            raise CheckpointError(f"{what} file {str(path)!r} has changed since it was written (SHA-256 mismatch)")

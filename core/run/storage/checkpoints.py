@@ -1,0 +1,70 @@
+"""Per-step checkpoints of a run: written completely (with a SHA-256 manifest), then moved into
+place, so a kill at any moment leaves the last complete step intact and ``--resume`` continues
+from it; loading verifies every file."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...errors import CheckpointError, PruneError
+from ...pruning.plan import Plan
+from ..state import Step
+from .atomic_files import atomic_write_json, read_json, staged_dir, verify_manifest, write_manifest
+from .weights import load_weights, save_weights
+
+DIR = "checkpoints"
+LAST = "last.json"
+
+
+@dataclass
+class Checkpoint:
+    step: int
+    plan: Plan
+    weights: dict[str, torch.Tensor]
+    steps: list[Step]
+
+
+def save(run_dir: Path, step: int, model: nn.Module, plan: Plan, steps: list[Step]) -> Path:
+    root = Path(run_dir) / DIR
+    final = root / f"step_{step:04d}"
+    with staged_dir(final) as tmp:
+        save_weights(tmp / "weights.safetensors", model)
+        atomic_write_json(tmp / "plan.json", plan.to_dict())
+        atomic_write_json(tmp / "state.json", {"step": step, "steps": [s.__dict__ for s in steps]})
+        write_manifest(tmp)
+    atomic_write_json(root / LAST, {"step": step, "dir": final.name})
+    return final
+
+
+def load_last(run_dir: Path) -> Checkpoint | None:
+    """The last complete checkpoint of a run, or ``None`` when it has none."""
+    root = Path(run_dir) / DIR
+    if not (root / LAST).is_file():
+        return None
+    last = read_json(root / LAST, "checkpoint index")
+    if not isinstance(last, dict) or not isinstance(last.get("step"), int) or not isinstance(last.get("dir"), str):
+        raise CheckpointError(f"{str(root / LAST)!r} is not a checkpoint index (needs 'step' and 'dir')")
+    folder = root / Path(last["dir"]).name
+    verify_manifest(folder, "checkpoint")
+    try:
+        plan = Plan.from_dict(read_json(folder / "plan.json", "checkpoint plan"))
+    except PruneError as exc:
+        raise CheckpointError(f"checkpoint plan {str(folder / 'plan.json')!r}: {exc}") from None
+    return Checkpoint(last["step"], plan, load_weights(folder / "weights.safetensors"), _steps(folder / "state.json"))
+
+
+def _steps(path: Path) -> list[Step]:
+    state = read_json(path, "checkpoint state")
+    records = state.get("steps") if isinstance(state, dict) else None
+    names = {f.name for f in fields(Step)}
+    required = {f.name for f in fields(Step) if f.default is MISSING and f.default_factory is MISSING}
+    if not isinstance(records, list) or not all(isinstance(r, dict) and required <= set(r) <= names for r in records):
+        raise CheckpointError(f"checkpoint state {str(path)!r} does not hold the step records of a run")
+    try:
+        return [Step(**r) for r in records]
+    except TypeError as exc:
+        raise CheckpointError(f"checkpoint state {str(path)!r}: {exc}") from None

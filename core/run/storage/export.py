@@ -1,0 +1,113 @@
+"""Export and load: a pruned model is its builder, its plan and its weights — never a pickle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from ...errors import CheckpointError, PruneError
+from ...plugin.manager import Manager, manager
+from ...pruning.plan import Plan, apply_plan
+from ..components import build_model
+from ..config import Config, ModelConfig
+from .atomic_files import atomic_write_json, read_json, staged_dir, verify_manifest, write_manifest
+from .weights import load_into, load_weights, save_weights
+
+FORMAT = "prunekit-export"
+
+
+def export(folder: Path, config: Config, model: nn.Module, plan: Plan, given: nn.Module | None = None) -> Path:
+    """Write ``model.json`` (builder and arguments, or the class of the ``given`` model object),
+    ``plan.json`` and ``weights.safetensors``."""
+    folder = Path(folder)
+    built_by = (
+        {"object": f"{type(given).__module__}:{type(given).__qualname__}"}
+        if given is not None
+        else {"name": config.model.name, "factory": config.model.factory, "args": config.model.args}
+    )
+    with staged_dir(folder) as tmp:
+        atomic_write_json(
+            tmp / "model.json",
+            {
+                "format": FORMAT,
+                "version": 1,
+                **built_by,
+                "plugins": {"load": config.plugins.load, "search": config.plugins.search},
+            },
+        )
+        atomic_write_json(tmp / "plan.json", plan.to_dict())
+        save_weights(tmp / "weights.safetensors", model)
+        write_manifest(tmp)
+    return folder
+
+
+def export_folder(path: str | Path) -> Path:
+    """The export folder of a run directory, or ``path`` itself when it is one."""
+    path = Path(path)
+    folder = path / "export" if (path / "export" / "model.json").is_file() else path
+    if not (folder / "model.json").is_file():
+        raise CheckpointError(
+            f"{str(path)!r} is neither a run directory with an export nor an export folder (no model.json)"
+        )
+    return folder
+
+
+def exported_from_object(path: str | Path) -> str | None:
+    """The class (``module:QualName``) of the model object an export was made from, or ``None``
+    when a registered builder or factory rebuilds it."""
+    builder, _ = _builder(export_folder(path) / "model.json")
+    return builder if isinstance(builder, str) else None
+
+
+def load(path: str | Path, plugins: Manager | None = None, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild a pruned model from a run directory or its export folder, weights loaded, eval mode.
+
+    The builder and layer types come from ``plugins`` (default: the plugins the run loaded, which
+    the export records, besides the installed ones), so a fresh process can load any run. A run
+    of a model object is rebuilt from ``model``: a fresh instance, built as the original was.
+    """
+    folder = export_folder(path)
+    verify_manifest(folder, "export")
+    builder, needed = _builder(folder / "model.json")
+    plugins = plugins or (Manager(load=needed["load"], search=needed["search"]) if needed["load"] else manager())
+    if isinstance(builder, str):
+        if model is None:
+            raise CheckpointError(
+                f"{str(folder)!r} was exported from a model object ({builder}); load it with "
+                "pk.load(path, model=...) and a fresh instance built as the original was"
+            )
+        if f"{type(model).__module__}:{type(model).__qualname__}" != builder:
+            raise CheckpointError(f"{str(folder)!r} holds a {builder}, not a {type(model).__qualname__}")
+    else:
+        model = build_model(builder, plugins, needed["search"])
+    try:
+        plan = Plan.from_dict(read_json(folder / "plan.json", "export plan"))
+    except PruneError as exc:
+        raise CheckpointError(f"export plan {str(folder / 'plan.json')!r}: {exc}") from None
+    apply_plan(model, plan, plugins)
+    load_into(model, load_weights(folder / "weights.safetensors"), f"export {str(folder)!r}")
+    return model.eval()
+
+
+def _builder(path: Path) -> tuple[ModelConfig | str, dict[str, tuple[str, ...]]]:
+    """The builder an export description names (or the class of the model object it was made
+    from), checked field by field, and the plugins it needs."""
+    meta = read_json(path, "export description")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not a prunekit export description")
+    if isinstance(meta.get("object"), str):
+        return meta["object"], {"load": (), "search": ()}
+    name, factory, args = meta.get("name"), meta.get("factory"), meta.get("args", {})
+    if not isinstance(args, dict):
+        raise CheckpointError(
+            f"{str(path)!r}: 'args' must be a mapping of builder arguments, not {type(args).__name__}"
+        )
+    builders = (name, factory)
+    if not any(isinstance(v, str) for v in builders) or not all(v is None or isinstance(v, str) for v in builders):
+        raise CheckpointError(f"{str(path)!r}: needs the model's registered 'name' or its 'factory' import path")
+    needed = meta.get("plugins", {})
+    lists = {key: needed.get(key, []) if isinstance(needed, dict) else None for key in ("load", "search")}
+    if not all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in lists.values()):
+        raise CheckpointError(f"{str(path)!r}: 'plugins' must list plugin names ('load') and folders ('search')")
+    return ModelConfig(name, factory, args), {key: tuple(v) for key, v in lists.items() if v is not None}

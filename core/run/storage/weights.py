@@ -1,0 +1,90 @@
+"""Weights on disk: safetensors written only when every tensor is finite, read back without
+unpickling, and loaded into a model with a one-line error for what does not match."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ...errors import CheckpointError, StorageError, TrainingError
+from .atomic_files import staged, storage
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor with a NaN or an infinity, if any."""
+    return next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+
+
+def save_weights(path: Path, module: nn.Module) -> None:
+    """The module's state dict as safetensors (tied tensors stored once each under every name).
+    A tensor that is not finite is never written: :class:`TrainingError` names it."""
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    bad = non_finite(tensors)
+    if bad is not None:
+        raise TrainingError(
+            f"the model's tensor {bad!r} is not finite (NaN or infinite); nothing was written to "
+            f"{str(path)!r} and the last complete checkpoint is kept"
+        )
+    with staged(path) as tmp, storage(path, "write"):
+        try:
+            save_file(tensors, str(tmp))
+        except SafetensorError as exc:  # its I/O errors are not OSErrors
+            raise StorageError(f"cannot write {str(path)!r}: {exc}") from None
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file, or a ``torch.save`` of tensors (loaded with weights_only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {str(path)!r} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as exc:
+        raise CheckpointError(f"weights file {str(path)!r} cannot be read ({exc.strerror})") from None
+    except (SafetensorError, RuntimeError, OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise CheckpointError(
+            f"weights file {str(path)!r} is corrupt or not a weights file ({str(exc).splitlines()[0]})"
+        ) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise CheckpointError(f"weights file {str(path)!r} does not hold a state dict of tensors")
+    bad = non_finite(state)
+    if bad is not None:
+        raise CheckpointError(f"weights file {str(path)!r} holds a tensor that is not finite: {bad!r}")
+    return state
+
+
+def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict`` with a one-line error naming what does not match."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        parts = [
+            f"missing {missing[:3]}" if missing else "",
+            f"unexpected {unexpected[:3]}" if unexpected else "",
+            f"shape mismatch at {wrong[0]}: {tuple(state[wrong[0]].shape)} vs model {tuple(own[wrong[0]].shape)}"
+            if wrong
+            else "",
+        ]
+        raise CheckpointError(f"{source} does not match the model ({'; '.join(p for p in parts if p)})")
+    module.load_state_dict(state)
+
+
+def weights_hash(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

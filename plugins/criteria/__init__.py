@@ -1,0 +1,1 @@
+"""Criteria: how channels are scored."""

@@ -1,0 +1,1 @@
+"""Datasets: generated and from folders, and the transforms they share."""

@@ -1,0 +1,1 @@
+"""Distillation losses from the frozen teacher."""

@@ -1,0 +1,1 @@
+"""Layer types: how the torch.nn layers are counted and cut."""

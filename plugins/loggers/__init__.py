@@ -1,0 +1,1 @@
+"""Loggers: where a run's records go besides its own log."""

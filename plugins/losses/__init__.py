@@ -1,0 +1,1 @@
+"""Task losses: what the student is trained on."""

@@ -1,0 +1,1 @@
+"""Presets: named pruning settings a config builds on."""

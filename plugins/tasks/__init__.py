@@ -1,0 +1,1 @@
+"""Tasks: what kind of prediction a model makes and how it is scored."""
