@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ def worker(out: Path, epochs: int) -> None:
     from prunekit.training.data import SplitData
 
     distributed.init()
-    cfg = pk.config.load({**yaml.safe_load(pk.config.demo_text()), "distillation": {}})
+    cfg = pk.load_config({**yaml.safe_load(pk.config.demo_text()), "distillation": {}})
     device = distributed.device_for(distributed.resolve_device(cfg.device))
     trainer = build_trainer(cfg, pk.manager(), device, progress=False)
     data, retrain = trainer.data, cfg.retrain
@@ -49,22 +48,13 @@ def worker(out: Path, epochs: int) -> None:
 
 
 def launch(nproc: int, epochs: int) -> dict:
+    from prunekit.distributed import torchrun_command
+
     threads = max(1, (torch.get_num_threads() if not torch.cuda.is_available() else 1) // nproc)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--standalone",
-                f"--nproc_per_node={nproc}",
-                __file__,
-                "--worker",
-                str(out),
-                "--epochs",
-                str(epochs),
-            ],
+            torchrun_command(nproc, __file__, "--worker", str(out), "--epochs", str(epochs)),
             check=True,
             env={**os.environ, "OMP_NUM_THREADS": str(threads)},
             stdout=subprocess.DEVNULL,

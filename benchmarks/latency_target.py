@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import fmt_seconds
 
 import prunekit as pk
-from prunekit.cost import LatencyTable, build_table, calibrate, layer_sum, measure
+from prunekit.cost import LatencyTable, build_table, calibrate_table, layer_sum, measure
 from prunekit.pruning import LatencyBudget, thinned_copy
 
 SIZE = (1, 1, 192, 320)
@@ -124,7 +124,7 @@ def compare(name: str, targets: list[float], repeats: int) -> None:
     start = time.perf_counter()
     table = build_table(graph, torch.device("cpu"))
     thin = thinned_copy(base, lambda m: pk.trace(m, x), table.align)
-    calibrate(table, x, (base, graph), thin, repeats)
+    calibrate_table(table, x, (base, graph), thin, repeats)
     before = pk.count(base, x)
     print(
         f"== {name} at {'×'.join(map(str, SIZE))}: {before.macs / 1e9:.2f} GMACs, {before.params / 1e6:.2f} M params; "
@@ -206,7 +206,7 @@ def prediction_errors(
     """Predicted against measured whole forwards. The machine's speed drifts over minutes (the
     same baseline measured 43 and 65 ms in one run), so the calibration is measured again here,
     in the same rounds as the models it predicts."""
-    seconds = calibrate(table, x, full, thin, repeats, also=[m for _, m in models])
+    seconds = calibrate_table(table, x, full, thin, repeats, also=[m for _, m in models])
     print("  whole forwards, predicted from the table against measured (calibration measured in the same rounds):")
     for (label, model), measured in zip([("baseline", full[0]), *models], [table.calibration[0][1], *seconds]):
         predicted = table.network_seconds(layer_sum(table, pk.trace(model, x)))

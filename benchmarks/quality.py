@@ -121,7 +121,7 @@ def torch_pruning_run(
     measured speed-up reaches its share of ``speedup``."""
     import torch_pruning as tp
 
-    config = pk.config.load({**cfg, "seed": seed, "distillation": {}, "train": {"epochs": 0}})
+    config = pk.load_config({**cfg, "seed": seed, "distillation": {}, "train": {"epochs": 0}})
     model = build_model(config.model, pk.manager())
     load_into(model, load_weights(baseline), "baseline")
     reference = copy.deepcopy(model).eval()

@@ -53,6 +53,7 @@ from .pruning import (
 )
 from .records import DataSplits, Outputs, ScoredLayer, Spec, Traversal
 from .run import config
+from .run.config import load_config
 from .run.pruned_step import PrunedStep
 from .run.pruner import Pruner
 from .run.storage.export import load
@@ -107,6 +108,7 @@ __all__ = [
     "get",
     "hookimpl",
     "load",
+    "load_config",
     "manager",
     "numel",
     "prune",

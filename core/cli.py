@@ -86,7 +86,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     include: Any = args.include.split(",") if args.include else None
     overrides = None
     if args.config:
-        cfg = config_mod.load(args.config)
+        cfg = config_mod.load_config(args.config)
         plugins, search = cfg.manager(), cfg.plugins.search
         builder = ModelConfig(cfg.model.name, cfg.model.factory, {**cfg.model.args, **parse_args_kv(args.arg)})
         size = parse_ints(args.input, "--input") if args.input is not None else cfg.input_size
@@ -154,17 +154,9 @@ def launch(args: argparse.Namespace) -> int:
     """Re-run this command under torchrun with ``--nproc`` processes on this machine."""
     import subprocess
 
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={args.nproc}",
-        "-m",
-        "prunekit",
-        "run",
-        args.config,
-    ] + (["--resume"] if args.resume else [])
+    from .distributed import torchrun_command
+
+    command = torchrun_command(args.nproc, "-m", "prunekit", "run", args.config, *(["--resume"] if args.resume else []))
     code = subprocess.call(command)
     if code:
         print(
@@ -182,7 +174,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     data = yaml.safe_load(text)
     data["run_dir"] = f"{data['run_dir']}-{time.strftime('%Y%m%d-%H%M%S')}"  # never overwrite an earlier demo
-    return finish_run(config_mod.load(data), resume=False)
+    return finish_run(config_mod.load_config(data), resume=False)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

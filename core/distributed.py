@@ -4,6 +4,7 @@ gloo on CPUs). Every helper is a no-op in a single process."""
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import torch
@@ -108,3 +109,9 @@ def barrier() -> None:
 def shutdown() -> None:
     if active():
         dist.destroy_process_group()
+
+
+def torchrun_command(nproc: int, *program: str) -> list[str]:
+    """The command that runs ``program`` (a script and its arguments, or ``-m module …``) under
+    torchrun with ``nproc`` processes on this machine."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *program]

@@ -80,6 +80,12 @@ class LayerType:
     #: channels): the name a config's ``pruning.approximate`` uses to allow it, e.g. ``layer_norm``.
     approximation: str | None = None
 
+    def __init__(self, module: type[nn.Module] | None = None) -> None:
+        """One object per module class: ``module`` sets the class and the name (its lowercased
+        class name) for layer types that serve several classes; others set both on the class."""
+        if module is not None:
+            self.module, self.name = module, module.__name__.lower()
+
     def flow(self, module: nn.Module) -> Flow:
         """How channels pass through ``module``: every layer type must say (no default), since a
         wrong answer couples channels that do not belong together."""

@@ -28,6 +28,11 @@ class Spec:
     args: type | None = None
 
 
+@dataclass
+class NoArgs:
+    """``Spec.args`` of a factory that takes no arguments: a config that gives some is refused."""
+
+
 @dataclass(frozen=True)
 class Traversal:
     """What a traversal plugin knows about a model it recognises.

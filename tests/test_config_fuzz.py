@@ -20,7 +20,7 @@ VALID = {
     "loss": {"cross_entropy": 1.0},
     "distillation": {"hinton": {"weight": 1.0, "args": {"T": 2.0}}},
 }
-RESOLVED = pk.config.load(VALID).to_dict()
+RESOLVED = pk.load_config(VALID).to_dict()
 
 VALUES = [
     None,
@@ -88,7 +88,7 @@ def mutation(draw):
 @given(mutation())
 def test_every_mutated_config_loads_or_fails_in_one_line(cfg):
     try:
-        config = pk.config.load(cfg)
+        config = pk.load_config(cfg)
         resolve_device(config.device)
         check(config, pk.manager())
     except pk.PrunekitError as exc:

@@ -18,7 +18,7 @@ def test_there_are_example_configs():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_example_config_validates_and_builds_its_plugins(path):
-    cfg = pk.config.load(path)
+    cfg = pk.load_config(path)
     pk.get("model", cfg.model.name, **cfg.model.args)
     for name, term in cfg.loss.items():
         pk.get("task_loss", name, **term.args)

@@ -176,15 +176,15 @@ def test_rank_normalisation_ranks_the_mix_again():
 
 
 def test_presets_sit_beneath_the_config():
-    ipad = pk.config.load({"pruning": {"preset": "ipad", "layer_limit_percent": 60}}).pruning
+    ipad = pk.load_config({"pruning": {"preset": "ipad", "layer_limit_percent": 60}}).pruning
     assert ipad.criterion.weights == {"weight_norm": 0.5, "activation_deviation": 0.5}
     assert (ipad.prune_away_percent, ipad.block_limit_percent, ipad.layer_limit_percent) == (74, 75, 60)
-    own = pk.config.load({"pruning": {"criterion": {"weights": {"taylor": 1.0}, "normalize": "rank"}}}).pruning
+    own = pk.load_config({"pruning": {"criterion": {"weights": {"taylor": 1.0}, "normalize": "rank"}}}).pruning
     assert own.criterion.weights == {"taylor": 1.0} and own.criterion.normalize == "rank"
-    assert pk.config.load({}).pruning.criterion.weights  # the default preset names a mix
-    assert pk.config.load({"pruning": {"preset": None}}).pruning.criterion.weights == {}
+    assert pk.load_config({}).pruning.criterion.weights  # the default preset names a mix
+    assert pk.load_config({"pruning": {"preset": None}}).pruning.criterion.weights == {}
     with pytest.raises(pk.PluginError, match="unknown preset 'ipda'; did you mean 'ipad'"):
-        pk.config.load({"pruning": {"preset": "ipda"}})
+        pk.load_config({"pruning": {"preset": "ipda"}})
 
 
 def _captured(model, names, x):

@@ -121,7 +121,7 @@ def test_random_flips_are_seeded_and_change_with_the_epoch():
         ({"size": "big"}, "size"),
         ({"n_train": 0}, "n_train"),
         ({"n_val": 2.5}, "n_val"),
-        ({"n_classes": 3}, "n_classes must be 4"),
+        ({"n_classes": 3}, r"n_classes: 3 is not allowed; valid: 2, 4"),
         ({"seed": -1}, "seed"),
         ({"transforms": {"hfilp": 0.5}}, "did you mean 'hflip'"),
         ({"transforms": {"hflip": 2}}, "hflip"),
@@ -133,15 +133,6 @@ def test_bad_arguments_are_config_errors_naming_the_argument(args, words):
     with pytest.raises(pk.ConfigError, match=words) as error:
         eyes(**args)
     assert "\n" not in str(error.value)
-
-
-def test_generation_is_vectorised_fast_enough():
-    import time
-
-    start = time.perf_counter()
-    for index in range(20):
-        synthetic_eyes.generate(0, "train", index)
-    assert (time.perf_counter() - start) / 20 < 0.02  # ~2 ms on one core; loose for slow CI
 
 
 # -- transforms --------------------------------------------------------------------------------
@@ -402,7 +393,7 @@ def test_corrupt_file_is_named(tmp_path, content):
     "args, words",
     [
         ({"n_classes": 1}, "n_classes"),
-        ({"channels": 2}, "channels must be 1"),
+        ({"channels": 2}, r"channels: 2 is not allowed; valid: 1, 3"),
         ({"val_fraction": 1.0}, "val_fraction"),
         ({"seed": "x"}, "seed"),
         ({"colors": {"red": 1}}, "bad colour 'red'"),

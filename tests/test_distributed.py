@@ -12,6 +12,7 @@ import torch
 import yaml
 
 import prunekit as pk
+from prunekit.distributed import torchrun_command
 from prunekit.run.pruner import Pruner
 from prunekit.run.reporting.run_log import read_steps
 
@@ -43,18 +44,7 @@ def write(tiny_config):
 
 
 def torchrun(config, *args, **kwargs):
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "prunekit",
-        "run",
-        str(config),
-        *args,
-    ]
+    command = torchrun_command(2, "-m", "prunekit", "run", str(config), *args)
     return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, **kwargs)
 
 
@@ -86,17 +76,7 @@ def test_one_shot_plan_equals_the_single_process_plan(tmp_path, write):
 
 def test_resume_under_torchrun(tmp_path, write):
     config, _cfg = write(tmp_path, "ddp_resume", finetune={"epochs": 0})
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "prunekit",
-        "run",
-        str(config),
-    ]
+    command = torchrun_command(2, "-m", "prunekit", "run", str(config))
     process = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,

@@ -206,7 +206,7 @@ def test_yaml_names_your_retraining_and_your_data_by_import_path(tmp_path, tiny_
     assert [s.metrics["miou"] for s in result.steps] == [0.25, 0.5]
     assert result.summary["macs_percent"] <= 50
     with pytest.raises(pk.ConfigError, match="data: give either name or factory, not both"):
-        pk.config.load({**cfg, "data": {"name": "synthetic_eyes", "factory": "door_data:build"}})
+        pk.load_config({**cfg, "data": {"name": "synthetic_eyes", "factory": "door_data:build"}})
 
 
 # -- the guard -------------------------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def test_the_python_api_example_runs(tmp_path):
 
 
 def test_the_factory_config_names_no_plugin_model():
-    cfg = pk.config.load(EXAMPLES / "factory" / "factory.yaml")
+    cfg = pk.load_config(EXAMPLES / "factory" / "factory.yaml")
     assert cfg.model.name is None and cfg.model.factory == "my_nets:build"
     assert cfg.plugins.search == [str((EXAMPLES / "factory").resolve())]
 

@@ -15,11 +15,11 @@ import prunekit as pk
 from prunekit.cost.cost_model import CostModel
 from prunekit.cost.latency_cache import cache_dir
 from prunekit.cost.latency_table import (
-    Entry,
     LatencyTable,
+    LayerTimes,
     _counts,
     build_table,
-    calibrate,
+    calibrate_table,
     layer_sum,
 )
 from prunekit.pruning import Budget, LatencyBudget, Limits, Reference, remove, select, thinned_copy
@@ -38,10 +38,10 @@ def small():
 
 def test_an_entry_interpolates_bilinearly_and_extends_linearly():
     ins, outs = [8, 16, 32], [16, 64]
-    entry = Entry(ins, outs, [[0.001 * i + 0.0001 * o for o in outs] for i in ins])
+    entry = LayerTimes(ins, outs, [[0.001 * i + 0.0001 * o for o in outs] for i in ins])
     for c_in, c_out in ((8, 16), (12, 40), (32, 64), (4, 16), (40, 80)):
         assert entry.at(c_in, c_out) == pytest.approx(0.001 * c_in + 0.0001 * c_out)
-    assert Entry([4, 8], [4, 8], [[0.001], [0.003]], diagonal=True).at(1, 1) == 0.0  # never negative
+    assert LayerTimes([4, 8], [4, 8], [[0.001], [0.003]], diagonal=True).at(1, 1) == 0.0  # never negative
 
 
 def test_grid_counts_stay_within_the_layer_and_on_its_multiples():
@@ -80,7 +80,7 @@ def test_inputs_past_an_alignment_multiple_are_priced_from_their_own_curve(tmp_p
     assert (measured.ins, measured.off_ins, measured.outs) == ([8, 16, 32, 48], [17, 33], [8])
     assert len(measured.off_seconds) == 2 and table.entries[("1", 0)].off_ins == []  # not for channel-wise layers
     ins, off = [8, 16, 32, 48], [17, 33]
-    table.entries[("2", 0)] = Entry(
+    table.entries[("2", 0)] = LayerTimes(
         ins, [8], [[1e-3 * c] for c in ins], off_ins=off, off_seconds=[[1e-2 * c] for c in off]
     )
     node = graph.layers["2"]
@@ -92,9 +92,9 @@ def test_inputs_past_an_alignment_multiple_are_priced_from_their_own_curve(tmp_p
     table.stepped = False  # ranking channel by channel reads the smooth, aligned curve
     assert table.layer_seconds(node, 0, 33, 8) == pytest.approx(0.033)
     table.stepped = True  # one off count (a layer of 32 inputs): 17–31 run alike
-    table.entries[("2", 0)] = Entry([8, 16, 32], [8], [[1e-3 * c] for c in (8, 16, 32)], False, [17], [[0.034]])
+    table.entries[("2", 0)] = LayerTimes([8, 16, 32], [8], [[1e-3 * c] for c in (8, 16, 32)], False, [17], [[0.034]])
     assert [table.layer_seconds(node, 0, c, 8) for c in (17, 25, 31)] == pytest.approx([0.034] * 3)
-    grouped = Entry([24, 48, 96], [8], [[1e-3 * c] for c in (24, 48, 96)], False, [27, 51], [[0.27], [0.51]])
+    grouped = LayerTimes([24, 48, 96], [8], [[1e-3 * c] for c in (24, 48, 96)], False, [27, 51], [[0.27], [0.51]])
     table.entries[("2", 0)] = grouped  # three groups: 24 and 48 are on its grid, though not multiples of 16
     assert table.layer_seconds(node, 0, 24, 8) == pytest.approx(0.024)
     assert table.layer_seconds(node, 0, 40, 8) == pytest.approx(0.27)
@@ -113,7 +113,7 @@ def test_calibration_brings_every_layer_to_the_level_of_one_set_of_rounds(tmp_pa
     entry.seconds = [[100 * t for t in row] for row in entry.seconds]  # as if measured in a minute 100× busier
     entry.off_seconds = [[100 * t for t in row] for row in entry.off_seconds]
     thin = thinned_copy(model, lambda m: pk.trace(m, x), 8)
-    also = calibrate(table, x, (model, graph), thin, repeats=3, also=[model, thin[0]])
+    also = calibrate_table(table, x, (model, graph), thin, repeats=3, also=[model, thin[0]])
     assert len(also) == 2 and all(t > 0 for t in also) and len(table.calibration) == 2
     leveled = table.entries[("3", 0)]
     assert leveled.at(32, 48) < 10 * level  # back to the level of its neighbours' rounds ...
@@ -128,7 +128,7 @@ def linear_table(graph):
         for i, call in enumerate(node.calls):
             c_in, c_out = call.input[1], call.output[1]
             ins, outs = sorted({1, c_in}), sorted({1, c_out})
-            entries[(name, i)] = Entry(ins, outs, [[1e-9 * a * b for b in outs] for a in ins])
+            entries[(name, i)] = LayerTimes(ins, outs, [[1e-9 * a * b for b in outs] for a in ins])
     return LatencyTable(entries, "test")
 
 

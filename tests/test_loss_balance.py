@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import prunekit as pk
-from prunekit.graph.recording import eval_mode
+from prunekit.modes import eval_mode
 from prunekit.run.components import build_trainer
-from prunekit.run.config import load
+from prunekit.run.config import load_config
 from prunekit.run.pruner import Pruner
 from prunekit.training.distiller import Teacher
 from prunekit.training.trainer import BALANCE_BATCHES
@@ -27,7 +27,7 @@ def _config(tiny_config, run_dir, **extra):
 
 
 def test_balance_auto_makes_each_term_its_weight_times_the_task_loss(tmp_path, tiny_config):
-    config = load(_config(tiny_config, tmp_path / "run"))
+    config = load_config(_config(tiny_config, tmp_path / "run"))
     assert config.distillation_balance == "auto" and set(config.distillation) == {"hinton", "attention"}
     trainer = build_trainer(config, config.manager(), torch.device("cpu"), progress=False)
     teacher = pk.get("model", "unet", width=4, n_classes=4).eval()

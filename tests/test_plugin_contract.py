@@ -282,10 +282,10 @@ def test_plugin_flags_and_environment_load_and_disable(tmp_path, capsys, monkeyp
 
 def test_arguments_a_plugin_declares_are_checked_with_key_paths():
     with pytest.raises(pk.ConfigError, match=r"distillation\.hinton\.args\.T: 0\.0 is out of range; it must be > 0"):
-        pk.config.load({"distillation": {"hinton": {"weight": 1, "args": {"T": 0}}}})
+        pk.load_config({"distillation": {"hinton": {"weight": 1, "args": {"T": 0}}}})
     with pytest.raises(
         pk.ConfigError,
         match=r"unknown key 'pruning\.criterion\.weights\.weight_norm\.args\.pp'; "
         r"did you mean 'p'\?",
     ):
-        pk.config.load({"pruning": {"criterion": {"weights": {"weight_norm": 1}, "args": {"weight_norm": {"pp": 2}}}}})
+        pk.load_config({"pruning": {"criterion": {"weights": {"weight_norm": 1}, "args": {"weight_norm": {"pp": 2}}}}})

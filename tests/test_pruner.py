@@ -93,7 +93,7 @@ def test_resume_reaches_the_same_result(tmp_path, config):
     with pytest.raises(pk.ConfigError, match="differs from the one"):
         Pruner.from_config({**cfg, "run_dir": str(tmp_path / "parts")}, progress=False).prune(resume=True)
     (tmp_path / "parts" / "config.yaml").write_text(
-        yaml.safe_dump(pk.config.load(cfg | {"run_dir": str(tmp_path / "parts")}).to_dict(), sort_keys=True)
+        yaml.safe_dump(pk.load_config(cfg | {"run_dir": str(tmp_path / "parts")}).to_dict(), sort_keys=True)
     )
     resumed = Pruner.from_config({**cfg, "run_dir": str(tmp_path / "parts")}, progress=False).prune(resume=True)
     assert resumed.plan.keep == full.plan.keep
@@ -142,7 +142,7 @@ def test_nothing_selectable_ends_with_a_message_and_the_result_so_far(tmp_path, 
 )
 def test_config_errors_name_the_key_the_value_and_what_is_allowed(patch, message):
     with pytest.raises(pk.ConfigError) as info:
-        pk.config.load(patch)
+        pk.load_config(patch)
     assert str(info.value).startswith(message)
 
 

@@ -152,7 +152,7 @@ def test_resume_after_a_kill_between_steps_finishes_with_the_same_plan(tmp_path,
 def test_demo_config_is_printed_and_valid():
     result = subprocess.run([sys.executable, "-m", "prunekit", "demo", "--config-only"], capture_output=True, text=True)
     assert result.returncode == 0
-    cfg = pk.config.load(yaml.safe_load(result.stdout))
+    cfg = pk.load_config(yaml.safe_load(result.stdout))
     assert cfg.model.name == "unet" and cfg.data.name == "synthetic_eyes"
-    assert cfg.pruning.criterion.weights == pk.config.load({}).pruning.criterion.weights  # the default preset's
+    assert cfg.pruning.criterion.weights == pk.load_config({}).pruning.criterion.weights  # the default preset's
     assert "hinton" in cfg.distillation

@@ -20,7 +20,7 @@ def data(n_train=48, size=(32, 48)):
 
 def trainer(cfg_dict, run_data=None, on_epoch=None):
     """A trainer for a config's losses and data, without a teacher."""
-    cfg = pk.config.load(cfg_dict)
+    cfg = pk.load_config(cfg_dict)
     task = pk.get("task", "segmentation")
     objective = build_objective(cfg, task, pk.manager())
     return Trainer(objective, run_data or data(), task, torch.device("cpu"), on_epoch=on_epoch, progress=False), cfg
@@ -122,7 +122,7 @@ def test_ritnet_schedule_moves_weight_from_dice_to_surface():
     assert [ritnet.factor("surface", e) for e in (0, 5, 20)] == [0.0, 0.5, 1.0]
     assert ritnet.factor("cross_entropy", 3) == 1.0
     with pytest.raises(pk.ConfigError, match=r"loss_schedule\.ramp\.surface: .* must be two finite factors"):
-        pk.config.load({"loss_schedule": {"ramp": {"surface": [0, 1, 2]}}})
+        pk.load_config({"loss_schedule": {"ramp": {"surface": [0, 1, 2]}}})
 
 
 def test_schedule_weights_the_task_losses_of_each_epoch():

@@ -148,7 +148,7 @@ def test_an_empty_folder_becomes_a_marked_run_and_an_empty_run_dir_is_a_config_e
     Pruner.from_config({**cfg, "pruning": {**cfg["pruning"], "max_steps": 1}}, progress=False).prune()
     assert json.loads((tmp_path / "empty" / MARKER).read_text())["format"] == "prunekit-run"
     with pytest.raises(pk.ConfigError, match="run_dir: an empty path names no folder"):
-        pk.config.load(tiny_config(" "))
+        pk.load_config(tiny_config(" "))
 
 
 # -- 3. integrity -------------------------------------------------------------------------------------------------

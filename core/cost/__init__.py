@@ -7,7 +7,7 @@ The public names are the ones listed here; the modules behind them may move.
 from .cost_model import Cost, CostModel
 from .counting import CostReport, LayerCost, count
 from .latency import measure
-from .latency_table import LatencyTable, alignment, build_table, calibrate, layer_sum
+from .latency_table import LatencyTable, alignment, build_table, calibrate_table, layer_sum
 
 __all__ = [
     "Cost",
@@ -17,7 +17,7 @@ __all__ = [
     "LayerCost",
     "alignment",
     "build_table",
-    "calibrate",
+    "calibrate_table",
     "count",
     "layer_sum",
     "measure",

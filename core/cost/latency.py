@@ -22,7 +22,7 @@ from contextlib import ExitStack
 import torch
 from torch import nn
 
-from ..graph.recording import eval_mode
+from ..modes import eval_mode
 
 
 def _sync(device: torch.device) -> None:

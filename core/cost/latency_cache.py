@@ -47,7 +47,7 @@ def cache_file(device: torch.device, folder: Path) -> Path:
     return folder / "latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
-def load(path: Path) -> dict[str, Any]:
+def read_cache(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
         return data["entries"] if data.get("format") == FORMAT else {}
@@ -55,7 +55,7 @@ def load(path: Path) -> dict[str, Any]:
         return {}  # a missing or unreadable cache is measured again
 
 
-def save(path: Path, entries: dict[str, Any], device: torch.device) -> None:
+def write_cache(path: Path, entries: dict[str, Any], device: torch.device) -> None:
     """Write the cache atomically; a cache that cannot be written only costs the next run time."""
     data = {"format": FORMAT, "device": device_name(device), "torch": torch.__version__, "entries": entries}
     try:

@@ -8,7 +8,7 @@ seconds between grid points are interpolated (bilinearly; linearly beyond the gr
 one past a multiple — a concatenation of aligned pieces and an odd one, such as an image channel —
 are measured too: they take another, slower kernel path than the next multiple. A layer's grid points
 are measured in turns, which keeps its shape over counts true; its level is set by
-:func:`calibrate`, which measures every layer at full width in the same rounds as whole forwards
+:func:`calibrate_table`, which measures every layer at full width in the same rounds as whole forwards
 of the full model and of a thinned copy. Those two forwards map the layers' sum to a network's
 time (the ops between layers — concatenation, residual adds, functional interpolation,
 dispatch — and layers running differently alone than inside the network). Grids are cached on
@@ -33,14 +33,14 @@ from ..graph.channel_graph import ChannelGraph, LayerNode
 from ..graph.rules import channels, layer_type_of
 from ..layer_type import Flow, LayerType
 from .latency import measure
-from .latency_cache import cache_dir, cache_file, device_name, load, save
+from .latency_cache import cache_dir, cache_file, device_name, read_cache, write_cache
 
 #: channel counts measured, as fractions of the original layer's
 GRID = (0.125, 0.25, 0.5, 1.0)
 
 
 @dataclass
-class Entry:
+class LayerTimes:
     """Seconds of one layer call at input counts ``ins`` × output counts ``outs`` (one list each;
     a channel-wise layer has ``ins == outs`` and one row per count on the diagonal). A producer
     whose inputs can shrink is also measured at ``off_ins``, input counts one step past an
@@ -86,7 +86,7 @@ class LatencyTable:
     """Measured seconds per layer call of one model (by layer name, at absolute channel counts of
     the model it was built on), and the measured overhead of the whole forward."""
 
-    entries: dict[tuple[str, int], Entry]
+    entries: dict[tuple[str, int], LayerTimes]
     device: str
     #: (layer sum, measured forward) of the full model and of a thinned copy: whole-network
     #: predictions go through both points, linear in the layer sum
@@ -235,7 +235,7 @@ class _Layer:
         size[self.in_dim % len(size)] = c_in
         return torch.randn(size, device=device, dtype=dtype)
 
-    def measure(self, device: torch.device, dtype: torch.dtype, repeats: int) -> Entry:
+    def measure(self, device: torch.device, dtype: torch.dtype, repeats: int) -> LayerTimes:
         """Every count of the grid, the variants taking turns (as :func:`measure` does), so that
         the machine's drift shifts them alike and the entry's shape over counts stays true."""
         outs = (lambda c_in: [c_in * self.full_out // self.full_in]) if self.diagonal else (lambda c_in: self.outs)
@@ -245,7 +245,7 @@ class _Layer:
         seconds = iter(_in_turns(variants, repeats))
         rows = [[next(seconds) for _ in outs(c_in)] for c_in in self.ins + self.off_ins]
         split = len(self.ins)
-        return Entry(
+        return LayerTimes(
             self.ins, self.ins if self.diagonal else self.outs, rows[:split], self.diagonal, self.off_ins, rows[split:]
         )
 
@@ -288,16 +288,16 @@ def build_table(
         for i in range(len(node.calls))
     ]
     path = cache_file(device, cache or cache_dir())
-    stored = load(path)
+    stored = read_cache(path)
     entries, measured = {}, 0
     for layer in progress(calls) if progress else calls:
         key = layer.signature(dtype)
         if key not in stored:
             stored[key] = layer.measure(device, dtype, repeats).__dict__
             measured += 1
-        entries[(layer.node.name, layer.call)] = Entry(**stored[key])
+        entries[(layer.node.name, layer.call)] = LayerTimes(**stored[key])
     if measured:
-        save(path, stored, device)
+        write_cache(path, stored, device)
     return LatencyTable(entries, device_name(device), [], align, time.perf_counter() - began, measured, dtype)
 
 
@@ -311,7 +311,7 @@ def layer_sum(table: LatencyTable, graph: ChannelGraph) -> float:
     return total
 
 
-def calibrate(
+def calibrate_table(
     table: LatencyTable,
     example: torch.Tensor,
     full: tuple[nn.Module, ChannelGraph],
@@ -341,7 +341,7 @@ def calibrate(
     return seconds[2 : len(wholes)]
 
 
-def _scale(entry: Entry, level: float, c_in: int, c_out: int) -> None:
+def _scale(entry: LayerTimes, level: float, c_in: int, c_out: int) -> None:
     """Scale ``entry`` so that it takes ``level`` seconds at ``c_in`` × ``c_out``."""
     now = entry.at(c_in, c_out)
     if now > 0 and level > 0:

@@ -6,6 +6,5 @@ The public names are the ones listed here; the modules behind them may move.
 from .channel_graph import ChannelGraph, Group, LayerNode, Member, trace
 from .constraints import sample
 from .overrides import Overrides, Pricing
-from .recording import eval_mode
 
-__all__ = ["ChannelGraph", "Group", "LayerNode", "Member", "Overrides", "Pricing", "eval_mode", "sample", "trace"]
+__all__ = ["ChannelGraph", "Group", "LayerNode", "Member", "Overrides", "Pricing", "sample", "trace"]

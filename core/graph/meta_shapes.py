@@ -15,32 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from .op_table import ACTIVATIONS
+
 #: ops whose output has the input's shape; their meta kernels are slow Python decompositions
-SAME_SHAPE = {
-    F.batch_norm,
-    F.instance_norm,
-    F.relu,
-    F.relu6,
-    F.leaky_relu,
-    F.elu,
-    F.selu,
-    F.celu,
-    F.gelu,
-    F.silu,
-    F.mish,
-    F.hardswish,
-    F.hardsigmoid,
-    F.hardtanh,
-    F.softplus,
-    F.dropout,
-    F.dropout2d,
-    torch.relu,
-    torch.sigmoid,
-    torch.tanh,
-    torch.Tensor.relu,
-    torch.Tensor.sigmoid,
-    torch.Tensor.tanh,
-}
+SAME_SHAPE = {F.batch_norm, F.instance_norm, F.dropout, F.dropout2d, *ACTIVATIONS}
 
 
 class ShapeError(RuntimeError):

@@ -8,7 +8,7 @@ tensors between devices itself) is run for real instead, under ``no_grad``, and 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import PruneError
+from ..modes import eval_mode
 from .meta_shapes import FastMeta, ShapeError
 
 Size = tuple[int, ...]
@@ -79,18 +80,6 @@ def size_of(value: Any) -> Size:
 
 def as_args(example_input: Any) -> tuple:
     return tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the duration (so BN uses running stats and dropout is the identity)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:

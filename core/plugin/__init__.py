@@ -8,7 +8,7 @@ A plugin needs nothing from prunekit but these names::
 
 from ..errors import ConfigError, DataError, PluginError, PruneError, suggest
 from ..layer_type import Flow, LayerShape, LayerType, cut_parameter, numel
-from ..records import DataSplits, Outputs, ScoredLayer, Spec, Traversal
+from ..records import DataSplits, NoArgs, Outputs, ScoredLayer, Spec, Traversal
 from ..schema import field
 from .hookspecs import HOOK_VERSION, hookimpl
 from .protocols import Criterion, DistillationLoss, Logger, Metric, Task
@@ -26,6 +26,7 @@ __all__ = [
     "LayerType",
     "Logger",
     "Metric",
+    "NoArgs",
     "Outputs",
     "PluginError",
     "PruneError",

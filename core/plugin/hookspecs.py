@@ -288,7 +288,7 @@ def prunekit_presets() -> list[Spec]:
     ...         settings = {"criterion": {"weights": {"weight_norm": 1.0}}, "layer_limit_percent": 50}
     ...         return [pk.Spec("gentle", lambda: settings, "half of any layer at most")]
     >>> with pk.registered(Gentle()):
-    ...     config = pk.config.load({"pruning": {"preset": "gentle", "layer_limit_percent": 60}})
+    ...     config = pk.load_config({"pruning": {"preset": "gentle", "layer_limit_percent": 60}})
     >>> config.pruning.layer_limit_percent, config.pruning.criterion.weights
     (60.0, {'weight_norm': 1.0})
     """

@@ -52,7 +52,7 @@ class PluginInfo:
 
 
 @dataclass
-class Entry:
+class Registered:
     record: Any
     plugin: str
 
@@ -72,7 +72,7 @@ class Manager:
     search: tuple[str, ...] = ()
     pm: pluggy.PluginManager = field(init=False)
     info: dict[str, PluginInfo] = field(init=False, default_factory=dict)
-    _registries: dict[str, dict[str, Entry]] = field(init=False, default_factory=dict)
+    _registries: dict[str, dict[str, Registered]] = field(init=False, default_factory=dict)
     _clashes: dict[str, dict[str, list[str]]] = field(init=False, default_factory=dict)
     _layer_cache: dict[type, LayerType | None] = field(init=False, default_factory=dict)
 
@@ -192,15 +192,15 @@ class Manager:
         self._layer_cache.clear()
 
     # -- registries ------------------------------------------------------------------------
-    def registry(self, kind: str) -> dict[str, Entry]:
+    def registry(self, kind: str) -> dict[str, Registered]:
         if kind not in KINDS:
             raise PluginError(f"unknown plugin kind {kind!r}; {suggest(kind, KINDS)}")
         if kind not in self._registries:
             self._registries[kind], self._clashes[kind] = self._collect(kind)
         return self._registries[kind]
 
-    def _collect(self, kind: str) -> tuple[dict[str, Entry], dict[str, list[str]]]:
-        found: dict[str, Entry] = {}
+    def _collect(self, kind: str) -> tuple[dict[str, Registered], dict[str, list[str]]]:
+        found: dict[str, Registered] = {}
         clashes: dict[str, list[str]] = {}
         for impl in getattr(self.pm.hook, KINDS[kind]).get_hookimpls():
             try:
@@ -217,9 +217,9 @@ class Manager:
                 if key in found:
                     clashes.setdefault(key, [found[key].plugin]).append(impl.plugin_name)
                     continue
-                found[key] = Entry(record, impl.plugin_name)
+                found[key] = Registered(record, impl.plugin_name)
         if kind == "layer_type":  # clash by module class (above) and by name
-            by_name: dict[str, Entry] = {}
+            by_name: dict[str, Registered] = {}
             for entry in found.values():
                 if entry.record.name in by_name:
                     clashes.setdefault(entry.record.name, [by_name[entry.record.name].plugin]).append(entry.plugin)

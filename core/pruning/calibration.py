@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph, Group, Member
-from ..graph.recording import eval_mode
+from ..modes import eval_mode
 from ..records import to_device
 from .scoring import scored_layers
 

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
-from ..graph.recording import as_args, eval_mode
+from ..graph.recording import as_args
+from ..modes import eval_mode
 
 
 def outputs(model: nn.Module, example_input: Any) -> list[torch.Tensor]:

@@ -16,7 +16,7 @@ from .. import distributed
 from ..cost.cost_model import CostModel
 from ..cost.counting import CostReport
 from ..cost.latency import measure
-from ..cost.latency_table import LatencyTable, alignment, build_table, calibrate
+from ..cost.latency_table import LatencyTable, alignment, build_table, calibrate_table
 from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph
 from .budget import RESOURCES, ResourceBudget
@@ -82,7 +82,7 @@ class LatencyBudget(ResourceBudget):
             align = align or alignment(device)
             table = build_table(graph, device, progress=progress, align=align)
             example = graph.example[:1].to(device)
-            calibrate(table, example, (teacher, graph), thinned_copy(teacher, retrace, align), repeats=repeats)
+            calibrate_table(table, example, (teacher, graph), thinned_copy(teacher, retrace, align), repeats=repeats)
             result = (table, example)
         return distributed.broadcast(result)
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from ..errors import ConfigError
 from ..schema import build, field
 from ..seam import Factories
+from .scoring import Normalization, Reduction
 from .selection import ELEMENT_MACS
 
 ActivationsAt = Literal["output", "activation"]
@@ -18,8 +19,8 @@ ActivationsAt = Literal["output", "activation"]
 class CriterionConfig:
     weights: dict[str, float] = field({}, doc="criterion name -> weight of its normalised score")
     args: dict[str, dict[str, Any]] = field({}, doc="criterion name -> its arguments")
-    normalize: Literal["none", "max", "l2", "mean", "rank"] = field("rank", doc="per-layer normalisation")
-    reduce: Literal["mean", "sum", "max"] = field("mean", doc="how coupled layers' scores combine")
+    normalize: Normalization = field("rank", doc="per-layer normalisation")
+    reduce: Reduction = field("mean", doc="how coupled layers' scores combine")
     per_cost: Literal["none", "macs", "params", "latency"] = field(
         "none", doc="rank by importance per unit of this cost the channel's removal saves"
     )

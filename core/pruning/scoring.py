@@ -10,7 +10,7 @@ two-criterion case. A channel no criterion can score is never selected.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -19,8 +19,10 @@ from ..graph.channel_graph import OUTPUT_ROLES, ChannelGraph
 from ..records import ScoredLayer
 
 EPS = 1e-12
-NORMALIZATIONS = ("none", "max", "l2", "mean", "rank")
-REDUCTIONS = ("mean", "sum", "max")
+Normalization = Literal["none", "max", "l2", "mean", "rank"]
+Reduction = Literal["mean", "sum", "max"]
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
+REDUCTIONS: tuple[str, ...] = get_args(Reduction)
 
 
 def scored_layers(graph: ChannelGraph) -> list[ScoredLayer]:
@@ -37,9 +39,10 @@ def scored_layers(graph: ChannelGraph) -> list[ScoredLayer]:
 def normalize(scores: torch.Tensor, method: str) -> torch.Tensor:
     """Per-layer normalisation, so that one layer's scale does not decide for all layers.
 
-    ``l2`` (the default) divides by the norm of the layer's scores, which grows with the square
-    root of its width: wide layers, the most redundant, are pruned first. ``max``, ``mean`` and
-    ``rank`` make every layer's scores alike, so global ranking prunes all layers about equally.
+    ``rank`` (the default) replaces the scores by their ranks 1/n … 1, and ``max`` and ``mean``
+    scale them alike: global ranking then prunes all layers about equally. ``l2`` divides by the
+    norm of the layer's scores, which grows with the square root of its width: wide layers, the
+    most redundant, are pruned first (IPAD's choice).
     """
     s = scores.double()
     if method == "none":
@@ -58,7 +61,7 @@ def normalize(scores: torch.Tensor, method: str) -> torch.Tensor:
 def group_scores(
     graph: ChannelGraph,
     criteria: Mapping[str, tuple[Any, float]],
-    normalization: str = "l2",
+    normalization: str = "rank",
     reduction: str = "mean",
 ) -> dict[int, torch.Tensor]:
     """Importance of every group channel (``inf`` where no criterion said anything)."""

@@ -15,8 +15,8 @@ from torch import nn
 from ..cost.counting import count
 from ..errors import ConfigError, DataError, PluginError, PrunekitError, one_line, suggest
 from ..graph.overrides import Overrides, Pricing
-from ..graph.recording import eval_mode
 from ..imports import import_callable
+from ..modes import eval_mode
 from ..plugin.manager import Manager
 from ..plugin.protocols import Task
 from ..pruning.ranking import build_criteria
@@ -32,7 +32,7 @@ def build_model(cfg: ModelConfig, plugins: Manager, search: Iterable[str] = ()) 
     the ``search`` folders)."""
     if cfg.factory is not None:
         factory = import_callable(cfg.factory, "model.factory", search)
-        model = _call(factory, cfg.args, f"model.factory {cfg.factory!r}")
+        model = _built(factory, cfg.args, f"model.factory {cfg.factory!r}")
     elif cfg.name is not None:
         model = plugins.get("model", cfg.name, **cfg.args)
     else:
@@ -42,7 +42,7 @@ def build_model(cfg: ModelConfig, plugins: Manager, search: Iterable[str] = ()) 
     return model
 
 
-def _call(factory: Any, args: dict[str, Any], what: str) -> Any:
+def _built(factory: Any, args: dict[str, Any], what: str) -> Any:
     try:
         return factory(**args)
     except PrunekitError:
@@ -58,7 +58,7 @@ def build_data(config: Config, plugins: Manager) -> SplitData | tuple[Any, Any]:
     ``(train, val)`` iterables of batches."""
     cfg = config.data
     if cfg.factory is not None:
-        splits = _call(import_callable(cfg.factory, "data.factory", config.plugins.search), cfg.args, "data.factory")
+        splits = _built(import_callable(cfg.factory, "data.factory", config.plugins.search), cfg.args, "data.factory")
         source = f"data.factory {cfg.factory!r}"
         if isinstance(splits, tuple) and len(splits) == 2 and not isinstance(splits, DataSplits):
             return splits

@@ -220,7 +220,7 @@ class Config:
         return to_dict(self)
 
 
-def load(source: str | Path | dict[str, Any] | None = None, plugins: Manager | None = None) -> Config:
+def load_config(source: str | Path | dict[str, Any] | None = None, plugins: Manager | None = None) -> Config:
     """A validated :class:`Config` from a YAML file or a dict.
 
     The ``pruning.preset`` is resolved with ``plugins`` (default: a manager for the config's own

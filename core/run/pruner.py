@@ -38,12 +38,11 @@ from ..training.seeds import seed_everything, step_seed
 from ..training.trainer import Trainer
 from . import budget
 from .components import Objects, build_loggers, check, example_input
-from .config import Config
-from .config import load as load_config
+from .config import Config, load_config
 from .guard import Guard
 from .loop import pruning_steps, retrain_with
 from .pruned_step import PrunedStep
-from .reporting.report import kept_channels, write_report
+from .reporting.report import kept_layers, write_report
 from .reporting.run_log import Console, RunLog
 from .state import Result, RunState
 from .storage import checkpoints, run_dir
@@ -216,7 +215,7 @@ class Pruner:
             trainer.fit(model, "train", cfg.train, cfg.train.epochs, seed=cfg.seed)
         if distributed.is_main():
             save_weights(path, model)
-            run_dir.record(self.run_dir, path)
+            run_dir.record_file(self.run_dir, path)
         distributed.barrier()
         return model.to(device).eval()
 
@@ -283,7 +282,7 @@ class Pruner:
         teacher_after = weights_hash(state.teacher)
         if teacher_after != state.teacher_hash:
             raise RuntimeError("the teacher's weights changed during the run; this is a bug, please report it")
-        kept = kept_channels(state.original, final, traversal_of(state.teacher, state.plugins).blocks)
+        kept = kept_layers(state.original, final, traversal_of(state.teacher, state.plugins).blocks)
         original = state.original
         return {
             "event": "summary",

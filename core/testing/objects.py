@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..graph import ChannelGraph, eval_mode, sample, trace
+from ..graph import ChannelGraph, sample, trace
+from ..modes import eval_mode
 from ..plugin.manager import Manager
 from ..pruning import calibrate, group_scores, remove, scored_layers
 from ..records import DataSplits, Outputs, as_batch

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from ..errors import ConfigError, TrainingError
-from ..graph.recording import eval_mode
+from ..modes import eval_mode
 from ..plugin.protocols import Metric, Task
 from ..records import to_device
 from .data import TrainingData

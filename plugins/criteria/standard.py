@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from prunekit.plugin import ConfigError, ScoredLayer, Spec, field, hookimpl
+from prunekit.plugin import ConfigError, NoArgs, ScoredLayer, Spec, field, hookimpl
 
 
 def _check_p(p: int) -> int:
@@ -158,11 +158,6 @@ class Random(_Static):
 @dataclass
 class NormArgs:
     p: Literal[1, 2] = field(1, doc="the norm: 1 or 2")
-
-
-@dataclass
-class NoArgs:
-    pass
 
 
 @dataclass

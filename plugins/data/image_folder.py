@@ -14,12 +14,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from prunekit.plugin import ConfigError, DataError, DataSplits, Spec, hookimpl
+from prunekit.plugin import ConfigError, DataError, DataSplits, Spec, field, hookimpl
 
 from .class_folders import ClassFolderDataset, find_classes, is_class_layout
 from .image_files import load_image, open_image
@@ -291,6 +291,18 @@ def _splits(root: Path, val_fraction: float, seed: int) -> tuple[list[Pair], lis
     return split_pairs(find_pairs(root), val_fraction, seed)
 
 
+@dataclasses.dataclass
+class ImageFolderArgs:
+    root: str | Path = field(doc="the folder: images/ + masks/ (or train/, val/ of them), or class folders")
+    n_classes: int | None = field(None, min=2, doc="classes of the masks (class folders: their number)")
+    size: list[int] | int | None = field(None, doc="[height, width] to resize to (transforms.resize)")
+    channels: Literal[1, 3] = field(1, doc="1 (grey) or 3 (RGB)")
+    colors: Any = field(None, doc="colour masks: the colour of each class, as [[r, g, b], …] or hex strings")
+    val_fraction: float = field(0.2, min=0, max=1, open_min=True, doc="without train/ and val/: the share for val")
+    seed: int = field(0, min=0, doc="the random split and the training flips")
+    transforms: dict[str, Any] | None = field(None, doc="resize, clahe, hflip, vflip")
+
+
 @hookimpl
 def prunekit_datasets() -> list[Spec]:
     return [
@@ -300,5 +312,6 @@ def prunekit_datasets() -> list[Spec]:
             "segmentation data from root/images + root/masks (or root/train, root/val), or classification "
             "data from root/train/<class>, root/val/<class>; args root, n_classes, size, channels, colors, "
             "val_fraction, seed, transforms",
+            ImageFolderArgs,
         )
     ]

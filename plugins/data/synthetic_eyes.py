@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-from prunekit.plugin import ConfigError, DataSplits, Spec, hookimpl
+from prunekit.plugin import ConfigError, DataSplits, Spec, field, hookimpl
 
 from .transforms import Transforms, flip_rng, is_int, parse_size
 
@@ -377,6 +377,16 @@ def build(
     )
 
 
+@dataclass
+class EyesArgs:
+    size: list[int] | int = field([96, 160], doc="[height, width] of the images (one number: square)")
+    n_train: int = field(512, min=1)
+    n_val: int = field(128, min=1)
+    n_classes: Literal[2, 4] = field(4, doc="4: skin, sclera, iris, pupil; 2: rest, sclera")
+    seed: int = field(0, min=0)
+    transforms: dict[str, Any] | None = field(None, doc="resize, clahe, hflip, vflip")
+
+
 @hookimpl
 def prunekit_datasets() -> list[Spec]:
     return [
@@ -385,5 +395,6 @@ def prunekit_datasets() -> list[Spec]:
             build,
             "generated grey eye images, 4 classes (skin, sclera, iris, pupil) or 2; args size, "
             "n_train, n_val, n_classes, seed, transforms",
+            EyesArgs,
         )
     ]

@@ -54,10 +54,6 @@ class Conv(LayerType):
 
     kind = "conv"
 
-    def __init__(self, module: type[nn.Module]) -> None:
-        self.module = module
-        self.name = module.__name__.lower()
-
     @staticmethod
     def depthwise(m: Any) -> bool:
         return m.groups > 1 and m.groups == m.in_channels
@@ -178,10 +174,6 @@ class Norm(LayerType):
     def flow(self, m: Any) -> Flow:
         return Flow.CHANNELWISE
 
-    def __init__(self, module: type[nn.Module]) -> None:
-        self.module = module
-        self.name = module.__name__.lower()
-
     def macs(self, m: Any, shape: LayerShape) -> int:
         return numel(shape.output)
 
@@ -231,8 +223,8 @@ class LayerNorm(LayerType):
     approximation = "layer_norm"
 
     def __init__(self, module: type[nn.Module] = nn.LayerNorm, dim: int = -1) -> None:
-        self.module, self.in_dim, self.out_dim = module, dim, dim
-        self.name = module.__name__.lower()
+        super().__init__(module)
+        self.in_dim = self.out_dim = dim
 
     def flow(self, m: Any) -> Flow:
         return Flow.OPAQUE
@@ -266,8 +258,8 @@ class Elementwise(LayerType):
         return Flow.CHANNELWISE
 
     def __init__(self, module: type[nn.Module], kind: str = "activation") -> None:
-        self.module, self.kind = module, kind
-        self.name = module.__name__.lower()
+        super().__init__(module)
+        self.kind = kind
 
     def macs(self, m: Any, shape: LayerShape) -> int:
         return numel(shape.output) if self.kind == "activation" else 0
@@ -297,10 +289,6 @@ class Pool(LayerType):
 
     def flow(self, m: Any) -> Flow:
         return Flow.CHANNELWISE
-
-    def __init__(self, module: type[nn.Module]) -> None:
-        self.module = module
-        self.name = module.__name__.lower()
 
     def macs(self, m: Any, shape: LayerShape) -> int:
         if not hasattr(m, "kernel_size"):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prunekit.plugin import ConfigError, Spec, field, hookimpl
+from prunekit.plugin import ConfigError, NoArgs, Spec, field, hookimpl
 
 
 @dataclass
@@ -81,5 +81,5 @@ class TensorBoard:
 def prunekit_loggers() -> list[Spec]:
     return [
         Spec("csv", Csv, "one event's records as CSV rows; args filename (steps.csv), event (step)", CsvArgs),
-        Spec("tensorboard", TensorBoard, "TensorBoard scalars (optional extra)"),
+        Spec("tensorboard", TensorBoard, "TensorBoard scalars (optional extra)", NoArgs),
     ]

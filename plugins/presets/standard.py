@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from prunekit.plugin import Spec, hookimpl
+from prunekit.plugin import NoArgs, Spec, hookimpl
 
 #: Chosen by ``benchmarks/quality.py`` (see the README's quality section): filter norms and
 #: first-order Taylor, each ranked within its layer, observed after the activation.
@@ -39,6 +39,12 @@ def prunekit_presets() -> list[Spec]:
             "default",
             lambda: copy.deepcopy(DEFAULT),
             "prunekit's defaults: weight norm and Taylor, equal weights, ranked per layer",
+            NoArgs,
         ),
-        Spec("ipad", lambda: copy.deepcopy(IPAD), "the IPAD paper: ω = 0.5, 74 % of MACs, 75 % layer and block limits"),
+        Spec(
+            "ipad",
+            lambda: copy.deepcopy(IPAD),
+            "the IPAD paper: ω = 0.5, 74 % of MACs, 75 % layer and block limits",
+            NoArgs,
+        ),
     ]

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from prunekit.plugin import Spec, hookimpl, metric_rows
+from prunekit.plugin import NoArgs, Spec, hookimpl, metric_rows
 
 
 class Accuracy:
@@ -62,4 +62,4 @@ class Classification:
 
 @hookimpl
 def prunekit_tasks() -> list[Spec]:
-    return [Spec("classification", Classification, "one class per image; top-1, top-5, accuracy per class")]
+    return [Spec("classification", Classification, "one class per image; top-1, top-5, accuracy per class", NoArgs)]

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from prunekit.plugin import Spec, hookimpl, metric_rows
+from prunekit.plugin import NoArgs, Spec, hookimpl, metric_rows
 
 
 class ConfusionMatrix:
@@ -85,4 +85,8 @@ class Segmentation:
 
 @hookimpl
 def prunekit_tasks() -> list[Spec]:
-    return [Spec("segmentation", Segmentation, "per-pixel classes; mIoU and IoU per class; cross-entropy by default")]
+    return [
+        Spec(
+            "segmentation", Segmentation, "per-pixel classes; mIoU and IoU per class; cross-entropy by default", NoArgs
+        )
+    ]

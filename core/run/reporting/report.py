@@ -29,7 +29,7 @@ class Kept:
         return 100.0 * self.kept / self.original if self.original else 100.0
 
 
-def kept_channels(original: CostReport, pruned: CostReport, blocks: tuple[str, ...]) -> list[Kept]:
+def kept_layers(original: CostReport, pruned: CostReport, blocks: tuple[str, ...]) -> list[Kept]:
     """Output channels of every weighted layer (conv, linear), before and after."""
     now = {row.name: row for row in pruned.layers}
     return [

@@ -83,7 +83,7 @@ def _marker(run_dir: Path) -> dict:
     return marker
 
 
-def record(run_dir: Path, path: Path) -> None:
+def record_file(run_dir: Path, path: Path) -> None:
     """Remember the SHA-256 of a file the run wrote at its top level (the baseline)."""
     marker = _marker(run_dir)
     marker["files"][path.name] = sha256(path)
