@@ -295,6 +295,26 @@ def prunekit_presets() -> list[Spec]:
 
 
 @hookspec
+def prunekit_unavailable() -> dict[str, str]:
+    """Return what this plugin would register but cannot here, and why: a name prefix (a kind
+    and a prefix, ``"model torchvision."``) mapped to the reason (a package that does not
+    import, and its error). Asking for such a name then says why instead of "unknown".
+
+    >>> import prunekit as pk
+    >>> class NeedsFancy:
+    ...     @pk.hookimpl
+    ...     def prunekit_unavailable(self):
+    ...         return {"model fancy.": "package 'fancy' does not import (No module named 'fancy')"}
+    >>> with pk.registered(NeedsFancy()):
+    ...     try:
+    ...         pk.get("model", "fancy.net")
+    ...     except pk.PluginError as error:
+    ...         print(error)
+    model 'fancy.net' is not available: package 'fancy' does not import (No module named 'fancy')
+    """
+
+
+@hookspec
 def prunekit_run_started(run: Any) -> None:
     """Called once when a pruning run starts, after the baseline is ready (broadcast).
 

@@ -255,8 +255,18 @@ class Manager:
         entries = self.registry(kind)
         self._clash(kind, name)
         if name not in entries:
-            raise PluginError(f"unknown {kind.replace('_', ' ')} {name!r}; {suggest(name, entries)}")
+            what = f"{kind.replace('_', ' ')} {name!r}"
+            why = next((r for prefix, r in self.unavailable().items() if f"{kind} {name}".startswith(prefix)), None)
+            raise PluginError(f"{what} is not available: {why}" if why else f"unknown {what}; {suggest(name, entries)}")
         return entries[name].record
+
+    def unavailable(self) -> dict[str, str]:
+        """What plugins would register but cannot here (``"kind prefix"`` -> why)."""
+        out: dict[str, str] = {}
+        for answer in self._call("unavailable"):
+            if isinstance(answer, dict):
+                out.update({str(k): str(v) for k, v in answer.items()})
+        return out
 
     def arguments(self, kind: str, name: str, params: dict[str, Any], path: str | None = None) -> dict[str, Any]:
         """``params`` checked against the arguments the plugin declares (a dataclass ``Spec.args``),

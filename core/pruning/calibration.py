@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph, Group, Member
 from ..modes import eval_mode
+from ..progress import bar
 from ..records import to_device
 from .scoring import scored_layers
 
@@ -55,7 +55,7 @@ def calibrate(
     seen = 0
     try:
         with eval_mode(model):
-            for batch in tqdm(batches, desc="calibrate", leave=False, disable=not progress):
+            for batch in bar(batches, "calibrate", progress):
                 image = batch["image"].to(device).requires_grad_(with_grad)  # gradients even if frozen
                 with torch.set_grad_enabled(with_grad):
                     logits = model(image)

@@ -17,6 +17,8 @@ ActivationsAt = Literal["output", "activation"]
 
 @dataclass
 class CriterionConfig:
+    """How channels are ranked: a weighted mix of criteria, normalised per layer."""
+
     weights: dict[str, float] = field({}, doc="criterion name -> weight of its normalised score")
     args: dict[str, dict[str, Any]] = field({}, doc="criterion name -> its arguments")
     normalize: Normalization = field("rank", doc="per-layer normalisation")

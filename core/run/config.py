@@ -6,6 +6,8 @@ Settings that name plugins (the criterion mix, say) have no defaults here: they 
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,6 +25,8 @@ from ..training.settings import LossScheduleConfig, PhaseConfig, ScheduleConfig
 
 @dataclass
 class ModelConfig:
+    """The network to prune: a registered builder or your factory, and weights to start from."""
+
     name: str | None = field(None, doc="registered model builder")
     factory: str | None = field(None, doc='a builder by import path, "pkg.module:function"')
     args: dict[str, Any] = field({}, doc="arguments of the builder")
@@ -35,6 +39,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    """The data: a registered dataset or your factory, batched."""
+
     name: str | None = field(None, doc="registered dataset")
     factory: str | None = field(
         None,
@@ -42,8 +48,8 @@ class DataConfig:
         "(train, val) iterables of batches",
     )
     args: dict[str, Any] = field({}, doc="arguments of the dataset or factory")
-    batch_size: int = field(8, min=1)
-    num_workers: int = field(0, min=0)
+    batch_size: int = field(8, min=1, doc="samples per batch (a dataset plugin's data)")
+    num_workers: int = field(0, min=0, doc="DataLoader worker processes")
 
     def check(self, path: str) -> None:
         if self.name is not None and self.factory is not None:
@@ -52,6 +58,8 @@ class DataConfig:
 
 @dataclass
 class CostConfig:
+    """What counts as cost: optional layer kinds, and your cost functions."""
+
     include: list[str] = field([], doc="optional cost kinds: norm, activation, pooling, upsample, all")
     overrides: dict[str, str] = field(
         {},
@@ -63,6 +71,8 @@ class CostConfig:
 
 @dataclass
 class PluginsConfig:
+    """Which plugins a run loads beside the installed ones."""
+
     load: list[str] = field([], doc="entry-point names, dotted module paths or plugin files (./my_plugin.py)")
     disable: list[str] = field([], doc="plugin names to block")
     autoload: bool = field(True, doc="load every installed plugin")
@@ -71,6 +81,8 @@ class PluginsConfig:
 
 @dataclass
 class StepConfig:
+    """How much one step removes: exactly one of macs, params, filters, percent."""
+
     macs: int | None = field(None, min=1, doc="MACs to remove per step")
     params: int | None = field(None, min=1, doc="parameters to remove per step")
     filters: int | None = field(None, min=1, doc="channels to remove per step")
@@ -96,6 +108,8 @@ class StepConfig:
 
 @dataclass
 class PruningConfig:
+    """The budget, the ranking, the limits and the guard."""
+
     preset: str | None = field("default", doc="registered preset whose settings the config overrides")
     resource: Literal["macs", "params", "latency"] = field(
         "macs", doc="what the budget counts; latency: measured on the run's device, with a latency table"
@@ -125,7 +139,7 @@ class PruningConfig:
     activations_at: Literal["output", "activation"] = field(
         "activation", doc="activation criteria observe the activation after the producer, or its raw output"
     )
-    max_steps: int = field(100, min=1)
+    max_steps: int = field(100, min=1, doc="steps at most, whatever the budget")
     protected: list[str] = field([], doc="layers never pruned, besides the traversal's")
     max_drop: float | None = field(
         5.0, min=0, doc="roll a step back when the task's metric falls more than this many points below the baseline"
@@ -144,12 +158,16 @@ class PruningConfig:
 
 @dataclass
 class TrainConfig(PhaseConfig):
+    """Training the baseline from scratch (unless model.checkpoint gives its weights)."""
+
     epochs: int = field(0, min=0, doc="train a baseline from scratch for this many epochs")
 
 
 @dataclass
 class RetrainConfig(PhaseConfig):
-    epochs_per_step: int = field(1, min=0)
+    """Retraining after every pruning step (`retrain: none`: one-shot)."""
+
+    epochs_per_step: int = field(1, min=0, doc="retraining epochs after each cut")
     function: str | None = field(
         None, doc='your retraining, "pkg.module:function(step)", called once per step in place of prunekit\'s trainer'
     )
@@ -157,21 +175,27 @@ class RetrainConfig(PhaseConfig):
 
 @dataclass
 class FinetuneConfig(PhaseConfig):
-    epochs: int = field(0, min=0)
+    """Fine-tuning once the budget is met."""
+
+    epochs: int = field(0, min=0, doc="fine-tuning epochs after the last step")
     schedule: ScheduleConfig = field(ScheduleConfig(name="cosine"))
 
 
 @dataclass
 class LossTerm:
-    weight: float = field(1.0, min=0)
-    args: dict[str, Any] = field({})
+    """One loss: its weight and its arguments."""
+
+    weight: float = field(1.0, min=0, doc="its factor in the total loss")
+    args: dict[str, Any] = field({}, doc="the loss's arguments")
 
 
 @dataclass
 class Config:
-    seed: int = 0
+    """A run."""
+
+    seed: int = field(0, doc="fixes data order, initialisation and tie-breaking; each step derives its own")
     device: str = field("auto", doc="auto, cpu, cuda or cuda:N")
-    run_dir: str = field("runs/prunekit")
+    run_dir: str = field("runs/prunekit", doc="where the run writes: a new or empty folder, or one of its own runs")
     input_size: list[int] | None = field(None, doc="example input for tracing; default: one batch item")
     model: ModelConfig = field(ModelConfig())
     data: DataConfig = field(DataConfig())
@@ -220,14 +244,19 @@ class Config:
         return to_dict(self)
 
 
-def load_config(source: str | Path | dict[str, Any] | None = None, plugins: Manager | None = None) -> Config:
-    """A validated :class:`Config` from a YAML file or a dict.
+def load_config(
+    source: str | Path | dict[str, Any] | None = None,
+    plugins: Manager | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> Config:
+    """A validated :class:`Config` from a YAML file or a dict, with ``settings`` (dotted keys, as
+    ``--set pruning.prune_away_percent=30`` gives them) over what it says.
 
     The ``pruning.preset`` is resolved with ``plugins`` (default: a manager for the config's own
     ``plugins`` section); its settings sit beneath the config's (see :func:`beneath`). Every
     plugin the config names, and its arguments where the plugin declares them, is checked here.
     """
-    data = shorthand(_read(source))
+    data = shorthand(with_settings(_read(source), settings or {}))
     if isinstance(source, (str, Path)) and isinstance(data.get("plugins", {}), dict):
         plugins_section = data.get("plugins", {})
         if "search" not in plugins_section:  # the config's folder: its plugin files and modules
@@ -298,6 +327,21 @@ def _read(source: str | Path | dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config is a mapping of sections, not {type(data).__name__}")
     return data
+
+
+def with_settings(data: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with each dotted key of ``settings`` set (sections made where missing; a section
+    given as a word, such as ``retrain: none``, replaced)."""
+    out = copy.deepcopy(data)
+    for path, value in settings.items():
+        node = out
+        *sections, key = path.split(".")
+        for section in sections:
+            if not isinstance(node.get(section), dict):
+                node[section] = {}
+            node = node[section]
+        node[key] = value
+    return out
 
 
 def beneath(preset: dict[str, Any], pruning: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import distributed
 from ..cost.counting import CostReport, count
@@ -29,6 +28,7 @@ from ..graph.overrides import Overrides
 from ..graph.traversal import traversal_of
 from ..imports import import_callable
 from ..plugin.manager import Manager
+from ..progress import bar
 from ..pruning.latency_budget import LatencyBudget
 from ..pruning.plan import apply_plan
 from ..pruning.selection import Reference
@@ -190,10 +190,10 @@ class Pruner:
         p = self.config.pruning
         if not budget.needs_table(p):
             return None
-        bar = (lambda calls: tqdm(list(calls), desc="latency table", leave=False)) if self.progress else None
+        shown = (lambda calls: bar(list(calls), "latency table")) if self.progress else None
         retrace = functools.partial(self._trace_with, plugins, example=graph.example)
         align = p.round_to if budget.measures(p) else None
-        return LatencyBudget.measure_table(teacher, graph, retrace, device, align, p.latency_repeats, bar)
+        return LatencyBudget.measure_table(teacher, graph, retrace, device, align, p.latency_repeats, shown)
 
     def _guard(self, task: Any) -> Guard:
         p = self.config.pruning

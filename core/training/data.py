@@ -48,9 +48,18 @@ class TrainingData(Protocol):
     def calibration_batches(self, batches: int, seed: int) -> Iterable[dict[str, Any]]: ...
 
 
-def _batches(loader: Iterable[Any]) -> Iterator[dict[str, Any]]:
-    for value in loader:
-        yield as_batch(value)
+@dataclass
+class Batches:
+    """A loader's batches as dicts with ``image`` and ``target``, sized where the loader is (so a
+    progress bar has its total)."""
+
+    loader: Iterable[Any]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (as_batch(value) for value in self.loader)
+
+    def __len__(self) -> int:
+        return len(self.loader)  # type: ignore[arg-type]  # a TypeError for an unsized loader, as len() gives
 
 
 @dataclass
@@ -95,7 +104,7 @@ class SplitData:
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.splits.class_names)
 
-    def train_batches(self, seed: int | None) -> Iterator[dict[str, Any]]:
+    def train_batches(self, seed: int | None) -> Iterable[dict[str, Any]]:
         """Shuffled by ``seed`` (``None``: in order). A dataset with ``set_epoch`` gets the seed, so
         random augmentation differs per epoch."""
         dataset = self.splits.train
@@ -103,11 +112,11 @@ class SplitData:
             dataset.set_epoch(seed)
         return self._loader(dataset, _order(len(dataset), seed))
 
-    def val_batches(self) -> Iterator[dict[str, Any]] | None:
+    def val_batches(self) -> Iterable[dict[str, Any]] | None:
         val = self.splits.val
         return None if val is None else self._loader(val, list(range(len(val))))
 
-    def calibration_batches(self, batches: int, seed: int) -> Iterator[dict[str, Any]]:
+    def calibration_batches(self, batches: int, seed: int) -> Iterable[dict[str, Any]]:
         """``batches`` training batches in a seeded order."""
         return self._loader(self.splits.train, _order(len(self.splits.train), seed)[: batches * self.batch_size])
 
@@ -116,9 +125,9 @@ class SplitData:
         dataset = self.splits.val if self.splits.val is not None and len(self.splits.val) else self.splits.train
         return as_batch(_collate_one(dataset[0]))["image"].clone()
 
-    def _loader(self, dataset: Any, indices: list[int]) -> Iterator[dict[str, Any]]:
+    def _loader(self, dataset: Any, indices: list[int]) -> Iterable[dict[str, Any]]:
         shard = indices[distributed.rank() :: distributed.world()]
-        return _batches(DataLoader(dataset, batch_size=self.batch_size, sampler=shard, num_workers=self.num_workers))
+        return Batches(DataLoader(dataset, batch_size=self.batch_size, sampler=shard, num_workers=self.num_workers))
 
 
 def _order(n: int, seed: int | None) -> list[int]:
@@ -150,26 +159,26 @@ class LoaderData:
     def batch_size(self) -> int:
         return int(getattr(self.train or self.val, "batch_size", None) or 1)
 
-    def train_batches(self, seed: int | None) -> Iterator[dict[str, Any]]:
+    def train_batches(self, seed: int | None) -> Iterable[dict[str, Any]]:
         if self.train is None:
             raise DataError("no training data was given (train=); prunekit's own training needs it")
         set_epoch = getattr(getattr(self.train, "sampler", None), "set_epoch", None)
         if seed is not None and set_epoch is not None:
             set_epoch(seed)  # a DistributedSampler: a new order per epoch
-        return _batches(self.train)
+        return Batches(self.train)
 
     def epochs(self, seed: int) -> Epochs:
         return Epochs(self, seed)
 
-    def val_batches(self) -> Iterator[dict[str, Any]] | None:
-        return None if self.val is None else _batches(self.val)
+    def val_batches(self) -> Iterable[dict[str, Any]] | None:
+        return None if self.val is None else Batches(self.val)
 
-    def calibration_batches(self, batches: int, seed: int) -> Iterator[dict[str, Any]]:
+    def calibration_batches(self, batches: int, seed: int) -> Iterable[dict[str, Any]]:
         return itertools.islice(self.train_batches(seed), batches)
 
     def example(self) -> torch.Tensor:
         source = self.train if self.train is not None else self.val
-        batch = next(_batches(source or []), None)
+        batch = next(iter(Batches(source or [])), None)
         if batch is None:
             raise DataError("the data yields no batch to take an example input from; give example_input=")
         return batch["image"][:1].clone()

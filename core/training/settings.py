@@ -12,7 +12,9 @@ from ..schema import field
 
 @dataclass
 class OptimizerConfig:
-    name: Literal["adam", "adamw", "sgd"] = "adam"
+    """The optimizer of a phase."""
+
+    name: Literal["adam", "adamw", "sgd"] = field("adam", doc="which optimizer")
     lr: float = field(1e-3, min=0, open_min=True)
     weight_decay: float = field(0.0, min=0)
     momentum: float = field(0.9, min=0, max=1)
@@ -20,7 +22,9 @@ class OptimizerConfig:
 
 @dataclass
 class ScheduleConfig:
-    name: Literal["none", "cosine", "plateau"] = "none"
+    """The learning-rate schedule of a phase, over its epochs."""
+
+    name: Literal["none", "cosine", "plateau"] = field("none", doc="none, cosine annealing, or lower on a plateau")
     patience: int = field(2, min=0, doc="plateau: epochs without improvement before lowering the LR")
     factor: float = field(0.5, min=0, max=1, open_min=True, doc="plateau: LR multiplier")
 

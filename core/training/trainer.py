@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import distributed
 from ..errors import ConfigError, TrainingError
 from ..modes import eval_mode
 from ..plugin.protocols import Metric, Task
+from ..progress import bar
 from ..records import to_device
 from .data import TrainingData
 from .distiller import Distiller, Taps, Teacher, loss_taps
@@ -41,7 +41,7 @@ def evaluate(
 ) -> dict[str, float]:
     """The task's validation metrics of ``model``, summed over every process's share of the batches."""
     with eval_mode(model), torch.no_grad():
-        for batch in tqdm(batches, desc="validate", leave=False, disable=not progress):
+        for batch in bar(batches, "validate", progress):
             on_device = to_device(batch, device)
             metric.update(model(on_device["image"]), on_device)
     distributed.all_reduce_sum(metric.state)
@@ -218,7 +218,7 @@ class Trainer:
         sums: dict[str, float] = defaultdict(float)
         finite, seen = 0, 0
         metric = self.task.metric(self.data.n_classes, self.device)
-        for cpu_batch in tqdm(self.data.train_batches(seed), desc=desc, leave=False, disable=not self.progress):
+        for cpu_batch in bar(self.data.train_batches(seed), desc, self.progress):
             batch = to_device(cpu_batch, self.device)
             buffers = [b.detach().clone() for b in model.buffers()]  # the forward updates BN statistics
             with self._autocast():

@@ -104,7 +104,7 @@ class UNetArgs:
     in_channels: int = field(1, min=1)
     n_classes: int = field(4, min=1)
     width: int = field(64, min=1, doc="channels of the first block; the widest has 8×")
-    activation: Literal["relu", "leaky_relu"] = "relu"
+    activation: Literal["relu", "leaky_relu"] = field("relu", doc="the activation after every convolution")
 
 
 @hookimpl

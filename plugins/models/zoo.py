@@ -18,12 +18,30 @@ from prunekit.plugin import LayerType, Spec, hookimpl
 from prunekit.plugins.layer_types.standard import LayerNorm
 
 
-def _importable(name: str) -> Any:
-    """The module, or ``None`` when it is missing or does not import beside this torch."""
+@functools.cache
+def _imported(name: str) -> tuple[Any, str]:
+    """(the module, "") — or (``None``, why) when it is missing or does not import beside this
+    torch (a build for another torch: torchvision's ``nms`` operator …)."""
     try:
-        return __import__(name, fromlist=["_"])
-    except Exception:  # a missing package, or a build for another torch (torchvision's `nms` operator …)
-        return None
+        return __import__(name, fromlist=["_"]), ""
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return None, f"package {name.split('.', maxsplit=1)[0]!r} does not import ({type(exc).__name__}: {first})"
+
+
+def _importable(name: str) -> Any:
+    """The module, or ``None`` when it does not import."""
+    return _imported(name)[0]
+
+
+#: the model names each zoo registers, by the package that must import
+PREFIXES = {"torchvision.models": "torchvision.", "timm": "timm.", "segmentation_models_pytorch": "smp."}
+
+
+@hookimpl
+def prunekit_unavailable() -> dict[str, str]:
+    """The zoos that do not import here, and why."""
+    return {f"model {prefix}": why for package, prefix in PREFIXES.items() if (why := _imported(package)[1])}
 
 
 def _torchvision(name: str, **args: Any) -> nn.Module:
