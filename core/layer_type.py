@@ -67,9 +67,11 @@ class LayerType:
     the model. ``prune_out`` / ``prune_in`` keep the given channel indices, physically.
     """
 
-    # set on the class, or per instance when one class serves several module classes
+    # set on the class, or per instance when one class serves several module classes. ``module``
+    # may also be the class's import path ("pkg.mod.Class"): it is matched by name, so its package
+    # is imported only by the models that use it
     name: str
-    module: type[nn.Module]
+    module: type[nn.Module] | str
     kind: str = "other"
     in_dim: int = 1
     out_dim: int = 1
@@ -80,11 +82,13 @@ class LayerType:
     #: channels): the name a config's ``pruning.approximate`` uses to allow it, e.g. ``layer_norm``.
     approximation: str | None = None
 
-    def __init__(self, module: type[nn.Module] | None = None) -> None:
-        """One object per module class: ``module`` sets the class and the name (its lowercased
-        class name) for layer types that serve several classes; others set both on the class."""
+    def __init__(self, module: type[nn.Module] | str | None = None) -> None:
+        """One object per module class: ``module`` (a class or its import path) sets the class
+        and the name (its lowercased class name) for layer types that serve several classes;
+        others set both on the class."""
         if module is not None:
-            self.module, self.name = module, module.__name__.lower()
+            short = module.rpartition(".")[2] if isinstance(module, str) else module.__name__
+            self.module, self.name = module, short.lower()
 
     def flow(self, module: nn.Module) -> Flow:
         """How channels pass through ``module``: every layer type must say (no default), since a

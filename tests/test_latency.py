@@ -13,7 +13,7 @@ from torch import nn
 
 import prunekit as pk
 from prunekit.cost.cost_model import CostModel
-from prunekit.cost.latency_cache import cache_dir
+from prunekit.cache import cache_dir
 from prunekit.cost.latency_table import (
     LatencyTable,
     LayerTimes,

@@ -75,7 +75,7 @@ def test_the_tracer_pins_a_channel_wise_layer_that_changes_the_channel_count(plu
     plugin_manager.register(plugin_with(CutsOutputsOnly()), "liar")
     model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), ConvLike(8, 4), nn.Conv2d(4, 2, 1))
     with pytest.warns(
-        RuntimeWarning, match="layer type 'conv_like' declares ConvLike channel-wise, but layer 1 turns 8"
+        RuntimeWarning, match="'conv_like' declares (ConvLike channel-wise, but layer 1 turns 8|the wrong flow)"
     ):
         graph = pk.trace(model, torch.zeros(1, 1, 6, 6), plugins=plugin_manager)
     group = next(g for g in graph.groups if "0" in g.producers)

@@ -131,8 +131,12 @@ class Models:
         return [pk.Spec(n, nn.Identity, "") for n in self.names]
 
 
+#: the zoos' models, where they import, are not what these tests are about
+NO_ZOO = ("prunekit.zoo_models",)
+
+
 def test_registered_plugin_object_and_duplicate_in_process():
-    manager = Manager()
+    manager = Manager(disable=NO_ZOO)
     manager.register(Models("alpha"), "first")
     assert manager.names("model") == ["alpha", "densenet", "regnet", "resnet", "unet"]
     manager.register(Models("alpha"), "second")
@@ -163,7 +167,7 @@ def test_hook_that_raises_is_skipped_with_a_warning(monkeypatch):
 
 def test_unknown_name_suggests_and_lists():
     with pytest.raises(pk.PluginError) as info:
-        pk.get("model", "unett")
+        Manager(disable=NO_ZOO).get("model", "unett")
     assert str(info.value) == "unknown model 'unett'; did you mean 'unet'? valid: densenet, regnet, resnet, unet"
     with pytest.raises(pk.PluginError, match="did you mean 'model'"):
         pk.get("modle", "unet")
@@ -182,7 +186,7 @@ def test_get_builds_with_params_and_rejects_bad_ones():
 def test_load_by_dotted_module_and_disable(tmp_path, monkeypatch):
     (tmp_path / "extra_models.py").write_text(textwrap.dedent(TINY.replace('"tiny"', '"extra"')))
     monkeypatch.syspath_prepend(str(tmp_path))
-    manager = Manager(load=("extra_models",), disable=("prunekit.densenet",))
+    manager = Manager(load=("extra_models",), disable=("prunekit.densenet", *NO_ZOO))
     assert manager.names("model") == ["extra", "regnet", "resnet", "unet"]
     assert manager.info["extra_models"].source == "module"
     with pytest.raises(pk.PluginError, match="no installed plugin or importable module"):

@@ -156,3 +156,18 @@ def test_demo_config_is_printed_and_valid():
     assert cfg.model.name == "unet" and cfg.data.name == "synthetic_eyes"
     assert cfg.pruning.criterion.weights == pk.load_config({}).pruning.criterion.weights  # the default preset's
     assert "hinton" in cfg.distillation
+
+
+def test_a_speedup_is_told_with_its_spread_or_not_at_all_when_the_rounds_disagree():
+    from prunekit.cost.latency import speedup
+    from prunekit.run.reporting.report import summary_rows
+
+    steady = speedup([0.010, 0.010, 0.011, 0.010], [0.020, 0.021, 0.020, 0.020])
+    busy = speedup([0.010, 0.030, 0.012, 0.050], [0.020, 0.021, 0.060, 0.020])
+    assert steady[0] == pytest.approx(2.0) and steady[1] < 0.15 and busy[1] > 0.25
+    summary = {"original_macs": 10, "macs": 5, "macs_percent": 50.0, "original_params": 4, "params": 2,
+               "params_percent": 50.0}  # fmt: skip
+    for (ratio, spread), told in ((steady, "2.00× faster (±"), (busy, "too busy to tell (rounds spread ±")):
+        latency = {"baseline_batch1": 0.02, "pruned_batch1": 0.01, "speedup_batch1": ratio, "spread_batch1": spread}
+        rows = summary_rows({**summary, "latency": latency}, None)
+        assert rows[0][3] == "50.0 % kept" and rows[2][0] == "latency, batch 1" and rows[2][3].startswith(told)

@@ -24,7 +24,10 @@ def test_accuracy_by_hand():
     logits = torch.tensor([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [1.0, 2.0, 3.0], [3.0, 1.0, 2.0]])
     metric.update(logits, {"target": torch.tensor([0, 2, 2, 1])})  # right, 2nd guess, right, 3rd guess
     result = metric.compute()
-    assert result["top1"] == 0.5 and result["top5"] == 1.0  # with 3 classes every guess is in the top 5
+    assert result["top1"] == 0.5 and "top5" not in result  # with 3 classes every guess is in the top 5
+    many = Accuracy(7)
+    many.update(torch.eye(7)[[0, 1, 2, 3, 4, 5, 6, 0]] + torch.arange(7) * 0.01, {"target": torch.arange(8) % 7})
+    assert many.compute()["top5"] == 1.0 and many.compute()["top1"] == 1.0
     assert (result["acc_0"], result["acc_1"], result["acc_2"]) == (1.0, 0.0, 0.5)
     assert result["mean_class_accuracy"] == pytest.approx(0.5)
 

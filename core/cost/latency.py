@@ -50,6 +50,13 @@ def steady_allocator() -> bool:
 def measure(models: Sequence[nn.Module], example: torch.Tensor, repeats: int = 10, warmup: int = 2) -> list[float]:
     """Median seconds per forward of each model on ``example``. The models take turns in every
     round, so a noisy machine slows them alike and the ratios stay fair."""
+    return [statistics.median(t) for t in measure_rounds(models, example, repeats, warmup)]
+
+
+def measure_rounds(
+    models: Sequence[nn.Module], example: torch.Tensor, repeats: int = 10, warmup: int = 2
+) -> list[list[float]]:
+    """Seconds per forward of each model in each of ``repeats`` rounds (the models take turns)."""
     device = example.device
     if device.type == "cpu":
         steady_allocator()
@@ -65,4 +72,17 @@ def measure(models: Sequence[nn.Module], example: torch.Tensor, repeats: int = 1
                 _sync(device)
                 if round_ >= warmup:
                     times[i].append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return times
+
+
+#: a speed-up whose rounds spread over more than this share of it is not told (the machine was busy)
+TOO_BUSY = 0.25
+
+
+def speedup(rounds: Sequence[float], base_rounds: Sequence[float]) -> tuple[float, float]:
+    """(the median speed-up over the base, the interquartile spread of the rounds' speed-ups
+    relative to it): each round's ratio compares two forwards run back to back."""
+    ratios = sorted(b / t for b, t in zip(base_rounds, rounds))
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    median = statistics.median(ratios)
+    return median, (quartiles[2] - quartiles[0]) / median

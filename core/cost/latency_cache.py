@@ -35,13 +35,6 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cache_dir() -> Path:
-    """Where tables are kept: ``$PRUNEKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/prunekit``, else ``~/.cache/prunekit``."""
-    if os.environ.get("PRUNEKIT_CACHE_DIR"):
-        return Path(os.environ["PRUNEKIT_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prunekit"
-
-
 def cache_file(device: torch.device, folder: Path) -> Path:
     key = f"{device_name(device)}|torch {torch.__version__}|threads {torch.get_num_threads()}"
     return folder / "latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"

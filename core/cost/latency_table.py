@@ -29,11 +29,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..cache import cache_dir
 from ..graph.channel_graph import ChannelGraph, LayerNode
 from ..graph.rules import channels, layer_type_of
 from ..layer_type import Flow, LayerType
 from .latency import measure
-from .latency_cache import cache_dir, cache_file, device_name, read_cache, write_cache
+from .latency_cache import cache_file, device_name, read_cache, write_cache
 
 #: channel counts measured, as fractions of the original layer's
 GRID = (0.125, 0.25, 0.5, 1.0)

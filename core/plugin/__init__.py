@@ -6,6 +6,7 @@ A plugin needs nothing from prunekit but these names::
     from prunekit.plugin import LayerType, Spec, Traversal, field, hookimpl, metric_rows, suggest
 """
 
+from ..cache import cache_dir
 from ..errors import ConfigError, DataError, PluginError, PruneError, suggest
 from ..layer_type import Flow, LayerShape, LayerType, cut_parameter, numel
 from ..records import DataSplits, NoArgs, Outputs, ScoredLayer, Spec, Traversal
@@ -34,6 +35,7 @@ __all__ = [
     "Spec",
     "Task",
     "Traversal",
+    "cache_dir",
     "cut_parameter",
     "field",
     "hookimpl",

@@ -33,7 +33,9 @@ def class_key(cls: type) -> str:
 
 def record_key(kind: str, record: Any) -> str:
     """Registry key: the name, except layer types, which clash by the module class they count."""
-    return class_key(record.module) if kind == "layer_type" else record.name
+    if kind != "layer_type":
+        return record.name
+    return record.module if isinstance(record.module, str) else class_key(record.module)
 
 
 def invalid(kind: str, record: Any) -> str:
@@ -44,8 +46,10 @@ def invalid(kind: str, record: Any) -> str:
     if kind == "layer_type":
         if not isinstance(record, LayerType):
             return f"layer type {name!r}, which is not a prunekit.LayerType"
-        if not (isinstance(getattr(record, "module", None), type) and issubclass(record.module, nn.Module)):
-            return f"layer type {name!r} whose module is not an nn.Module class"
+        module = getattr(record, "module", None)
+        by_path = isinstance(module, str) and "." in module
+        if not by_path and not (isinstance(module, type) and issubclass(module, nn.Module)):
+            return f"layer type {name!r} whose module is neither an nn.Module class nor its import path"
         if not record.declares_flow():
             return f"layer type {name!r}, which does not declare flow() (PRODUCER, CHANNELWISE, DEPTHWISE or OPAQUE)"
     elif isinstance(record, Spec) and not callable(record.factory):

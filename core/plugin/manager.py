@@ -311,10 +311,10 @@ class Manager:
         """The layer type registered for ``cls`` or its nearest base class, or ``None``."""
         if cls not in self._layer_cache:
             entries = self.registry("layer_type")
-            by_class = {entry.record.module: entry.record for entry in entries.values()}
-            owner = next((c for c in cls.__mro__ if c in by_class), None)
+            by_class = {record_key("layer_type", entry.record): entry.record for entry in entries.values()}
+            owner = next((class_key(c) for c in cls.__mro__ if class_key(c) in by_class), None)
             if owner is not None:
-                self._clash("layer_type", class_key(owner))
+                self._clash("layer_type", owner)
             self._layer_cache[cls] = by_class[owner] if owner is not None else None
         return self._layer_cache[cls]
 

@@ -13,6 +13,7 @@ import copy
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ from torch import nn
 
 from .. import distributed
 from ..cost.counting import CostReport, count
-from ..cost.latency import measure
+from ..cost.latency import measure_rounds, speedup
 from ..cost.latency_table import LatencyTable
 from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph, trace
@@ -322,11 +323,13 @@ class Pruner:
         return summary
 
     def _latency(self, state: RunState) -> dict[str, float]:
-        """Measured CPU or GPU seconds per forward, baseline and pruned, batch 1 and a full batch."""
+        """Measured CPU or GPU seconds per forward, baseline and pruned, batch 1 and a full batch;
+        the speed-up of each round, its median and its spread over the rounds."""
         out = {}
         one = state.example[:1]
         for batch in sorted({1, state.data.batch_size}):
             x = one.expand(batch, *one.shape[1:]).contiguous().to(state.device)
-            base, pruned = measure([state.teacher, state.model], x, repeats=10)
-            out[f"baseline_batch{batch}"], out[f"pruned_batch{batch}"] = base, pruned
+            base, pruned = measure_rounds([state.teacher, state.model], x, repeats=10)
+            out[f"baseline_batch{batch}"], out[f"pruned_batch{batch}"] = median(base), median(pruned)
+            out[f"speedup_batch{batch}"], out[f"spread_batch{batch}"] = speedup(pruned, base)
         return out

@@ -20,7 +20,12 @@ def check_layer_type(layer_type: LayerType, module: nn.Module, example_input: to
     ``prune_out``/``prune_in`` against the unpruned module with the removed channels zeroed."""
     name = getattr(layer_type, "name", type(layer_type).__name__)
     require(layer_type.declares_flow(), f"layer type {name!r} does not declare flow()")
-    require(isinstance(module, layer_type.module), f"layer type {name!r} is for {layer_type.module.__name__}")
+    counted = layer_type.module
+    if isinstance(counted, str):  # an import path: the module's class or a base class must be it
+        fits = any(f"{c.__module__}.{c.__qualname__}" == counted for c in type(module).__mro__)
+    else:
+        fits = isinstance(module, counted)
+    require(fits, f"layer type {name!r} is for {getattr(counted, '__name__', counted)}, not {type(module).__name__}")
     module.eval()
     with torch.no_grad():
         out = module(example_input)

@@ -222,7 +222,7 @@ class LayerNorm(LayerType):
     kind = "norm"
     approximation = "layer_norm"
 
-    def __init__(self, module: type[nn.Module] = nn.LayerNorm, dim: int = -1) -> None:
+    def __init__(self, module: type[nn.Module] | str = nn.LayerNorm, dim: int = -1) -> None:
         super().__init__(module)
         self.in_dim = self.out_dim = dim
 

@@ -1,6 +1,11 @@
 """Models of the common zoos, by name — ``torchvision.<name>``, ``timm.<name>``, ``smp.<Arch>`` —
-registered only when that package imports, built without pretrained weights unless asked for
-(nothing is downloaded at run time).
+registered where that package imports, built without pretrained weights unless asked for (nothing
+is downloaded at run time).
+
+Importing the three zoos takes seconds, so the names each offers are kept in prunekit's cache
+per package and torch version: a process imports a zoo only when it builds one of its models
+(or the first time a version is seen). Their channels-first ``LayerNorm2d`` classes are layer
+types by import path, matched by name without importing anything.
 
 Examples: ``model: {name: torchvision.resnet18, args: {num_classes: 10}}``,
 ``{name: timm.efficientnet_b0, args: {num_classes: 4}}``,
@@ -10,38 +15,16 @@ Examples: ``model: {name: torchvision.resnet18, args: {num_classes: 10}}``,
 from __future__ import annotations
 
 import functools
+import json
+from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
+import torch
 from torch import nn
 
-from prunekit.plugin import LayerType, Spec, hookimpl
+from prunekit.plugin import LayerType, Spec, cache_dir, hookimpl
 from prunekit.plugins.layer_types.standard import LayerNorm
-
-
-@functools.cache
-def _imported(name: str) -> tuple[Any, str]:
-    """(the module, "") — or (``None``, why) when it is missing or does not import beside this
-    torch (a build for another torch: torchvision's ``nms`` operator …)."""
-    try:
-        return __import__(name, fromlist=["_"]), ""
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return None, f"package {name.split('.', maxsplit=1)[0]!r} does not import ({type(exc).__name__}: {first})"
-
-
-def _importable(name: str) -> Any:
-    """The module, or ``None`` when it does not import."""
-    return _imported(name)[0]
-
-
-#: the model names each zoo registers, by the package that must import
-PREFIXES = {"torchvision.models": "torchvision.", "timm": "timm.", "segmentation_models_pytorch": "smp."}
-
-
-@hookimpl
-def prunekit_unavailable() -> dict[str, str]:
-    """The zoos that do not import here, and why."""
-    return {f"model {prefix}": why for package, prefix in PREFIXES.items() if (why := _imported(package)[1])}
 
 
 def _torchvision(name: str, **args: Any) -> nn.Module:
@@ -80,45 +63,88 @@ SMP_ARCHITECTURES = (
 )
 
 
+def _list_torchvision() -> list[str]:
+    from torchvision import models
+
+    return list(models.list_models())
+
+
+def _list_timm() -> list[str]:
+    import timm
+
+    return list(timm.list_models())
+
+
+def _list_smp() -> list[str]:
+    import segmentation_models_pytorch as smp
+
+    return [a for a in SMP_ARCHITECTURES if hasattr(smp, a)]
+
+
+#: zoo -> (its distribution, the prefix of its model names, what lists them, what builds one)
+ZOOS: dict[str, tuple[str, str, Callable[[], list[str]], Callable[..., nn.Module]]] = {
+    "torchvision": ("torchvision", "torchvision.", _list_torchvision, _torchvision),
+    "timm": ("timm", "timm.", _list_timm, _timm),
+    "segmentation_models_pytorch": ("segmentation-models-pytorch", "smp.", _list_smp, _smp),
+}
+
+
+@functools.cache
+def offered(zoo: str) -> tuple[tuple[str, ...], str]:
+    """(the zoo's model names, "") — or ((), why) where it is not installed or does not import
+    beside this torch (a build for another torch: torchvision's ``nms`` operator …)."""
+    distribution, _, list_names, _ = ZOOS[zoo]
+    try:
+        version = metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return (), f"package {zoo!r} is not installed"
+    path = cache_dir() / "zoo" / f"{zoo}-{version}-torch-{torch.__version__}.json"
+    try:
+        known = json.loads(path.read_text())
+        return tuple(known["names"]), str(known["why"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not seen yet (or a damaged file): find out, once
+    try:
+        names: tuple[str, ...] = tuple(list_names())
+        why = ""
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        names, why = (), f"package {zoo!r} does not import ({type(exc).__name__}: {first})"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"names": names, "why": why}))
+    except OSError:
+        pass  # an unwritable cache: the zoo is imported again next time
+    return names, why
+
+
 @hookimpl
 def prunekit_models() -> list[Spec]:
     specs = []
-    models = _importable("torchvision.models")
-    if models is not None:
-        specs += [
-            Spec(f"torchvision.{n}", functools.partial(_torchvision, n), f"torchvision's {n}, no pretrained weights")
-            for n in models.list_models()
-        ]
-    timm = _importable("timm")
-    if timm is not None:
-        specs += [
-            Spec(f"timm.{n}", functools.partial(_timm, n), f"timm's {n}, no pretrained weights")
-            for n in timm.list_models()
-        ]
-    smp = _importable("segmentation_models_pytorch")
-    if smp is not None:
-        specs += [
-            Spec(
-                f"smp.{a}",
-                functools.partial(_smp, a),
-                f"segmentation_models_pytorch {a}; args encoder_name, classes, in_channels; no pretrained weights",
+    for zoo, (_, prefix, _, build) in ZOOS.items():
+        for name in offered(zoo)[0]:
+            specs.append(
+                Spec(f"{prefix}{name}", functools.partial(build, name), f"{zoo}'s {name}, no pretrained weights")
             )
-            for a in SMP_ARCHITECTURES
-            if hasattr(smp, a)
-        ]
     return specs
 
 
-#: channels-first LayerNorms of the zoos (subclasses of nn.LayerNorm that permute internally)
-LAYER_NORMS_2D = (("torchvision.models.convnext", "LayerNorm2d"), ("timm.layers", "LayerNorm2d"))
+@hookimpl
+def prunekit_unavailable() -> dict[str, str]:
+    """The zoos that are missing or do not import here, and why."""
+    return {f"model {prefix}": why for zoo, (_, prefix, _, _) in ZOOS.items() if (why := offered(zoo)[1])}
 
 
 @hookimpl
 def prunekit_layer_types() -> list[LayerType]:
-    """The zoos' ``LayerNorm2d``: LayerNorm over dim 1, cut only where ``layer_norm`` is allowed."""
+    """The zoos' channels-first ``LayerNorm2d``: LayerNorm over dim 1, cut only where
+    ``layer_norm`` is allowed; by import path, so no zoo is imported for it."""
     found: list[LayerType] = []
-    for module, name in LAYER_NORMS_2D:
-        cls = getattr(_importable(module), name, None)
-        if isinstance(cls, type):
-            found.append(LayerNorm(cls, dim=1))
+    for zoo, path in (
+        ("torchvision", "torchvision.models.convnext.LayerNorm2d"),
+        ("timm", "timm.layers.norm.LayerNorm2d"),
+    ):
+        norm = LayerNorm(path, dim=1)
+        norm.name = f"{zoo}.layernorm2d"
+        found.append(norm)
     return found

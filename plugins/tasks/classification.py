@@ -30,13 +30,14 @@ class Accuracy:
         self.state += torch.cat([counts, *per_class]).to(self.state)
 
     def compute(self) -> dict[str, float]:
-        """``top1``, ``top5``, ``mean_class_accuracy`` and ``acc_<k>`` per class (NaN when absent)."""
+        """``top1``, ``top5`` (with more than 5 classes: fewer make it 1), ``mean_class_accuracy``
+        and ``acc_<k>`` per class (NaN when absent)."""
         k = self.n_classes
         total = self.state[2]
         per_class = self.state[3 : 3 + k] / self.state[3 + k :]
         record = {
             "top1": float(self.state[0] / total),
-            "top5": float(self.state[1] / total),
+            **({"top5": float(self.state[1] / total)} if k > 5 else {}),
             "mean_class_accuracy": float(per_class.nanmean()),
         }
         record.update({f"acc_{c}": float(v) for c, v in enumerate(per_class)})
@@ -57,6 +58,7 @@ class Classification:
         self, baseline: dict[str, float], pruned: dict[str, float], class_names: Sequence[str]
     ) -> list[list[str]]:
         summary = [("top1", "top-1"), ("top5", "top-5"), ("mean_class_accuracy", "mean class accuracy")]
+        summary = [(key, label) for key, label in summary if key in baseline and key in pruned]
         return metric_rows(baseline, pruned, summary, ("acc_", "accuracy"), class_names)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from ...cost.counting import CostReport, block_of
 from ...cost.formatting import human, render_table
+from ...cost.latency import TOO_BUSY
 from ...plugin.manager import Manager, manager
 from ...plugin.protocols import Task
 from ..storage.atomic_files import atomic_write_text, read_json, storage
@@ -59,6 +60,18 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms"
 
 
+def _speedup(latency: dict[str, float], batch: str, ratio: float) -> str:
+    """The measured speed-up with its spread over the rounds — or, when the spread is too wide
+    to tell (a busy machine), a warning instead of a number."""
+    spread = latency.get(f"spread_batch{batch}")
+    if spread is None:  # a run from before rounds were kept
+        return f"{ratio:.2f}× faster"
+    ratio = latency[f"speedup_batch{batch}"]
+    if spread > TOO_BUSY:
+        return f"too busy to tell (rounds spread ±{50 * spread:.0f} %)"
+    return f"{ratio:.2f}× faster (±{50 * spread:.0f} %)"
+
+
 def summary_rows(summary: dict[str, Any], task: Task | None) -> list[list[str]]:
     """Baseline against pruned: cost, measured latency, and the task's metrics."""
     custom = summary.get("custom_cost", {})
@@ -66,19 +79,14 @@ def summary_rows(summary: dict[str, Any], task: Task | None) -> list[list[str]]:
         r: f"{name} (your cost)" if custom.get(r) else name for r, name in (("macs", "MACs"), ("params", "params"))
     }
     rows = [
-        [label["macs"], human(summary["original_macs"]), human(summary["macs"]), f"{summary['macs_percent']:.1f}%"],
-        [
-            label["params"],
-            human(summary["original_params"]),
-            human(summary["params"]),
-            f"{summary['params_percent']:.1f}%",
-        ],
+        [label[k], human(summary[f"original_{k}"]), human(summary[k]), f"{summary[f'{k}_percent']:.1f} % kept"]
+        for k in ("macs", "params")
     ]
     latency = summary.get("latency", {})
     for key in sorted(k for k in latency if k.startswith("baseline_batch")):
         batch = key.removeprefix("baseline_batch")
         base, pruned = latency[key], latency[f"pruned_batch{batch}"]
-        rows.append([f"latency, batch {batch}", _ms(base), _ms(pruned), f"{base / pruned:.2f}× faster"])
+        rows.append([f"latency, batch {batch}", _ms(base), _ms(pruned), _speedup(latency, batch, base / pruned)])
     if task is not None and summary.get("metrics"):
         rows += task.report_rows(summary["baseline_metrics"], summary["metrics"], summary.get("class_names") or [])
     return rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,12 @@ def to_onnx(model: nn.Module, x: torch.Tensor, path: Path, tolerance: float = 1e
         raise ConfigError("ONNX export needs onnx and onnxruntime: pip install 'prunekit[onnx]'") from None
     x = x.detach().cpu()
     model = model.cpu().eval()
-    with staged(path) as tmp:  # only a model that passed the check reaches ``path``
+    with staged(path) as tmp, warnings.catch_warnings():  # only a model that passed the check reaches ``path``
+        # TorchScript's exporter (dynamo=False) is the one that needs no onnxscript; it warns that
+        # it is the legacy one, and about Python values it traces as constants (sizes of this
+        # input) — the check against PyTorch below is what tells whether the export is right
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         with storage(path, "write"):
             torch.onnx.export(
                 model,
