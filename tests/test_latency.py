@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import prunekit as pk
-from prunekit.cost.cost_model import CostModel
 from prunekit.cache import cache_dir
+from prunekit.cost.cost_model import CostModel
 from prunekit.cost.latency_table import (
     LatencyTable,
     LayerTimes,
