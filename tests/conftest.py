@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 pytest_plugins = ["prunekit.testing"]  # the plugin_manager fixture, as plugin authors get it
 
@@ -15,6 +16,8 @@ pytest_plugins = ["prunekit.testing"]  # the plugin_manager fixture, as plugin a
 # and latency tables are cached in a folder of this session, not the user's cache.
 os.environ["PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 os.environ["PRUNEKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="prunekit-test-cache-")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core: one thread each, not two fighting for it
+    torch.set_num_threads(1)
 
 IPAD_MIX = {"weight_norm": 0.5, "activation_deviation": 0.5}
 #: the tiny, barely trained nets' metrics swing widely between steps; the guard has tests of its own

@@ -14,16 +14,12 @@ from prunekit.cli import main
 PRUNEKIT = shutil.which("prunekit", path=os.path.dirname(sys.executable)) or "prunekit"
 
 
-def run(*args):
-    return subprocess.run([PRUNEKIT, *args], capture_output=True, text=True)
-
-
-def test_cost_unknown_model_exits_2_with_a_suggestion():
-    result = run("cost", "--model", "unett")
-    assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()
+def test_cost_unknown_model_exits_2_with_a_suggestion(capsys):
+    assert main(["cost", "--model", "unett"]) == 2
+    out, err = capsys.readouterr()
+    (line,) = err.strip().splitlines()
     assert line.startswith("prunekit: error: unknown model 'unett'; did you mean 'unet'?") and "densenet" in line
-    assert result.stdout == ""
+    assert out == ""
 
 
 @pytest.mark.parametrize(

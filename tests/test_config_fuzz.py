@@ -84,7 +84,7 @@ def mutation(draw):
     return cfg
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutation())
 def test_every_mutated_config_loads_or_fails_in_one_line(cfg):
     try:

@@ -1,8 +1,6 @@
 """Your cost functions: they price layers, never change how they are cut, and drive the budget."""
 
 import math
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -11,6 +9,7 @@ import yaml
 from torch import nn
 
 import prunekit as pk
+from prunekit.cli import main
 from prunekit.cost.cost_model import CostModel
 from prunekit.pruning.surgery import remove
 from prunekit.run.pruner import Pruner
@@ -273,15 +272,14 @@ def test_a_hostile_function_stops_the_run_before_anything_is_written(tmp_path, t
     assert not (tmp_path / "run").exists()
 
 
-def test_the_cli_says_it_in_one_line_and_exits_2(tmp_path, tiny_config):
+def test_the_cli_says_it_in_one_line_and_exits_2(tmp_path, tiny_config, capsys):
     (tmp_path / "nan_cost.py").write_text("def cost(module, shape):\n    return float('nan')\n")
     config = tmp_path / "cfg.yaml"
     config.write_text(
         yaml.safe_dump(_one_shot(tiny_config, tmp_path / "run", cost={"overrides": {"Conv2d": "nan_cost:cost"}}))
     )
-    result = subprocess.run([sys.executable, "-m", "prunekit", "run", str(config)], capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    assert main(["run", str(config), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "prunekit: error: cost.overrides['Conv2d'] on layer 'inc.conv1' returned nan (shape 1→4 channels, "
         "output 1×4×32×48); it must return a finite number >= 0"
     ]
@@ -296,16 +294,11 @@ def test_a_budget_in_a_resource_your_functions_make_zero_is_refused(tmp_path, ti
     assert free_head.summary["macs_percent"] <= 60.0
 
 
-def test_the_cost_command_uses_the_config_s_functions(tmp_path, tiny_config):
+def test_the_cost_command_uses_the_config_s_functions(tmp_path, tiny_config, capsys):
     (tmp_path / "flat_cost.py").write_text("def cost(module, shape):\n    return 10\n")
     config = tmp_path / "cfg.yaml"
     config.write_text(
         yaml.safe_dump(_one_shot(tiny_config, tmp_path / "run", cost={"overrides": {"Conv2d": "flat_cost:cost"}}))
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "prunekit", "cost", "--config", str(config), "--input", "1,1,32,48", "--json"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    assert yaml.safe_load(result.stdout)["macs"] == 10 * 19
+    assert main(["cost", "--config", str(config), "--input", "1,1,32,48", "--json"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["macs"] == 10 * 19

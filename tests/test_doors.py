@@ -2,8 +2,6 @@
 and the guard on each."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import prunekit as pk
+from prunekit.cli import main
 from prunekit.run.storage import checkpoints
 
 from .conftest import NO_GUARD
@@ -277,7 +276,7 @@ def test_the_guard_stops_after_its_retries_with_the_last_good_model(tmp_path):
 
 
 # -- export from anywhere --------------------------------------------------------------------------------------------
-def test_onnx_export_of_a_model_object_and_of_a_run_made_from_one(tmp_path):
+def test_onnx_export_of_a_model_object_and_of_a_run_made_from_one(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     pruned = pk.prune_to(Net(), torch.zeros(1, 1, 16, 16), percent=50)
     error = pk.export_onnx(pruned.model, tmp_path / "net.onnx", torch.randn(1, 1, 16, 16))
@@ -288,9 +287,5 @@ def test_onnx_export_of_a_model_object_and_of_a_run_made_from_one(tmp_path):
     config = own_config(tmp_path, max_steps=1)
     pk.Pruner({**config, "retrain": "none"}, model=Net(), train=train, val=val, progress=False).run()
     assert pk.export_onnx(tmp_path / "run", tmp_path / "run.onnx", model=Net()) < 1e-4
-    cli = subprocess.run(
-        [sys.executable, "-m", "prunekit", "export", str(tmp_path / "run"), "--onnx", str(tmp_path / "x.onnx")],
-        capture_output=True,
-        text=True,
-    )
-    assert cli.returncode == 2 and "pk.export_onnx(" in cli.stderr and not (tmp_path / "x.onnx").exists()
+    assert main(["export", str(tmp_path / "run"), "--onnx", str(tmp_path / "x.onnx")]) == 2
+    assert "pk.export_onnx(" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()

@@ -29,8 +29,9 @@ def shrunk(path, run_dir, **data_args):
 
 def reload_in_a_fresh_process(run_dir, x, tmp_path):
     torch.save(x, tmp_path / "x.pt")
-    script = (
-        f"import torch, prunekit as pk; model = pk.load({str(run_dir)!r}); "
+    script = (  # as many threads as here: the same order of summation, the same bits
+        f"import torch, prunekit as pk; torch.set_num_threads({torch.get_num_threads()}); "
+        f"model = pk.load({str(run_dir)!r}); "
         f"torch.save(model(torch.load({str(tmp_path / 'x.pt')!r})), {str(tmp_path / 'y.pt')!r})"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
@@ -43,7 +44,12 @@ def reload_in_a_fresh_process(run_dir, x, tmp_path):
     [
         pytest.param("classification.yaml", {"n_train": 64, "n_val": 32}, (2, 1, 32, 32), marks=pytest.mark.slow),
         ("factory/factory.yaml", {"n_train": 16, "n_val": 8, "size": [32, 48]}, (2, 1, 32, 48)),
-        ("own_training/own_training.yaml", {"n_train": 16, "n_val": 8, "size": [32, 48]}, (2, 1, 32, 48)),
+        pytest.param(
+            "own_training/own_training.yaml",
+            {"n_train": 16, "n_val": 8, "size": [32, 48]},
+            (2, 1, 32, 48),
+            marks=pytest.mark.slow,  # its retraining function and data factory are tested in test_doors too
+        ),
     ],
 )
 def test_an_example_config_runs_exports_and_reloads_elsewhere(tmp_path, example, data_args, size):
@@ -56,6 +62,7 @@ def test_an_example_config_runs_exports_and_reloads_elsewhere(tmp_path, example,
     assert torch.equal(reload_in_a_fresh_process(tmp_path / "run", x, tmp_path), expected)
 
 
+@pytest.mark.slow  # the classification task itself is tested in test_tasks
 def test_the_classification_example_is_scored_by_its_task(tmp_path):
     cfg = shrunk(EXAMPLES / "classification.yaml", tmp_path / "run", n_train=32, n_val=16)
     cfg["pruning"]["max_steps"] = 1

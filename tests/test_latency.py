@@ -247,6 +247,7 @@ print(returned(8), steady_allocator(), returned(16))
 """
 
 
+@pytest.mark.slow  # a process of its own: the allocator setting is process-wide
 @pytest.mark.skipif(not Path("/proc/self/statm").exists() or platform.libc_ver()[0] != "glibc", reason="glibc on Linux")
 def test_the_steady_allocator_keeps_freed_tensor_memory_for_reuse():
     run = subprocess.run([sys.executable, "-c", RSS_AFTER_FREE], capture_output=True, text=True, check=True)

@@ -146,16 +146,14 @@ def test_config_errors_name_the_key_the_value_and_what_is_allowed(patch, message
     assert str(info.value).startswith(message)
 
 
-def test_cli_prune_rejects_a_misspelled_key_with_exit_2(tmp_path):
-    import subprocess
-    import sys
+def test_cli_prune_rejects_a_misspelled_key_with_exit_2(tmp_path, capsys):
+    from prunekit.cli import main
 
     path = tmp_path / "cfg.yaml"
     path.write_text("pruning:\n  prune_away_precent: 74\n")
-    result = subprocess.run([sys.executable, "-m", "prunekit", "prune", str(path)], capture_output=True, text=True)
-    assert result.returncode == 2
+    assert main(["prune", str(path)]) == 2
     valid = ", ".join(sorted(f.name for f in dataclasses.fields(PruningConfig)))
-    assert result.stderr.strip().splitlines() == [
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"prunekit: error: unknown key 'pruning.prune_away_precent'; did you mean 'prune_away_percent'? valid: {valid}"
     ]
 

@@ -56,27 +56,26 @@ def test_run_directory_holds_everything(finished):
     assert summary["latency"]["pruned_batch1"] > 0 and 0 <= summary["metrics"]["miou"] <= 1
 
 
-def test_report_writes_its_plots(finished):
+def test_report_writes_its_plots(finished, capsys):
+    from prunekit.cli import main
+
     _, _, run_dir = finished
-    result = subprocess.run([sys.executable, "-m", "prunekit", "report", str(run_dir)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    assert main(["report", str(run_dir)]) == 0
     for name in ("steps.png", "channels.png", "blocks.png"):
         data = (run_dir / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000
     assert "![MACs and mIoU per step](steps.png)" in (run_dir / "report.md").read_text()
-    assert "mIoU" in result.stdout
+    assert "mIoU" in capsys.readouterr().out
 
 
-def test_onnx_export_matches_pytorch_and_never_leaves_a_failed_file(finished, tmp_path):
+def test_onnx_export_matches_pytorch_and_never_leaves_a_failed_file(finished, tmp_path, capsys):
+    from prunekit.cli import main
+
     pytest.importorskip("onnxruntime")
     _, _, run_dir = finished
-    result = subprocess.run(
-        [sys.executable, "-m", "prunekit", "export", str(run_dir), "--onnx", str(tmp_path / "m.onnx")],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-1000:]
-    assert (tmp_path / "m.onnx").stat().st_size > 10_000 and "largest difference from PyTorch" in result.stdout
+    assert main(["export", str(run_dir), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "m.onnx").stat().st_size > 10_000 and "largest difference from PyTorch" in out
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporary file left beside it
 
 
@@ -149,10 +148,11 @@ def test_resume_after_a_kill_between_steps_finishes_with_the_same_plan(tmp_path,
     assert plan["keep"] == straight.plan.keep
 
 
-def test_demo_config_is_printed_and_valid():
-    result = subprocess.run([sys.executable, "-m", "prunekit", "demo", "--config-only"], capture_output=True, text=True)
-    assert result.returncode == 0
-    cfg = pk.load_config(yaml.safe_load(result.stdout))
+def test_demo_config_is_printed_and_valid(capsys):
+    from prunekit.cli import main
+
+    assert main(["demo", "--config-only"]) == 0
+    cfg = pk.load_config(yaml.safe_load(capsys.readouterr().out))
     assert cfg.model.name == "unet" and cfg.data.name == "synthetic_eyes"
     assert cfg.pruning.criterion.weights == pk.load_config({}).pruning.criterion.weights  # the default preset's
     assert "hinton" in cfg.distillation

@@ -21,7 +21,7 @@ def models():
     return {"unet": pk.get("model", "unet", width=4), "densenet": pk.get("model", "densenet", channel_size=6)}
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     name=st.sampled_from(["unet", "densenet"]),
     layer=st.floats(5, 100),
