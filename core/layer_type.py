@@ -12,7 +12,7 @@ from torch import nn
 from .errors import PruneError
 
 #: Cost categories of layer types. ``conv`` and ``linear`` are always counted;
-#: the others only when ``include`` names them (see the README's convention table).
+#: the others only when ``include`` names them (the table in docs/cost.md).
 COST_KINDS = ("conv", "linear", "norm", "activation", "pooling", "upsample", "other")
 OPTIONAL_COST_KINDS = ("norm", "activation", "pooling", "upsample")
 
