@@ -12,7 +12,7 @@ from typing import Any
 
 from prunekit.plugin import NoArgs, Spec, hookimpl
 
-#: Chosen by ``benchmarks/quality.py`` (see the README's quality section): filter norms and
+#: Chosen by ``benchmarks/quality.py`` (see docs/benchmarks.md): filter norms and
 #: first-order Taylor, each ranked within its layer, observed after the activation.
 DEFAULT: dict[str, Any] = {
     "criterion": {"weights": {"weight_norm": 0.5, "taylor": 0.5}, "normalize": "rank"},
