@@ -18,6 +18,7 @@ os.environ["PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 os.environ["PRUNEKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="prunekit-test-cache-")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core: one thread each, not two fighting for it
     torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # and so its subprocesses: the same sums in the same order
 
 IPAD_MIX = {"weight_norm": 0.5, "activation_deviation": 0.5}
 #: the tiny, barely trained nets' metrics swing widely between steps; the guard has tests of its own
