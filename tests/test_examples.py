@@ -34,7 +34,7 @@ def reload_in_a_fresh_process(run_dir, x, tmp_path):
     torch.save(x, tmp_path / "x.pt")
     script = (  # as many threads as here: the same order of summation, the same bits
         f"import torch, prunekit as pk; torch.set_num_threads({torch.get_num_threads()}); "
-        f"model = pk.load({str(run_dir)!r}); "
+        f"model = pk.load({str(run_dir)!r}, trust_code=True); "
         f"torch.save(model(torch.load({str(tmp_path / 'x.pt')!r})), {str(tmp_path / 'y.pt')!r})"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)

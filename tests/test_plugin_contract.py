@@ -256,8 +256,20 @@ def test_a_plugin_file_beside_the_config_runs_and_its_export_reloads_in_a_fresh_
     assert run.returncode == 0, run.stderr[-2000:]
     assert (tmp_path / "run" / "steps.csv").read_text().startswith("event,step,macs")
     run_dir = str(tmp_path / "run")
-    check = f"import torch, prunekit as pk; m = pk.load({run_dir!r}); print(tuple(m(torch.zeros(1, 1, 32, 48)).shape))"
-    loaded = subprocess.run([sys.executable, "-c", check], cwd=elsewhere, capture_output=True, text=True)
+    load = (
+        "import torch, prunekit as pk; m = pk.load({run_dir!r}{trust}); "
+        "print(tuple(m(torch.zeros(1, 1, 32, 48)).shape))"
+    )
+    refused = subprocess.run(
+        [sys.executable, "-c", load.format(run_dir=run_dir, trust="")], cwd=elsewhere, capture_output=True, text=True
+    )
+    assert refused.returncode == 1 and "plugin" in refused.stderr and "local_model.py" in refused.stderr
+    loaded = subprocess.run(
+        [sys.executable, "-c", load.format(run_dir=run_dir, trust=", trust_code=True")],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+    )
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert loaded.stdout.strip() == "(1, 2, 32, 48)"
 

@@ -164,6 +164,11 @@ def build_parser() -> Parser:
     p = _add(sub, "export", common)
     p.add_argument("run", help="run directory or export folder")
     p.add_argument("--onnx", help="write the pruned model as ONNX to this file (needs prunekit[onnx])")
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="import the factory and plugins the export names (an export is data otherwise: nothing is imported)",
+    )
     p.set_defaults(func=commands.cmd_export)
 
     p = _add(sub, "report", common)

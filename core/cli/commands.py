@@ -182,10 +182,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"pk.export_onnx({args.run!r}, 'model.onnx', model=YourNet()) (or pk.load(..., model=YourNet()))"
         )
     if args.onnx:
-        error = export_onnx(args.run, args.onnx)
+        error = export_onnx(args.run, args.onnx, trust_code=args.trust_code)
         print(f"wrote {args.onnx}; largest difference from PyTorch's output: {error:.2e}")
     else:
-        model = load(args.run)
+        model = load(args.run, trust_code=args.trust_code)
         print(f"{args.run}: loads fine ({sum(p.numel() for p in model.parameters()):,} parameters)")
     return 0
 

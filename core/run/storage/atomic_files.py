@@ -114,15 +114,23 @@ def write_manifest(folder: Path) -> None:
 
 
 def verify_manifest(folder: Path, what: str) -> None:
-    """Raise :class:`CheckpointError` naming the first file of ``folder`` whose bytes are not the
-    ones its manifest recorded (or that is missing)."""
+    """Raise :class:`CheckpointError` naming the first file of ``folder`` that breaks its manifest:
+    an entry that is not a plain file name inside the folder, a file that is missing, a link, has
+    other bytes than those recorded, or is in the folder without being listed."""
     manifest = read_json(folder / MANIFEST, f"{what} manifest")
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         raise CheckpointError(f"{str(folder / MANIFEST)!r} is not a prunekit manifest")
     for name, expected in files.items():
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..", MANIFEST):
+            raise CheckpointError(f"{what} manifest {str(folder / MANIFEST)!r} lists {name!r}, not a file name in it")
         path = folder / name
+        if path.is_symlink():
+            raise CheckpointError(f"{what} file {str(path)!r} is a link; an export holds its files itself")
         if not path.is_file():
             raise CheckpointError(f"{what} file {str(path)!r} is missing")
         if sha256(path) != expected:
             raise CheckpointError(f"{what} file {str(path)!r} has changed since it was written (SHA-256 mismatch)")
+    unlisted = sorted(p.name for p in folder.iterdir() if p.name != MANIFEST and p.name not in files)
+    if unlisted:
+        raise CheckpointError(f"{what} {str(folder)!r} holds files its manifest does not list: {', '.join(unlisted)}")

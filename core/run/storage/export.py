@@ -60,17 +60,19 @@ def exported_from_object(path: str | Path) -> str | None:
     return builder if isinstance(builder, str) else None
 
 
-def load(path: str | Path, plugins: Manager | None = None, model: nn.Module | None = None) -> nn.Module:
+def load(
+    path: str | Path, plugins: Manager | None = None, model: nn.Module | None = None, trust_code: bool = False
+) -> nn.Module:
     """Rebuild a pruned model from a run directory or its export folder, weights loaded, eval mode.
 
-    The builder and layer types come from ``plugins`` (default: the plugins the run loaded, which
-    the export records, besides the installed ones), so a fresh process can load any run. A run
-    of a model object is rebuilt from ``model``: a fresh instance, built as the original was.
+    An export is data: it is rebuilt from a registered model of the installed plugins, or into
+    ``model`` (a fresh instance, built as the original was). An export whose model needs code it
+    names — a factory by import path, plugin modules or files — imports nothing unless you trust
+    it (``trust_code=True``): without that, the error names what it would import.
     """
     folder = export_folder(path)
     verify_manifest(folder, "export")
     builder, needed = _builder(folder / "model.json")
-    plugins = plugins or (Manager(load=needed["load"], search=needed["search"]) if needed["load"] else manager())
     if isinstance(builder, str):
         if model is None:
             raise CheckpointError(
@@ -79,8 +81,19 @@ def load(path: str | Path, plugins: Manager | None = None, model: nn.Module | No
             )
         if f"{type(model).__module__}:{type(model).__qualname__}" != builder:
             raise CheckpointError(f"{str(folder)!r} holds a {builder}, not a {type(model).__qualname__}")
-    else:
+        plugins = plugins or manager()
+    elif model is None:
+        code = [f"factory {builder.factory!r}"] * bool(builder.factory) + [f"plugin {p!r}" for p in needed["load"]]
+        if code and not trust_code:
+            raise CheckpointError(
+                f"{str(folder)!r} names code to import and run: {', '.join(code)}; an export is data, so "
+                "nothing is imported unless you trust it: pk.load(path, trust_code=True) (prunekit export "
+                "--trust-code), or pk.load(path, model=...) with a fresh instance of the model"
+            )
+        plugins = plugins or (Manager(load=needed["load"], search=needed["search"]) if needed["load"] else manager())
         model = build_model(builder, plugins, needed["search"])
+    else:
+        plugins = plugins or manager()
     try:
         plan = Plan.from_dict(read_json(folder / "plan.json", "export plan"))
     except PruneError as exc:

@@ -30,13 +30,14 @@ def export_onnx(
     example_input: torch.Tensor | None = None,
     model: nn.Module | None = None,
     tolerance: float = 1e-4,
+    trust_code: bool = False,
 ) -> float:
     """Write a model to ONNX at ``path``, checked against PyTorch, and return the largest
     difference between onnxruntime's and PyTorch's outputs on ``example_input``.
 
     ``model_or_run`` is a model object (``example_input`` then required) or a run directory or
     its export (loaded with :func:`prunekit.load`, ``model=`` a fresh instance where the run was
-    of a model object; the input defaults to the run's input size). Nothing is written when the
+    of a model object, ``trust_code`` as there; the input defaults to the run's input size). Nothing is written when the
     outputs differ by more than ``tolerance`` (relative).
     """
     from .export import load
@@ -46,7 +47,7 @@ def export_onnx(
             raise ConfigError("export_onnx: give example_input=, an input the model takes (a batch of one)")
         net, x = model_or_run, example_input
     else:
-        net = load(model_or_run, model=model)
+        net = load(model_or_run, model=model, trust_code=trust_code)
         x = example_input if example_input is not None else example_for(Path(model_or_run))
     return to_onnx(net, x, Path(path), tolerance)
 
