@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from typing import NoReturn
@@ -189,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "config" and not (args.config or args.reference):
         parser.exit(2, "prunekit config: error: give a config file or --reference\n")
-    with plugin_flags(args.plugin, args.no_plugin, args.verbose):
+    with plugin_flags(args.plugin, args.no_plugin, args.verbose), terminate_as_interrupt():
         try:
             return int(args.func(args))
         except PrunekitError as exc:
@@ -197,9 +199,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.verbose:
                 print(getattr(exc, "details", "") or "".join(traceback.format_exception(exc)), file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("prunekit: interrupted", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, Terminated)
+            print(
+                f"prunekit: {'terminated' if terminated else 'interrupted'}; a run keeps its last complete "
+                "checkpoint, and `prunekit run CONFIG --resume` continues from it",
+                file=sys.stderr,
+            )
+            return 143 if terminated else 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it unwinds as Ctrl-C does."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's or ``kill``'s stop) ends a command as Ctrl-C does, for one command."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

@@ -3,13 +3,14 @@ plugins, the protocols of the objects they build — and the one surface plugin 
 
 A plugin needs nothing from prunekit but these names::
 
-    from prunekit.plugin import LayerType, Spec, Traversal, field, hookimpl, metric_rows, suggest
+    from prunekit.plugin import LayerType, Spec, Traversal, field, hookimpl, metric_rows, run_file, suggest
 """
 
 from ..cache import cache_dir
 from ..errors import ConfigError, DataError, PluginError, PruneError, suggest
 from ..layer_type import Flow, LayerShape, LayerType, cut_parameter, numel
 from ..records import DataSplits, NoArgs, Outputs, ScoredLayer, Spec, Traversal
+from ..run_files import check_name, open_to_append, run_file
 from ..schema import field
 from .hookspecs import HOOK_VERSION, hookimpl
 from .protocols import Criterion, DistillationLoss, Logger, Metric, Task
@@ -36,10 +37,13 @@ __all__ = [
     "Task",
     "Traversal",
     "cache_dir",
+    "check_name",
     "cut_parameter",
     "field",
     "hookimpl",
     "metric_rows",
     "numel",
+    "open_to_append",
+    "run_file",
     "suggest",
 ]

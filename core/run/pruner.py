@@ -23,7 +23,7 @@ from .. import distributed
 from ..cost.counting import CostReport, count
 from ..cost.latency import measure_rounds, speedup
 from ..cost.latency_table import LatencyTable
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.overrides import Overrides
 from ..graph.traversal import traversal_of
@@ -33,6 +33,7 @@ from ..progress import bar
 from ..pruning.latency_budget import LatencyBudget
 from ..pruning.plan import apply_plan
 from ..pruning.selection import Reference
+from ..run_files import BASELINE, EXPORT, SUMMARY
 from ..training.data import TrainingData
 from ..training.distiller import Teacher
 from ..training.seeds import seed_everything, step_seed
@@ -136,9 +137,14 @@ class Pruner:
         seed_everything(cfg.seed)
         trainer = check(cfg, plugins, device, self.progress, self.objects, self.pricing)  # all exists: only now write
         data, task = trainer.data, trainer.task
-        run_dir.claim(self.run_dir, cfg, resume, self.objects.fingerprint())
+        lock = run_dir.claim(self.run_dir, cfg, resume, self.objects.fingerprint())
         console = Console(task.best_metric, task.best_label) if self.progress else None
-        log = RunLog(self.run_dir, plugins, build_loggers(cfg, self.run_dir, plugins), console)
+        try:
+            log = RunLog(self.run_dir, plugins, build_loggers(cfg, self.run_dir, plugins), console, lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         trainer.on_epoch = log.epoch
         try:
             teacher = self._baseline(plugins, trainer, device, resume)
@@ -206,10 +212,15 @@ class Pruner:
     def _baseline(self, plugins: Manager, trainer: Trainer, device: torch.device, resume: bool) -> nn.Module:
         """The unpruned teacher: the saved baseline, the given checkpoint, or trained now."""
         cfg = self.config
-        model, path = self.objects.model_builder(cfg, plugins)(), self.run_dir / "baseline.safetensors"
+        model, path = self.objects.model_builder(cfg, plugins)(), self.run_dir / BASELINE
         if resume and path.is_file():
             run_dir.verify(self.run_dir, path)
             load_into(model, load_weights(path), str(path))
+        elif resume and run_dir.recorded(self.run_dir, BASELINE):
+            raise CheckpointError(
+                f"{str(path)!r} is missing, though this run wrote it; restore it to resume, "
+                "or start again in a new run_dir"
+            )
         elif cfg.model.checkpoint:
             load_into(model, load_weights(Path(cfg.model.checkpoint)), f"model.checkpoint {cfg.model.checkpoint!r}")
         elif cfg.train.epochs:
@@ -314,8 +325,8 @@ class Pruner:
             summary["latency"] = self._latency(state)
             summary["class_names"] = list(state.data.class_names)
             summary["input_size"] = list(state.example.shape)
-            export(self.run_dir / "export", self.config, state.model, state.plan, self.objects.model)
-            atomic_write_json(self.run_dir / "summary.json", summary)
+            export(self.run_dir / EXPORT, self.config, state.model, state.plan, self.objects.model)
+            atomic_write_json(self.run_dir / SUMMARY, summary)
             write_report(self.run_dir, plugins=state.plugins)
         state.log.record({k: v for k, v in summary.items() if not isinstance(v, (list, dict))})
         state.log.notify("run_finished", run=state, summary=summary)

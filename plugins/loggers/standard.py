@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prunekit.plugin import ConfigError, NoArgs, Spec, field, hookimpl
+from prunekit.plugin import ConfigError, NoArgs, Spec, check_name, field, hookimpl, open_to_append, run_file
 
 
 @dataclass
@@ -17,9 +17,7 @@ class CsvArgs:
     event: str = field("step", doc="which records: step, epoch, summary, …")
 
     def check(self, path: str) -> None:
-        name = Path(self.filename)
-        if name.is_absolute() or ".." in name.parts or not name.name:
-            raise ConfigError(f"{path}.filename: {self.filename!r} must be a file name inside the run directory")
+        check_name(self.filename, f"{path}.filename")
 
 
 class Csv:
@@ -27,7 +25,7 @@ class Csv:
     record's keys (later keys that are new are left out)."""
 
     def __init__(self, run_dir: Path | str, filename: str = "steps.csv", event: str = "step") -> None:
-        self.path, self.event = Path(run_dir) / filename, event
+        self.path, self.event = run_file(run_dir, filename, "logging.csv.filename"), event
         self.handle: Any = None
         self.writer: csv.DictWriter | None = None
 
@@ -35,7 +33,7 @@ class Csv:
         if record.get("event") != self.event:
             return
         if self.writer is None:
-            self.handle = self.path.open("a", newline="")
+            self.handle = open_to_append(self.path, newline="")
             self.writer = csv.DictWriter(self.handle, fieldnames=list(record), extrasaction="ignore")
             if self.handle.tell() == 0:
                 self.writer.writeheader()
@@ -57,7 +55,7 @@ class TensorBoard:
             raise ConfigError(
                 "logger 'tensorboard' needs the tensorboard package: pip install 'prunekit[tensorboard]'"
             ) from None
-        self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        self.writer = SummaryWriter(str(run_file(run_dir, "tensorboard", "logger 'tensorboard'")))
         self.epochs = 0
 
     def log(self, record: dict[str, Any]) -> None:

@@ -13,9 +13,9 @@ from tqdm.auto import tqdm
 from ... import distributed
 from ...cost.formatting import human
 from ...plugin.manager import Manager
+from ...run_files import LOG, open_to_append
 from ..storage.atomic_files import storage
 
-LOG = "log.jsonl"
 STEP_COLUMNS = ("step", "MACs %", "params %", "removed", "at limit", "{metric}", "time")
 
 
@@ -75,16 +75,19 @@ class Console:
 
 
 class RunLog:
-    """Every record of a run, to every place it goes."""
+    """Every record of a run, to every place it goes; closing it ends the run's hold on its folder
+    (``lock``, an object with ``release()``)."""
 
-    def __init__(self, run_dir: Path, plugins: Manager, loggers: list[Any], console: Console | None) -> None:
+    def __init__(
+        self, run_dir: Path, plugins: Manager, loggers: list[Any], console: Console | None, lock: Any = None
+    ) -> None:
         self.plugins = plugins
         self.main = distributed.is_main()
         self.loggers = loggers if self.main else []
         self.console = console if self.main else None
+        self.lock = lock
         self.path = run_dir / LOG
-        with storage(self.path, "open"):
-            self.handle = self.path.open("a") if self.main else None
+        self.handle = open_to_append(self.path) if self.main else None
 
     def record(self, record: dict[str, Any]) -> None:
         if self.handle is None:
@@ -114,6 +117,9 @@ class RunLog:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 def read_records(run_dir: Path, event: str) -> list[dict[str, Any]]:

@@ -12,11 +12,11 @@ from torch import nn
 
 from ...errors import CheckpointError, PruneError
 from ...pruning.plan import Plan
+from ...run_files import CHECKPOINTS
 from ..state import Step
 from .atomic_files import atomic_write_json, read_json, staged_dir, verify_manifest, write_manifest
 from .weights import load_weights, save_weights
 
-DIR = "checkpoints"
 LAST = "last.json"
 
 
@@ -29,7 +29,7 @@ class Checkpoint:
 
 
 def save(run_dir: Path, step: int, model: nn.Module, plan: Plan, steps: list[Step]) -> Path:
-    root = Path(run_dir) / DIR
+    root = Path(run_dir) / CHECKPOINTS
     final = root / f"step_{step:04d}"
     with staged_dir(final) as tmp:
         save_weights(tmp / "weights.safetensors", model)
@@ -42,8 +42,13 @@ def save(run_dir: Path, step: int, model: nn.Module, plan: Plan, steps: list[Ste
 
 def load_last(run_dir: Path) -> Checkpoint | None:
     """The last complete checkpoint of a run, or ``None`` when it has none."""
-    root = Path(run_dir) / DIR
+    root = Path(run_dir) / CHECKPOINTS
     if not (root / LAST).is_file():
+        if root.is_dir() and any(root.glob("step_*")):
+            raise CheckpointError(
+                f"{str(root / LAST)!r} is missing, though the run has checkpoints; restore it to resume "
+                '(it names the last complete step: {"step": N, "dir": "step_000N"}), or start again in a new run_dir'
+            )
         return None
     last = read_json(root / LAST, "checkpoint index")
     if not isinstance(last, dict) or not isinstance(last.get("step"), int) or not isinstance(last.get("dir"), str):

@@ -1,21 +1,21 @@
 """The run directory: prunekit writes only into a new or empty folder, or one of its own runs, which
-it marks with ``prunekit-run.json``. The marker also records the SHA-256 of the baseline weights,
-so a resumed run never starts from a baseline that changed on disk."""
+it marks with ``prunekit-run.json`` and holds locked while it runs. Runs never nest. The marker also
+records the SHA-256 of the baseline weights, so a resumed run never starts from a baseline that
+changed on disk."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
 from ... import distributed
 from ...errors import CheckpointError, ConfigError, StorageError
+from ...run_files import CONFIG, LOCK, MARKER
 from ..config import Config
 from .atomic_files import atomic_write_json, atomic_write_text, read_json, sha256, storage
-
-MARKER = "prunekit-run.json"
-CONFIG = "config.yaml"
 
 
 def is_run(folder: Path) -> bool:
@@ -23,12 +23,67 @@ def is_run(folder: Path) -> bool:
     return (Path(folder) / MARKER).is_file()
 
 
-def claim(run_dir: Path, config: Config, resume: bool, objects: dict[str, Any] | None = None) -> None:
+class Lock:
+    """A run directory held for one process: an exclusive ``flock`` on its lock file, which names
+    the holder's pid. The system drops it when the process ends, however it ends."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.handle: IO[str] | None = None
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks here (Windows): the folder is not guarded
+            return
+        path = run_dir / LOCK
+        with storage(path, "open the lock file"):
+            handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644), "r+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise ConfigError(
+                f"run_dir {str(run_dir)!r} is in use by process {holder} ({LOCK}); "
+                "wait for that run to end, or choose another run_dir"
+            ) from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing drops the flock
+            self.handle = None
+
+
+def claim(run_dir: Path, config: Config, resume: bool, objects: dict[str, Any] | None = None) -> Lock | None:
     """Check that this run may write into ``run_dir`` (every process checks before the main one
-    writes), then mark it — with what the objects a caller gave look like, which a resumed run
-    must match — and save the resolved config. Nothing is written when the check fails."""
+    writes), lock it for the main process, then mark it — with what the objects a caller gave
+    look like, which a resumed run must match — and save the resolved config. A folder that is
+    not the run's to take gets nothing written; a refused run of its own, only the lock file.
+    Returns the main process's lock."""
     resolved = yaml.safe_dump(config.to_dict(), sort_keys=True)
-    _check(run_dir, resolved, resume)
+    _check_place(run_dir)
+    lock = None
+    if distributed.is_main():
+        with storage(run_dir, "create the run directory"):
+            run_dir.mkdir(parents=True, exist_ok=True)
+        lock = Lock(run_dir)  # first: a second process is told who holds the run
+        try:
+            _check_config(run_dir, resolved, resume)
+            _mark(run_dir, resume, objects)
+        except BaseException:
+            lock.release()
+            raise
+    else:
+        _check_config(run_dir, resolved, resume)
+    distributed.barrier()
+    if distributed.is_main():
+        atomic_write_text(run_dir / CONFIG, resolved)
+    return lock
+
+
+def _mark(run_dir: Path, resume: bool, objects: dict[str, Any] | None) -> None:
     if resume and is_run(run_dir):
         started = _marker(run_dir).get("objects", {})
         if started != (objects or {}):
@@ -36,28 +91,27 @@ def claim(run_dir: Path, config: Config, resume: bool, objects: dict[str, Any] |
                 f"{str(run_dir)!r} was started with other objects ({started or 'none'}); resume it "
                 f"with the same model, data and loss objects (given now: {objects or 'none'})"
             )
-    distributed.barrier()
-    if distributed.is_main():
-        with storage(run_dir, "create the run directory"):
-            run_dir.mkdir(parents=True, exist_ok=True)
-        if not is_run(run_dir):
-            marker = {"format": "prunekit-run", "version": 1, "files": {}, "objects": objects or {}}
-            atomic_write_json(run_dir / MARKER, marker)
-        atomic_write_text(run_dir / CONFIG, resolved)
+    if not is_run(run_dir):
+        marker = {"format": "prunekit-run", "version": 1, "files": {}, "objects": objects or {}}
+        atomic_write_json(run_dir / MARKER, marker)
 
 
-def _check(run_dir: Path, resolved: str, resume: bool) -> None:
+def _check_place(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise StorageError(f"run_dir {str(run_dir)!r} is a file, not a folder; choose another run_dir")
+    _check_nesting(run_dir)
     if run_dir.is_dir() and not is_run(run_dir):
         with storage(run_dir, "read"):
-            found = sorted(p.name for p in run_dir.iterdir())
+            found = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK)
         if found:
             shown = ", ".join(found[:4]) + (", …" if len(found) > 4 else "")
             raise ConfigError(
                 f"run_dir {str(run_dir)!r} holds files prunekit did not write ({shown}); prunekit "
                 "writes only into a new or empty folder or one of its own runs"
             )
+
+
+def _check_config(run_dir: Path, resolved: str, resume: bool) -> None:
     saved = run_dir / CONFIG
     if resume:
         if saved.is_file() and saved.read_text() != resolved:
@@ -70,6 +124,20 @@ def _check(run_dir: Path, resolved: str, resume: bool) -> None:
             f"run directory {str(run_dir)!r} already holds a run; "
             "pass --resume to continue it, or choose another run_dir"
         )
+
+
+def _check_nesting(run_dir: Path) -> None:
+    """A run's folder holds that run only: a resume of the outer run would replace the inner one."""
+    outer = next((p for p in Path(os.path.abspath(run_dir)).parents if is_run(p)), None)
+    if outer is not None:
+        raise ConfigError(f"run_dir {str(run_dir)!r} is inside the run {str(outer)!r}; choose a folder outside it")
+    if is_run(run_dir):
+        with storage(run_dir, "read"):
+            inner = next((p.parent for p in run_dir.rglob(MARKER) if p.parent != run_dir), None)
+        if inner is not None:
+            raise ConfigError(
+                f"run_dir {str(run_dir)!r} holds another run at {str(inner)!r}; move that run out of it first"
+            )
 
 
 def _marker(run_dir: Path) -> dict:
@@ -88,6 +156,11 @@ def record_file(run_dir: Path, path: Path) -> None:
     marker = _marker(run_dir)
     marker["files"][path.name] = sha256(path)
     atomic_write_json(run_dir / MARKER, marker)
+
+
+def recorded(run_dir: Path, name: str) -> bool:
+    """Whether the run wrote (and recorded) the top-level file ``name``."""
+    return is_run(run_dir) and name in _marker(run_dir)["files"]
 
 
 def verify(run_dir: Path, path: Path) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prunekit.plugin import Spec, field, hookimpl
+from prunekit.plugin import Spec, field, hookimpl, run_file
 
 
 @dataclass
@@ -18,7 +18,7 @@ class MarkdownSteps:
     """Receives every record (see ``prunekit.plugin.protocols.Logger``); writes the ``step`` ones."""
 
     def __init__(self, run_dir: Path | str, filename: str = "steps.md") -> None:
-        self.path = Path(run_dir) / filename
+        self.path = run_file(run_dir, filename, "logging.markdown_steps.filename")
         self.rows: list[str] = []
 
     def log(self, record: dict[str, Any]) -> None:
