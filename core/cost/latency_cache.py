@@ -4,7 +4,9 @@ holding every measured layer grid by signature; written atomically, read back to
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 import os
 import platform
 import tempfile
@@ -41,11 +43,63 @@ def cache_file(device: torch.device, folder: Path) -> Path:
 
 
 def read_cache(path: Path) -> dict[str, Any]:
+    """The cached grids by signature: none where the file is missing or of another format version,
+    and none (with a warning) where it is not a cache at all; each grid is checked on use."""
     try:
         data = json.loads(path.read_text())
-        return data["entries"] if data.get("format") == FORMAT else {}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}  # a missing or unreadable cache is measured again
+    except (FileNotFoundError, NotADirectoryError):  # not written yet (or cannot be: warned on writing)
+        return {}
+    except (OSError, ValueError) as exc:
+        return _unusable(path, str(exc))
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return {} if isinstance(data, dict) else _unusable(path, "not a JSON object")
+    entries = data.get("entries")
+    return entries if isinstance(entries, dict) else _unusable(path, "its 'entries' are not a mapping")
+
+
+def _unusable(path: Path, why: str) -> dict[str, Any]:
+    warnings.warn(f"the latency table cache {path} is unusable ({why}); it is measured again", RuntimeWarning, 3)
+    return {}
+
+
+#: a cell of more channels may time this much faster than one of fewer: small layers timed in few
+#: repeats on a busy machine were seen 2-3x off; ten times is damage, not noise
+NOISE = 0.1
+
+
+def entry_problem(entry: Any, expected: dict[str, Any]) -> str | None:
+    """Why a cached grid cannot be trusted for a layer whose grid is ``expected`` (``ins``,
+    ``outs``, ``diagonal``, ``off_ins``), or ``None``: its counts, its shape, times that are not
+    finite positive seconds, or times that fall as channels grow beyond timing noise."""
+    if not isinstance(entry, dict) or set(entry) != {*expected, "seconds", "off_seconds"}:
+        return "not a grid of times"
+    wrong = next((k for k, v in expected.items() if entry[k] != v), None)
+    if wrong is not None:
+        return f"{wrong} {entry[wrong]!r} is not the layer's {expected[wrong]!r}"
+    width = 1 if expected["diagonal"] else len(expected["outs"])
+    for name, rows in (("seconds", expected["ins"]), ("off_seconds", expected["off_ins"])):
+        grid = entry[name]
+        if not (isinstance(grid, list) and len(grid) == len(rows)) or any(
+            not isinstance(r, list) or len(r) != width for r in grid
+        ):
+            return f"{name} is not {len(rows)}×{width}"
+        bad = [v for r in grid for v in r if not _seconds(v)]
+        if bad:
+            return f"{name} holds {bad[0]!r}, not a positive number of seconds"
+    return _falling(entry["seconds"])
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _falling(grid: list[list[float]]) -> str | None:
+    columns = [list(c) for c in zip(*grid)]
+    for line in [*grid, *columns]:
+        for fewer, more in itertools.pairwise(line):
+            if more < NOISE * fewer:
+                return f"times fall from {fewer:.3g} s to {more:.3g} s as channels grow"
+    return None
 
 
 def write_cache(path: Path, entries: dict[str, Any], device: torch.device) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from ..graph.channel_graph import ChannelGraph, LayerNode
 from ..graph.rules import channels, layer_type_of
 from ..layer_type import Flow, LayerType
 from .latency import measure
-from .latency_cache import cache_file, device_name, read_cache, write_cache
+from .latency_cache import cache_file, device_name, entry_problem, read_cache, write_cache
 
 #: channel counts measured, as fractions of the original layer's
 GRID = (0.125, 0.25, 0.5, 1.0)
@@ -211,6 +212,11 @@ class _Layer:
         varies_out = shrinks[1] and not self.diagonal
         self.outs = _counts(self.full_out, math.lcm(groups, align), groups) if varies_out else [self.full_out]
 
+    def grid(self) -> dict[str, Any]:
+        """The counts :meth:`measure` times this layer at, as its :class:`LayerTimes` holds them."""
+        return {"ins": self.ins, "outs": self.ins if self.diagonal else self.outs, "diagonal": self.diagonal,
+                "off_ins": self.off_ins}  # fmt: skip
+
     def signature(self, dtype: torch.dtype) -> str:
         module = self.node.module
         return (
@@ -290,13 +296,24 @@ def build_table(
     ]
     path = cache_file(device, cache or cache_dir())
     stored = read_cache(path)
-    entries, measured = {}, 0
+    entries, measured, untrusted = {}, 0, {}
     for layer in progress(calls) if progress else calls:
         key = layer.signature(dtype)
-        if key not in stored:
+        why = entry_problem(stored[key], layer.grid()) if key in stored else None
+        if why is not None:
+            untrusted[layer.node.name] = why
+        if key not in stored or why is not None:
             stored[key] = layer.measure(device, dtype, repeats).__dict__
             measured += 1
         entries[(layer.node.name, layer.call)] = LayerTimes(**stored[key])
+    if untrusted:
+        name, why = next(iter(untrusted.items()))
+        warnings.warn(
+            f"the latency table cache {path}: {len(untrusted)} cached layer times could not be trusted and "
+            f"were measured again (layer {name!r}: {why})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if measured:
         write_cache(path, stored, device)
     return LatencyTable(entries, device_name(device), [], align, time.perf_counter() - began, measured, dtype)
