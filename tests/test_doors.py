@@ -140,19 +140,25 @@ def test_your_own_loop_prunes_in_steps_checkpoints_and_exports(tmp_path):
     assert torch.equal(reloaded(x), pruner.result.model.eval()(x))
 
 
+def seeded_net():
+    """The same initial weights every time: a resumed run must be given the model it started with."""
+    torch.manual_seed(0)
+    return Net()
+
+
 def test_your_own_loop_resumes_after_it_stopped(tmp_path):
     train, val = loaders()
-    for step in pk.Pruner(own_config(tmp_path), model=Net(), train=train, val=val, progress=False).steps():
+    for step in pk.Pruner(own_config(tmp_path), model=seeded_net(), train=train, val=val, progress=False).steps():
         train_your_way(step, train)
         break  # killed during the first step's training: nothing of it was kept
     assert checkpoints.load_last(tmp_path / "run") is None
-    first = pk.Pruner(own_config(tmp_path), model=Net(), train=train, val=val, progress=False)
+    first = pk.Pruner(own_config(tmp_path), model=seeded_net(), train=train, val=val, progress=False)
     steps = first.steps(resume=True)
     train_your_way(next(steps), train)
     next(steps)  # step 1 was checkpointed when the loop came back for step 2; stop in step 2
     steps.close()
     assert checkpoints.load_last(tmp_path / "run").step == 1
-    again = pk.Pruner(own_config(tmp_path), model=Net(), train=train, val=val, progress=False)
+    again = pk.Pruner(own_config(tmp_path), model=seeded_net(), train=train, val=val, progress=False)
     assert [s.step for s in again.steps(resume=True)] == [2]
     assert [s.step for s in again.result.steps] == [1, 2]
 

@@ -94,7 +94,7 @@ NAN_GRADIENT = """
 
     calls = {"n": 0}
 
-    def build(at=4):
+    def build(at=5):  # call 1 is the preflight's check of the loss
         def loss(logits, batch):
             calls["n"] += 1
             value = torch.nn.functional.cross_entropy(logits, batch["target"])
@@ -126,7 +126,7 @@ def test_non_finite_weights_are_never_written_and_the_last_checkpoint_stays(tmp_
     )
     with pytest.raises(pk.TrainingError, match=r"tensor '.*' is not finite .* last complete checkpoint is kept"):
         Pruner.from_config(cfg, progress=False).run()
-    last = checkpoints.load_last(tmp_path / "run")  # step 1 (loss calls 1–2) was fine; step 2 ruined the weights
+    last = checkpoints.load_last(tmp_path / "run")  # step 1 (loss calls 2–3) was fine; step 2 ruined the weights
     assert last.step == 1 and all(torch.isfinite(t).all() for t in last.weights.values())
     assert not (tmp_path / "run" / "checkpoints" / "step_0002").exists()
     assert not any(p.name.startswith(".") for p in (tmp_path / "run" / "checkpoints").iterdir())

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..failures import failing_as, numbered
 from ..graph.channel_graph import ChannelGraph, Group, Member
 from ..modes import eval_mode
 from ..progress import bar
@@ -55,9 +56,9 @@ def calibrate(
     seen = 0
     try:
         with eval_mode(model):
-            for batch in bar(batches, "calibrate", progress):
+            for index, batch in numbered(bar(batches, "calibrate", progress), "calibrate"):
                 image = batch["image"].to(device).requires_grad_(with_grad)  # gradients even if frozen
-                with torch.set_grad_enabled(with_grad):
+                with torch.set_grad_enabled(with_grad), failing_as(f"calibrate, batch {index}"):
                     logits = model(image)
                     if backward_of is not None:
                         backward_of(logits, to_device(batch, device)).backward()

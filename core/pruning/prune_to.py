@@ -16,6 +16,7 @@ from torch import nn
 from ..cost.counting import CostReport, count
 from ..cost.formatting import human, render_table
 from ..cost.latency import measure
+from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.overrides import Overrides, Pricing
 from ..records import as_batch
@@ -62,6 +63,13 @@ class Pruned:
         return f"<Pruned: {self.after.percent_of(self.before)[0]:.1f} % of the MACs in {self.steps} step(s)>"
 
 
+def _check_numbers(required: dict[str, Any], optional: dict[str, Any]) -> None:
+    """The numeric arguments of :func:`prune_to` are numbers (ranges are the budget's to judge)."""
+    for name, value in {**required, **{k: v for k, v in optional.items() if v is not None}}.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"prune_to: {name} must be a number, not {type(value).__name__}")
+
+
 def prune_to(
     model: nn.Module,
     example_input: Any,
@@ -93,6 +101,7 @@ def prune_to(
     their gradients. ``limits`` default to 75 % of a layer's and a block's parameters. ``clock``
     measures the speed-up (:func:`prunekit.cost.measure`; a model of the device in a test).
     """
+    _check_numbers({"percent": percent, "steps": steps}, {"target_speedup": target_speedup})
     plugins = resolve(plugins)
     pruned = copy.deepcopy(model)
     pricing = Pricing.of(overrides, param_overrides)

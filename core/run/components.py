@@ -4,7 +4,8 @@ data, the task, the training objective, the criteria and the loggers."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,6 @@ from ..cost.counting import count
 from ..errors import ConfigError, DataError, PluginError, PrunekitError, one_line, suggest
 from ..graph.overrides import Overrides, Pricing
 from ..imports import import_callable
-from ..modes import eval_mode
 from ..plugin.manager import Manager
 from ..plugin.protocols import Task
 from ..pruning.ranking import build_criteria
@@ -25,6 +25,8 @@ from ..schema import convert
 from ..training.data import LoaderData, SplitData, TrainingData
 from ..training.trainer import Objective, Trainer
 from .config import Config, LossTerm, ModelConfig, shorthand
+from .fingerprint import data_print, loss_print, model_print
+from .preflight import Sides, check_model, classes_of, preflight, sides_of
 
 
 def build_model(cfg: ModelConfig, plugins: Manager, search: Iterable[str] = ()) -> nn.Module:
@@ -121,6 +123,14 @@ class Objects:
     overrides: Overrides | None = None
     param_overrides: Overrides | None = None
 
+    def __post_init__(self) -> None:
+        if self.model is not None:
+            check_model(self.model)
+        for name in ("train", "val"):
+            _reusable(getattr(self, name), f"{name}=")
+        if self.loss is not None and not callable(self.loss):
+            raise ConfigError(f"loss=: a function loss(logits, target) is needed, not {type(self.loss).__name__}")
+
     def pricing(self, config: Config) -> Pricing:
         """The cost functions: those given, else the config's (MACs and parameters each)."""
         given = Pricing.of(self.overrides, self.param_overrides)
@@ -140,22 +150,15 @@ class Objects:
         return lambda: build_model(config.model, plugins, config.plugins.search)
 
     def fingerprint(self) -> dict[str, Any]:
-        """What a resumed run must be given again: the classes and sizes of the objects."""
-
-        def size(data: Any) -> int | None:
-            dataset = getattr(data, "dataset", data)
-            return len(dataset) if hasattr(dataset, "__len__") else None
-
-        out: dict[str, Any] = {}
-        if self.model is not None:
-            out["model"] = f"{type(self.model).__module__}:{type(self.model).__qualname__}"
-            out["model_parameters"] = sum(p.numel() for p in self.model.parameters())
+        """What a resumed run must be given again: hashes of the model's weights, the first
+        sample of each dataset and the loss's settings, and the cost functions' names."""
+        out: dict[str, Any] = model_print(self.model) if self.model is not None else {}
         for name in ("train", "val"):
             data = getattr(self, name)
             if data is not None:
-                out[name] = {"type": type(data).__name__, "samples": size(data)}
+                out[name] = data_print(data)
         if self.loss is not None:
-            out["loss"] = getattr(self.loss, "__qualname__", type(self.loss).__qualname__)
+            out["loss"] = f"{_name(self.loss)} {loss_print(self.loss)}"
         for name in ("overrides", "param_overrides"):
             functions = getattr(self, name)
             if functions is not None:
@@ -165,6 +168,27 @@ class Objects:
 
 def _name(obj: Any) -> str:
     return obj if isinstance(obj, str) else getattr(obj, "__qualname__", type(obj).__qualname__)
+
+
+def _reusable(data: Any, what: str) -> None:
+    if isinstance(data, Iterator):
+        raise DataError(
+            f"{what} is a one-shot iterator ({type(data).__name__}), used up after one epoch; give data that "
+            "can be iterated again, such as a DataLoader or a list of batches"
+        )
+
+
+def sides(config: Config, plugins: Manager, objects: Objects) -> Sides:
+    """How the preflight names the run's data, and the config settings it suggests."""
+
+    def arg_names(kind: str, name: str | None) -> set[str]:
+        args = plugins.spec(kind, name).args if name else None
+        return {f.name for f in dataclasses.fields(args)} if dataclasses.is_dataclass(args) else set()
+
+    model = arg_names("model", config.model.name) if objects.model is None and not config.model.factory else set()
+    given = objects.train is not None or objects.val is not None
+    dataset = arg_names("dataset", config.data.name) if not (given or config.data.factory) else set()
+    return sides_of(config.data.name, config.data.factory, given, {"model": model, "dataset": dataset})
 
 
 def build_trainer(
@@ -180,6 +204,8 @@ def build_trainer(
         data, task = built, resolve_task(config.task, built.splits.task, plugins)
     else:
         train, val = built or (objects.train, objects.val)
+        _reusable(train, "the training data")
+        _reusable(val, "the validation data")
         if config.task is None:
             raise ConfigError(
                 f"task: data given as objects does not say its task; give one: {', '.join(plugins.names('task'))}"
@@ -199,9 +225,7 @@ def _classes(objects: Objects, config: Config, plugins: Manager, data: LoaderDat
     example = objects.example_input
     if example is None:
         example = data.example()
-    with torch.no_grad(), eval_mode(model):
-        out = model(example)
-    return int(out.shape[1])
+    return classes_of(model, example, sides(config, plugins, objects))
 
 
 def build_loggers(config: Config, run_dir: Path, plugins: Manager) -> list[Any]:
@@ -240,9 +264,15 @@ def check(
     argument or function fails before anything is written or trained. Returns the trainer, which
     a run goes on to use."""
     objects = objects or Objects()
+    device = device or torch.device("cpu")
     with torch.random.fork_rng(devices=[]):  # building to check must not change what the run draws
-        trainer = build_trainer(config, plugins, device or torch.device("cpu"), progress, objects)
+        trainer = build_trainer(config, plugins, device, progress, objects)
         model = objects.model_builder(config, plugins)()
+        data = trainer.data
+        train = data.train_batches(None) if data.has_train else None
+        preflight(
+            model, train, data.val_batches(), trainer.objective, data.n_classes, device, sides(config, plugins, objects)
+        )
         check_costs(
             config, pricing or objects.pricing(config), plugins, model, example_input(config, objects, trainer.data)
         )

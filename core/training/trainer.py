@@ -22,6 +22,7 @@ from torch import nn
 
 from .. import distributed
 from ..errors import ConfigError, TrainingError
+from ..failures import failing_as, numbered
 from ..modes import eval_mode
 from ..plugin.protocols import Metric, Task
 from ..progress import bar
@@ -41,9 +42,10 @@ def evaluate(
 ) -> dict[str, float]:
     """The task's validation metrics of ``model``, summed over every process's share of the batches."""
     with eval_mode(model), torch.no_grad():
-        for batch in bar(batches, "validate", progress):
+        for index, batch in numbered(bar(batches, "validate", progress), "validate"):
             on_device = to_device(batch, device)
-            metric.update(model(on_device["image"]), on_device)
+            with failing_as(f"validate, batch {index}"):
+                metric.update(model(on_device["image"]), on_device)
     distributed.all_reduce_sum(metric.state)
     return metric.compute()
 
@@ -218,10 +220,10 @@ class Trainer:
         sums: dict[str, float] = defaultdict(float)
         finite, seen = 0, 0
         metric = self.task.metric(self.data.n_classes, self.device)
-        for cpu_batch in bar(self.data.train_batches(seed), desc, self.progress):
+        for index, cpu_batch in numbered(bar(self.data.train_batches(seed), desc, self.progress), desc):
             batch = to_device(cpu_batch, self.device)
             buffers = [b.detach().clone() for b in model.buffers()]  # the forward updates BN statistics
-            with self._autocast():
+            with self._autocast(), failing_as(f"{desc}, batch {index}"):
                 logits = model(batch["image"])
                 terms = {f"loss_{n}": t for n, t in self.objective.task_terms(logits.float(), batch, epoch).items()}
                 if distiller is not None:
@@ -235,7 +237,8 @@ class Trainer:
                 continue
             self.bad_in_row = 0
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            with failing_as(f"{desc}, batch {index} (backward)"):
+                loss.backward()
             _average_gradients(extra)  # adapters live outside the DDP-wrapped student
             if settings.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)

@@ -85,11 +85,12 @@ def claim(run_dir: Path, config: Config, resume: bool, objects: dict[str, Any] |
 
 def _mark(run_dir: Path, resume: bool, objects: dict[str, Any] | None) -> None:
     if resume and is_run(run_dir):
-        started = _marker(run_dir).get("objects", {})
-        if started != (objects or {}):
+        started, given = _marker(run_dir).get("objects", {}), objects or {}
+        differ = sorted(k for k in {*started, *given} if started.get(k) != given.get(k))
+        if differ:
             raise ConfigError(
-                f"{str(run_dir)!r} was started with other objects ({started or 'none'}); resume it "
-                f"with the same model, data and loss objects (given now: {objects or 'none'})"
+                f"{str(run_dir)!r} was started with other objects (they differ in: {', '.join(differ)}); resume "
+                "it with the same model (its initial weights too: seed or load them as before), data and loss"
             )
     if not is_run(run_dir):
         marker = {"format": "prunekit-run", "version": 1, "files": {}, "objects": objects or {}}
