@@ -133,6 +133,8 @@ class Pruner:
         cfg = self.config
         plugins = self.plugins or cfg.manager()
         distributed.init()
+        if distributed.is_main():
+            run_dir.refuse_if_held(self.run_dir)
         device = distributed.device_for(distributed.resolve_device(cfg.device))
         seed_everything(cfg.seed)
         trainer = check(cfg, plugins, device, self.progress, self.objects, self.pricing)  # all exists: only now write

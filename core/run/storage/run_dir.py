@@ -56,6 +56,12 @@ class Lock:
             self.handle = None
 
 
+def refuse_if_held(run_dir: Path) -> None:
+    """Refuse at once — before a run builds anything — a run directory another process holds."""
+    if (run_dir / LOCK).is_file() and not run_dir.is_symlink():
+        Lock(run_dir).release()
+
+
 def claim(run_dir: Path, config: Config, resume: bool, objects: dict[str, Any] | None = None) -> Lock | None:
     """Check that this run may write into ``run_dir`` (every process checks before the main one
     writes), lock it for the main process, then mark it — with what the objects a caller gave
