@@ -218,12 +218,12 @@ YAML = {
     "1 channel against shapes of 3": ({"data": {"name": "synthetic_shapes", "args": {"channels": 3}},
                                        "model": {"name": "unet", "args": {"width": 4, "n_classes": 3}}},
         "takes 1 channels; data 'synthetic_shapes' yields 3 — set data.args.channels: 1 or set model.args.in_channels"),
-    "a factory module that raises on import": ({"model": {"factory": "broken:build"}},
-        "model.factory: importing 'broken' failed (RuntimeError: half-written module)"),
-    "a cost function that raises": ({"cost": {"overrides": {"Conv2d": "costs:raises"}}},
+    "a factory module that raises on import": ({"model": {"factory": "half_written:build"}},
+        "model.factory: importing 'half_written' failed (RuntimeError: half-written module)"),
+    "a cost function that raises": ({"cost": {"overrides": {"Conv2d": "raising_costs:raises"}}},
         "cost.overrides['Conv2d'] on layer 'inc.conv1' raised ValueError: no price list"),
-    "a cost module that raises on import": ({"cost": {"overrides": {"Conv2d": "broken:cost"}}},
-        "cost.overrides['Conv2d']: importing 'broken' failed"),
+    "a cost module that raises on import": ({"cost": {"overrides": {"Conv2d": "half_written:cost"}}},
+        "cost.overrides['Conv2d']: importing 'half_written' failed"),
     "a logger over the run's own log": ({"logging": [{"csv": {"filename": "log.jsonl"}}]},
         "'log.jsonl' is the run's own file"),
 }  # fmt: skip
@@ -232,8 +232,8 @@ YAML = {
 @pytest.mark.parametrize("case", YAML)
 def test_a_config_at_odds_with_itself_is_exit_2_and_claims_nothing(tmp_path, capsys, case):
     patch, message = YAML[case]
-    (tmp_path / "broken.py").write_text(BROKEN)
-    (tmp_path / "costs.py").write_text(COSTS)
+    (tmp_path / "half_written.py").write_text(BROKEN)
+    (tmp_path / "raising_costs.py").write_text(COSTS)
     path = yaml_run(tmp_path, **patch)
     for command in (["run", path], ["cost", "--config", path]):
         code = main([str(a) for a in command])
@@ -241,4 +241,4 @@ def test_a_config_at_odds_with_itself_is_exit_2_and_claims_nothing(tmp_path, cap
         if command[0] == "cost" and "cost" not in case:
             continue  # counting needs no data
         assert code == 2 and len(err) == 1 and message in err[0], (command, err)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.py", "cfg.yaml", "costs.py"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml", "half_written.py", "raising_costs.py"]

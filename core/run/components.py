@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from ..training.trainer import Objective, Trainer
 from .config import Config, LossTerm, ModelConfig, shorthand
 from .fingerprint import data_print, loss_print, model_print
 from .preflight import Sides, check_model, classes_of, preflight, sides_of
+from .storage.weights import load_into, load_weights
 
 
 def build_model(cfg: ModelConfig, plugins: Manager, search: Iterable[str] = ()) -> nn.Module:
@@ -42,6 +44,14 @@ def build_model(cfg: ModelConfig, plugins: Manager, search: Iterable[str] = ()) 
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model: the builder returned {type(model).__name__}, not an nn.Module")
     return model
+
+
+def start_weights(model: nn.Module, cfg: ModelConfig) -> str:
+    """Load ``model.checkpoint`` into ``model``, as strictly as ``model.strict`` says; returns a
+    line on the tensors that did not match ("" when all did)."""
+    assert cfg.checkpoint is not None
+    source = f"model.checkpoint {cfg.checkpoint!r}"
+    return load_into(model, load_weights(Path(cfg.checkpoint)), source, cfg.strict)
 
 
 def _built(factory: Any, args: dict[str, Any], what: str) -> Any:
@@ -268,6 +278,8 @@ def check(
     with torch.random.fork_rng(devices=[]):  # building to check must not change what the run draws
         trainer = build_trainer(config, plugins, device, progress, objects)
         model = objects.model_builder(config, plugins)()
+        if config.model.checkpoint and (report := start_weights(model, config.model)):
+            warnings.warn(report, RuntimeWarning, stacklevel=2)
         data = trainer.data
         train = data.train_batches(None) if data.has_train else None
         preflight(

@@ -30,7 +30,12 @@ class ModelConfig:
     name: str | None = field(None, doc="registered model builder")
     factory: str | None = field(None, doc='a builder by import path, "pkg.module:function"')
     args: dict[str, Any] = field({}, doc="arguments of the builder")
-    checkpoint: str | None = field(None, doc="weights to start from (safetensors or state dict)")
+    checkpoint: str | None = field(
+        None, doc="weights to start from: .safetensors, a torch.save'd state_dict, or a Lightning .ckpt"
+    )
+    strict: bool = field(
+        True, doc="the checkpoint must match every tensor; false loads those that match and reports the rest"
+    )
 
     def check(self, path: str) -> None:
         if self.name is not None and self.factory is not None:

@@ -39,7 +39,7 @@ from ..training.distiller import Teacher
 from ..training.seeds import seed_everything, step_seed
 from ..training.trainer import Trainer
 from . import budget
-from .components import Objects, build_loggers, check, example_input
+from .components import Objects, build_loggers, check, example_input, start_weights
 from .config import Config, load_config
 from .guard import Guard
 from .loop import pruning_steps, retrain_with
@@ -224,7 +224,7 @@ class Pruner:
                 "or start again in a new run_dir"
             )
         elif cfg.model.checkpoint:
-            load_into(model, load_weights(Path(cfg.model.checkpoint)), f"model.checkpoint {cfg.model.checkpoint!r}")
+            start_weights(model, cfg.model)  # checked, and its mismatches reported, before the run began
         elif cfg.train.epochs:
             trainer.fit(model, "train", cfg.train, cfg.train.epochs, seed=cfg.seed)
         if distributed.is_main():

@@ -19,10 +19,11 @@ import pytest
 from ..plugin.manager import Manager
 from .contract import ContractError
 from .layer_types import check_layer_type
-from .models import check_model
+from .models import Comparison, check_model, compare_pruned
 from .objects import check_criterion, check_dataset, check_distillation, check_logger
 
 __all__ = [
+    "Comparison",
     "ContractError",
     "check_criterion",
     "check_dataset",
@@ -30,6 +31,7 @@ __all__ = [
     "check_layer_type",
     "check_logger",
     "check_model",
+    "compare_pruned",
     "plugin_manager",
 ]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -114,7 +114,7 @@ class SplitData:
 
     def val_batches(self) -> Iterable[dict[str, Any]] | None:
         val = self.splits.val
-        return None if val is None else self._loader(val, list(range(len(val))))
+        return None if val is None else self._loader(val, range(len(val)))
 
     def calibration_batches(self, batches: int, seed: int) -> Iterable[dict[str, Any]]:
         """``batches`` training batches in a seeded order."""
@@ -125,14 +125,14 @@ class SplitData:
         dataset = self.splits.val if self.splits.val is not None and len(self.splits.val) else self.splits.train
         return as_batch(_collate_one(dataset[0]))["image"].clone()
 
-    def _loader(self, dataset: Any, indices: list[int]) -> Iterable[dict[str, Any]]:
+    def _loader(self, dataset: Any, indices: Sequence[int]) -> Iterable[dict[str, Any]]:
         shard = indices[distributed.rank() :: distributed.world()]
         return Batches(DataLoader(dataset, batch_size=self.batch_size, sampler=shard, num_workers=self.num_workers))
 
 
-def _order(n: int, seed: int | None) -> list[int]:
+def _order(n: int, seed: int | None) -> Sequence[int]:
     if seed is None:
-        return list(range(n))
+        return range(n)  # lazy: a first batch of a huge dataset costs one batch
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
 
 

@@ -23,28 +23,39 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit.plugin import LayerType, Spec, cache_dir, hookimpl
+from prunekit.plugin import ConfigError, LayerType, Spec, cache_dir, hookimpl
 from prunekit.plugins.layer_types.standard import LayerNorm
 
 
+def _offline(model: str, args: dict[str, Any], arg: str, off: Any) -> None:
+    """Refuse an argument that would download weights: nothing is fetched at run time."""
+    value = args.setdefault(arg, off)
+    if value is not off and value is not False:
+        raise ConfigError(
+            f"model {model}: {arg}: {value!r} downloads weights, and prunekit downloads nothing at run time; "
+            "start from a local file: model.checkpoint: path/to/weights (a torch.save'd state_dict, "
+            ".safetensors or a Lightning .ckpt; model.strict: false where the head differs)"
+        )
+
+
 def _torchvision(name: str, **args: Any) -> nn.Module:
+    _offline(f"torchvision.{name}", args, "weights", None)
     from torchvision import models
 
-    args.setdefault("weights", None)
     return models.get_model(name, **args)
 
 
 def _timm(name: str, **args: Any) -> nn.Module:
+    _offline(f"timm.{name}", args, "pretrained", False)
     import timm
 
-    args.setdefault("pretrained", False)
     return timm.create_model(name, **args)
 
 
 def _smp(arch: str, **args: Any) -> nn.Module:
+    _offline(f"smp.{arch}", args, "encoder_weights", None)
     import segmentation_models_pytorch as smp
 
-    args.setdefault("encoder_weights", None)
     return getattr(smp, arch)(**args)
 
 

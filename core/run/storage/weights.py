@@ -64,22 +64,48 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict`` with a one-line error naming what does not match."""
+#: wrappers whose attribute name prefixes every key: Lightning's ``self.model``, DataParallel's
+#: ``module``, a common ``net``
+PREFIXES = ("model.", "module.", "net.")
+
+
+def align_keys(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with a wrapper's prefix taken off its keys where that makes more of them the
+    model's own (keys without the prefix — a Lightning module's loss or teacher — are left out)."""
+    best, hits = state, len(own.keys() & state.keys())
+    for prefix in PREFIXES:
+        stripped = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        if len(own.keys() & stripped.keys()) > hits:
+            best, hits = stripped, len(own.keys() & stripped.keys())
+    return best
+
+
+def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str, strict: bool = True) -> str:
+    """``load_state_dict`` with a one-line error naming what does not match — or, not ``strict``,
+    loading the tensors whose names and shapes match and returning a line on the rest ("" when
+    everything matched)."""
     own = module.state_dict()
+    state = align_keys(state, own)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        parts = [
-            f"missing {missing[:3]}" if missing else "",
-            f"unexpected {unexpected[:3]}" if unexpected else "",
-            f"shape mismatch at {wrong[0]}: {tuple(state[wrong[0]].shape)} vs model {tuple(own[wrong[0]].shape)}"
-            if wrong
-            else "",
-        ]
-        raise CheckpointError(f"{source} does not match the model ({'; '.join(p for p in parts if p)})")
-    module.load_state_dict(state)
+    if not (missing or unexpected or wrong):
+        module.load_state_dict(state)
+        return ""
+    parts = [
+        f"missing {len(missing)} {missing[:3]}" if missing else "",
+        f"unexpected {len(unexpected)} {unexpected[:3]}" if unexpected else "",
+        f"other shapes {len(wrong)}, first {wrong[0]}: {tuple(state[wrong[0]].shape)} vs model "
+        f"{tuple(own[wrong[0]].shape)}"
+        if wrong
+        else "",
+    ]
+    found = "; ".join(p for p in parts if p)
+    if strict:
+        raise CheckpointError(f"{source} does not match the model ({found})")
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    module.load_state_dict(matching, strict=False)
+    return f"{source}: loaded {len(matching)} of the model's {len(own)} tensors ({found})"
 
 
 def weights_hash(model: nn.Module) -> str:
