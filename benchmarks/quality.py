@@ -6,10 +6,12 @@ ResNet classifying generated shapes (top-1). For each, one baseline is trained, 
 prunes it to the same budget — 74 % of the MACs by default, or with ``--resource latency`` to the
 same *measured* speed-up — in the same steps with the same retraining and fine-tuning:
 prunekit's defaults (today weight norm and Taylor, ranked per layer), IPAD (ω = 0.5) with and
-without distillation, weight norm, Taylor, random, and Torch-Pruning's magnitude and Taylor
-pruners (when installed); with ``--resource latency`` also the defaults with a MACs budget (MACs
-steps until the same measured speed-up) and the latency budget ranked per second saved. Only
-"IPAD + KD" distils from the teacher. Printed: the task's metric as
+without distillation, weight norm, Taylor, random, and Torch-Pruning (when installed: ``pip
+install torch-pruning==1.6.1``) at the settings its README shows and its users run — local
+pruning (one ratio for every layer) with L2 magnitude and with Taylor importance, and global
+pruning capped per layer at prunekit's layer limit; with ``--resource latency`` also the
+defaults with a MACs budget (MACs steps until the same measured speed-up) and the latency budget
+ranked per second saved. Only "IPAD + KD" distils from the teacher. Printed: the task's metric as
 mean and range over the seeds, MACs, parameters and the CPU speed-up of the first seed's model.
 
     python benchmarks/quality.py [--tasks unet,densenet,resnet] [--seeds 3] [--remove 74] [--steps 4]
@@ -113,14 +115,25 @@ def variant(cfg: dict, baseline: Path, seed: int, settings: dict, distill: bool,
     return out
 
 
+#: Torch-Pruning as its README shows it and its users run it (1.6): the group importances at their
+#: defaults (L2 magnitude, or first-order Taylor), local pruning — one ratio for every layer — or
+#: global ranking capped per layer at prunekit's default layer limit (75 %); output layers ignored.
+TP_METHODS: dict[str, tuple[str, bool]] = {
+    "Torch-Pruning local, L2 magnitude": ("GroupMagnitudeImportance", False),
+    "Torch-Pruning local, Taylor": ("GroupTaylorImportance", False),
+    "Torch-Pruning global, L2, max ratio 0.75": ("GroupMagnitudeImportance", True),
+}
+
+
 def torch_pruning_run(
-    cfg: dict, baseline: Path, args: argparse.Namespace, seed: int, taylor: bool, speedup: float | None
+    cfg: dict, baseline: Path, args: argparse.Namespace, seed: int, method: str, speedup: float | None
 ) -> tuple[nn.Module, dict]:
-    """Torch-Pruning's global pruner with the same retraining: step, retrain, …, fine-tune. Each
-    step prunes until its share of the MACs is gone — or, with a latency budget, until the
-    measured speed-up reaches its share of ``speedup``."""
+    """Torch-Pruning with the same retraining: step, retrain, …, fine-tune. Each step prunes (in
+    Torch-Pruning's own small increments) until its share of the MACs is gone — or, with a
+    latency budget, until the measured speed-up reaches its share of ``speedup``."""
     import torch_pruning as tp
 
+    importance_name, global_pruning = TP_METHODS[method]
     config = pk.load_config({**cfg, "seed": seed, "distillation": {}, "train": {"epochs": 0}})
     model = build_model(config.model, pk.manager())
     load_into(model, load_weights(baseline), "baseline")
@@ -130,9 +143,10 @@ def torch_pruning_run(
     base_macs = tp.utils.count_ops_and_params(model, x)[0]
     modules = dict(model.named_modules())
     protected = [modules[p] for g in pk.trace(model, x).groups if not g.prunable for p in g.producers]
-    importance = tp.importance.TaylorImportance() if taylor else tp.importance.MagnitudeImportance(p=1)
+    taylor = importance_name == "GroupTaylorImportance"
     pruner = tp.pruner.MetaPruner(
-        model, x, importance=importance, global_pruning=True, pruning_ratio=0.95, iterative_steps=100,
+        model, x, importance=getattr(tp.importance, importance_name)(), global_pruning=global_pruning,
+        pruning_ratio=0.95, max_pruning_ratio=0.75 if global_pruning else 1.0, iterative_steps=100,
         ignored_layers=protected,
     )  # fmt: skip
 
@@ -194,13 +208,12 @@ def run_task(name: str, source: dict, args: argparse.Namespace, out: Path) -> No
             results.setdefault(method, []).append((result.model, result.summary["metrics"]))
             value = result.summary["metrics"][metric]
             print(f"{name}: {method}, seed {seed}: {value:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
-        for taylor in (False, True) if importlib.util.find_spec("torch_pruning") and not args.quick else ():
-            method = f"Torch-Pruning {'Taylor' if taylor else 'magnitude'}"
+        for method in TP_METHODS if importlib.util.find_spec("torch_pruning") and not args.quick else ():
             if not runs(method, seed):
                 continue
             try:
                 speedup = args.target_speedup if args.resource == "latency" else None
-                results.setdefault(method, []).append(torch_pruning_run(cfg, baseline, args, seed, taylor, speedup))
+                results.setdefault(method, []).append(torch_pruning_run(cfg, baseline, args, seed, method, speedup))
                 value = results[method][-1][1][metric]
                 print(f"{name}: {method}, seed {seed}: {value:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
             except Exception as exc:  # its failure is a result of the benchmark, not an end to it
