@@ -47,9 +47,10 @@ def build_model(cfg: ModelConfig, plugins: Manager, search: Iterable[str] = ()) 
 
 
 def start_weights(model: nn.Module, cfg: ModelConfig) -> str:
-    """Load ``model.checkpoint`` into ``model``, as strictly as ``model.strict`` says; returns a
-    line on the tensors that did not match ("" when all did)."""
-    assert cfg.checkpoint is not None
+    """Load ``model.checkpoint`` (if any) into ``model``, as strictly as ``model.strict`` says;
+    returns a line on the tensors that did not match ("" when all did)."""
+    if cfg.checkpoint is None:
+        return ""
     source = f"model.checkpoint {cfg.checkpoint!r}"
     return load_into(model, load_weights(Path(cfg.checkpoint)), source, cfg.strict)
 
@@ -278,7 +279,7 @@ def check(
     with torch.random.fork_rng(devices=[]):  # building to check must not change what the run draws
         trainer = build_trainer(config, plugins, device, progress, objects)
         model = objects.model_builder(config, plugins)()
-        if config.model.checkpoint and (report := start_weights(model, config.model)):
+        if report := start_weights(model, config.model):
             warnings.warn(report, RuntimeWarning, stacklevel=2)
         data = trainer.data
         train = data.train_batches(None) if data.has_train else None

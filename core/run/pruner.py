@@ -224,7 +224,7 @@ class Pruner:
                 "or start again in a new run_dir"
             )
         elif cfg.model.checkpoint:
-            start_weights(model, cfg.model)  # checked, and its mismatches reported, before the run began
+            start_weights(model, cfg.model)  # checked, its mismatches reported, before the run began
         elif cfg.train.epochs:
             trainer.fit(model, "train", cfg.train, cfg.train.epochs, seed=cfg.seed)
         if distributed.is_main():
