@@ -29,7 +29,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import prunekit as pk
-from prunekit.testing import compare_pruned
+from prunekit.testing import compare_pruned, prunable_share, randomize
 
 TOLERANCE = 1e-8
 CLASSIFIER = (1, 3, 64, 64)
@@ -79,35 +79,10 @@ def label(name: str, args: dict[str, Any]) -> str:
     return f"{name}({args['encoder_name']})" if "encoder_name" in args else name
 
 
-def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights and BatchNorm statistics (a freshly built model's are too tame to show a
-    wrong cut), double precision, eval mode."""
-    gen = torch.Generator().manual_seed(seed)
-    model = model.double().eval()
-    with torch.no_grad():
-        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-            if tensor.is_floating_point():
-                value = torch.rand(tensor.shape, generator=gen, dtype=tensor.dtype)
-                tensor.copy_(value + 0.5 if name.endswith("running_var") else value * 2 - 1)
-    return model
-
-
 def reference_macs(model: torch.nn.Module, x: torch.Tensor) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(x)
     return counter.get_total_flops() // 2  # it counts a multiply-accumulate as two
-
-
-def prunable_share(graph: pk.ChannelGraph) -> float:
-    """The share of producer channels that may be removed, leaving out those that reach the model
-    output (no pruner removes those)."""
-    total = prunable = 0
-    for group in graph.groups:
-        reasons = {r for rs in group.pinned.values() for r in rs}
-        if group.producers and not any("reach the model output" in r for r in reasons):
-            total += group.channels
-            prunable += len(group.prunable)
-    return prunable / max(total, 1)
 
 
 def measure(name: str, args: dict[str, Any], size: tuple[int, ...]) -> Row:

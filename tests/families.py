@@ -141,15 +141,3 @@ class FPN(nn.Module):
         merged = sum(block(p) for block, p in zip(self.seg_blocks, (p5, p4, p3, p2)))
         out = self.head(self.dropout(merged))
         return F.interpolate(out, scale_factor=4, mode="bilinear", align_corners=True)
-
-
-def prunable_share(graph: pk.ChannelGraph) -> float:
-    """The share of producer channels that may be removed, leaving out those that reach the model
-    output (no pruner removes those)."""
-    total = prunable = 0
-    for group in graph.groups:
-        reasons = {r for rs in group.pinned.values() for r in rs}
-        if group.producers and not any("reach the model output" in r for r in reasons):
-            total += group.channels
-            prunable += len(group.prunable)
-    return prunable / total

@@ -17,11 +17,11 @@ from prunekit.graph.constraints import sample
 from prunekit.plugin.manager import registered
 from prunekit.pruning.surgery import removal_for, remove
 from prunekit.run.pruner import Pruner
-from prunekit.testing import check_model
+from prunekit.testing import check_model, prunable_share, randomize
 
 from .conftest import NO_GUARD
-from .families import FPN, ConvNeXt, LayerNorm2dPlugin, prunable_share
-from .zoo import MODELS, ConvNeXtTiny, GroupedBottleneck, randomize
+from .families import FPN, ConvNeXt, LayerNorm2dPlugin
+from .zoo import MODELS, ConvNeXtTiny, GroupedBottleneck
 
 FAMILIES = ["grouped_bottleneck", "regnet", "groupnorm_fpn", "convnext"]
 

@@ -11,8 +11,9 @@ import prunekit as pk
 from prunekit.cost.cost_model import CostModel
 from prunekit.graph.constraints import sample
 from prunekit.pruning.surgery import remove
+from prunekit.testing import randomize
 
-from .zoo import MODELS, SplitChunk, randomize
+from .zoo import MODELS, SplitChunk
 
 
 def kill(model: nn.Module, graph: pk.ChannelGraph, removal: dict) -> None:

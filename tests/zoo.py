@@ -245,18 +245,6 @@ class ConvNeXtTiny(nn.Module):
         return self.fc(self.blocks(self.stem(x)).mean(dim=(2, 3)))
 
 
-def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights and BN statistics, double precision, eval mode."""
-    gen = torch.Generator().manual_seed(seed)
-    model = model.double().eval()
-    with torch.no_grad():
-        for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-            if tensor.is_floating_point():
-                value = torch.rand(tensor.shape, generator=gen, dtype=tensor.dtype)
-                tensor.copy_(value + 0.5 if name.endswith("running_var") else value * 2 - 1)
-    return model
-
-
 MODELS = {
     "unet": (lambda: pk.get("model", "unet", width=4, n_classes=3), (2, 1, 32, 48)),
     "densenet": (lambda: pk.get("model", "densenet", channel_size=6), (2, 1, 32, 32)),

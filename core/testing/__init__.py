@@ -19,7 +19,7 @@ import pytest
 from ..plugin.manager import Manager
 from .contract import ContractError
 from .layer_types import check_layer_type
-from .models import Comparison, check_model, compare_pruned
+from .models import Comparison, check_model, compare_pruned, prunable_share, randomize
 from .objects import check_criterion, check_dataset, check_distillation, check_logger
 
 __all__ = [
@@ -33,6 +33,8 @@ __all__ = [
     "check_model",
     "compare_pruned",
     "plugin_manager",
+    "prunable_share",
+    "randomize",
 ]
 
 

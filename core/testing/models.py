@@ -64,6 +64,31 @@ def compare_pruned(
     )
 
 
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """``model`` with random weights and BatchNorm statistics (a freshly built model's are too tame
+    to show a wrong cut), in double precision and eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    model = model.double().eval()
+    with torch.no_grad():
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if tensor.is_floating_point():
+                value = torch.rand(tensor.shape, generator=gen, dtype=tensor.dtype)
+                tensor.copy_(value + 0.5 if name.endswith("running_var") else value * 2 - 1)
+    return model
+
+
+def prunable_share(graph: ChannelGraph) -> float:
+    """The share of producer channels that may be removed, leaving out those that reach the model
+    output (no pruner removes those)."""
+    total = prunable = 0
+    for group in graph.groups:
+        reasons = {r for rs in group.pinned.values() for r in rs}
+        if group.producers and not any("reach the model output" in r for r in reasons):
+            total += group.channels
+            prunable += len(group.prunable)
+    return prunable / max(total, 1)
+
+
 def check_model(
     model: nn.Module,
     example_input: Any,
