@@ -242,3 +242,11 @@ def test_a_config_at_odds_with_itself_is_exit_2_and_claims_nothing(tmp_path, cap
             continue  # counting needs no data
         assert code == 2 and len(err) == 1 and message in err[0], (command, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.yaml", "half_written.py", "raising_costs.py"]
+
+
+def test_a_cost_function_that_raises_is_a_config_error_from_count_too():
+    def no_price(module, shape):
+        raise KeyError("no price list")
+
+    with pytest.raises(pk.ConfigError, match=r"cost\.overrides\['Conv2d'\] on layer 'inc\.conv1' raised KeyError"):
+        pk.count(unet(), torch.zeros(1, 1, *SIZE), overrides={"Conv2d": no_price})
