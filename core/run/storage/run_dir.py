@@ -70,22 +70,21 @@ def claim(run_dir: Path, config: Config, resume: bool, objects: dict[str, Any] |
     Returns the main process's lock."""
     resolved = yaml.safe_dump(config.to_dict(), sort_keys=True)
     _check_place(run_dir)
-    lock = None
-    if distributed.is_main():
-        with storage(run_dir, "create the run directory"):
-            run_dir.mkdir(parents=True, exist_ok=True)
-        lock = Lock(run_dir)  # first: a second process is told who holds the run
-        try:
-            _check_config(run_dir, resolved, resume)
-            _mark(run_dir, resume, objects)
-        except BaseException:
-            lock.release()
-            raise
-    else:
+    if not distributed.is_main():
         _check_config(run_dir, resolved, resume)
-    distributed.barrier()
-    if distributed.is_main():
+    distributed.barrier()  # every process has looked before the main one writes
+    if not distributed.is_main():
+        return None
+    with storage(run_dir, "create the run directory"):
+        run_dir.mkdir(parents=True, exist_ok=True)
+    lock = Lock(run_dir)  # first: a second process is told who holds the run
+    try:
+        _check_config(run_dir, resolved, resume)
+        _mark(run_dir, resume, objects)
         atomic_write_text(run_dir / CONFIG, resolved)
+    except BaseException:
+        lock.release()
+        raise
     return lock
 
 
