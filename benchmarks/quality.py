@@ -2,7 +2,9 @@
 several pruning seeds, all in one run.
 
 Tasks: the demo's U-Net and RITnet's DenseNet segmenting generated eyes (mIoU), and a small
-ResNet classifying generated shapes (top-1). For each, one baseline is trained, then every method
+ResNet classifying generated shapes (top-1); where the zoos import, also torchvision's ResNet-18
+on the shapes (``tv_resnet18``) and smp's Unet(resnet18) on the eyes (``smp_unet``). For each,
+one baseline is trained, then every method
 prunes it to the same budget — 74 % of the MACs by default, or with ``--resource latency`` to the
 same *measured* speed-up — in the same steps with the same retraining and fine-tuning:
 prunekit's defaults (today weight norm and Taylor, ranked per layer), IPAD (ω = 0.5) with and
@@ -14,10 +16,10 @@ defaults with a MACs budget (MACs steps until the same measured speed-up) and th
 ranked per second saved. Only "IPAD + KD" distils from the teacher. Printed: the task's metric as
 mean and range over the seeds, MACs, parameters and the CPU speed-up of the first seed's model.
 
-    python benchmarks/quality.py [--tasks unet,densenet,resnet] [--seeds 3] [--remove 74] [--steps 4]
-                                 [--retrain-epochs 1] [--finetune-epochs 4] [--resource macs|latency]
-                                 [--target-speedup 2] [--methods "random;Taylor"] [--single-seed "Taylor"]
-                                 [--quick] [--out runs/quality]
+    python benchmarks/quality.py [--tasks unet,densenet,resnet,tv_resnet18,smp_unet] [--seeds 3]
+                                 [--remove 74] [--steps 4] [--retrain-epochs 1] [--finetune-epochs 4]
+                                 [--resource macs|latency] [--target-speedup 2] [--methods "random;Taylor"]
+                                 [--single-seed "Taylor"] [--quick] [--out runs/quality]
 
 ``--quick`` shrinks every task (tiny data, one epoch each, one seed, two steps) so that CI can
 run the whole script once; its numbers mean nothing.
@@ -55,11 +57,19 @@ def task_configs() -> dict[str, dict]:
     densenet = yaml.safe_load((HERE / "ritnet_small.yaml").read_text())
     for cfg in (unet, densenet):  # 256 training images keep a three-seed table within an hour on 2 cores
         cfg["data"]["args"]["n_train"] = 256
-    return {
-        "unet": unet,
-        "densenet": densenet,
-        "resnet": yaml.safe_load((HERE.parent / "examples" / "classification.yaml").read_text()),
-    }
+    resnet = yaml.safe_load((HERE.parent / "examples" / "classification.yaml").read_text())
+    return {"unet": unet, "densenet": densenet, "resnet": resnet, **zoo_tasks(unet, resnet)}
+
+
+def zoo_tasks(unet: dict, resnet: dict) -> dict[str, dict]:
+    """A zoo model per task, where its zoo imports: torchvision's ResNet-18 on the shapes at three
+    channels (512 training images), smp's Unet on a ResNet-18 encoder on the eyes."""
+    tv = copy.deepcopy(resnet)
+    tv["model"] = {"name": "torchvision.resnet18", "args": {"num_classes": 4}}
+    tv["data"]["args"].update(channels=3, n_train=512, n_val=256)
+    smp = copy.deepcopy(unet)
+    smp["model"] = {"name": "smp.Unet", "args": {"encoder_name": "resnet18", "classes": 4, "in_channels": 1}}
+    return {"tv_resnet18": tv, "smp_unet": smp}
 
 
 def quick(cfg: dict) -> dict:
@@ -283,6 +293,12 @@ def main() -> None:
     unknown = [t for t in args.tasks.split(",") if t not in tasks]
     if unknown:
         parser.error(f"--tasks: unknown {unknown}; choose from {', '.join(tasks)}")
+    missing = pk.Manager().unavailable()  # the zoos that do not import here, and why
+    for name in args.tasks.split(","):
+        model = tasks[name]["model"]["name"]
+        why = next((w for prefix, w in missing.items() if f"model {model}".startswith(prefix)), None)
+        if why:
+            parser.error(f"--tasks {name}: {why}")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
         parser.error(f"--out {out}: the folder holds files this benchmark did not write; choose another")

@@ -29,3 +29,21 @@ def test_quality_benchmark_quick_mode_prints_a_table_per_task(tmp_path):
         text=True,
     )
     assert refused.returncode == 2 and "holds files this benchmark did not write" in refused.stderr
+
+
+@pytest.mark.slow
+def test_quality_benchmark_runs_a_zoo_model_per_task_where_the_zoos_import(tmp_path):
+    import importlib.util
+
+    if not (importlib.util.find_spec("torchvision") and importlib.util.find_spec("segmentation_models_pytorch")):
+        pytest.skip("torchvision or segmentation_models_pytorch is not installed here")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--quick", "--tasks", "tv_resnet18,smp_unet",
+         "--out", str(tmp_path / "quality")],
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    if done.returncode == 2 and "does not import" in done.stderr:
+        pytest.skip(done.stderr.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "### tv_resnet18: torchvision.resnet18" in done.stdout and "| method | top-1 mean |" in done.stdout
+    assert "### smp_unet: smp.Unet" in done.stdout and "| method | mIoU mean |" in done.stdout
