@@ -15,12 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from .storage.weights import weights_hash
+
 
 def model_print(model: nn.Module) -> dict[str, Any]:
     return {
         "model": f"{type(model).__module__}:{type(model).__qualname__}",
         "model_parameters": sum(p.numel() for p in model.parameters()),
-        "model_weights": _digest(model.state_dict()),
+        "model_weights": weights_hash(model)[:16],
     }
 
 

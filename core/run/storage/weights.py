@@ -109,8 +109,9 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str, st
 
 
 def weights_hash(model: nn.Module) -> str:
+    """SHA-256 of the model's state dict: names and raw bytes (of any dtype, bfloat16 too)."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
