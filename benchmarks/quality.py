@@ -4,12 +4,12 @@ several pruning seeds, all in one run.
 Tasks: the demo's U-Net and RITnet's DenseNet segmenting generated eyes (mIoU), and a small
 ResNet classifying generated shapes (top-1); where the zoos import, also torchvision's ResNet-18
 on the shapes (``tv_resnet18``) and smp's Unet(resnet18) on the eyes (``smp_unet``). For each,
-one baseline is trained, then every method
-prunes it to the same budget — 74 % of the MACs by default, or with ``--resource latency`` to the
-same *measured* speed-up — in the same steps with the same retraining and fine-tuning:
-prunekit's defaults (today weight norm and Taylor, ranked per layer), IPAD (ω = 0.5) with and
-without distillation, weight norm, Taylor, random, and Torch-Pruning (when installed: ``pip
-install torch-pruning==1.6.1``) at the settings its README shows and its users run — local
+one baseline is trained, then every method prunes it to the same budget — 74 % of the MACs by
+default, or with ``--resource latency`` to the same *measured* speed-up — in the same steps with
+the same retraining and fine-tuning: prunekit's defaults (ranked per layer: Taylor for
+classification, weight norm and Taylor for segmentation), IPAD (ω = 0.5) with and without
+distillation, weight norm, Taylor, random, and Torch-Pruning (when installed: ``pip install
+torch-pruning==1.6.1``) at the settings its README shows and its users run — local
 pruning (one ratio for every layer) with L2 magnitude and with Taylor importance, and global
 pruning capped per layer at prunekit's layer limit; with ``--resource latency`` also the
 defaults with a MACs budget (MACs steps until the same measured speed-up) and the latency budget

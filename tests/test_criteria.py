@@ -181,7 +181,7 @@ def test_presets_sit_beneath_the_config():
     assert (ipad.prune_away_percent, ipad.block_limit_percent, ipad.layer_limit_percent) == (74, 75, 60)
     own = pk.load_config({"pruning": {"criterion": {"weights": {"taylor": 1.0}, "normalize": "rank"}}}).pruning
     assert own.criterion.weights == {"taylor": 1.0} and own.criterion.normalize == "rank"
-    assert pk.load_config({}).pruning.criterion.weights  # the default preset names a mix
+    assert pk.load_config({}).pruning.criterion.weights == {}  # the default preset leaves the mix to the task
     assert pk.load_config({"pruning": {"preset": None}}).pruning.criterion.weights == {}
     with pytest.raises(pk.PluginError, match="unknown preset 'ipda'; did you mean 'ipad'"):
         pk.load_config({"pruning": {"preset": "ipda"}})
@@ -217,3 +217,15 @@ def test_a_reused_activation_module_is_not_a_tap():
     assert tapped(graph, "activation") == tapped(graph, "output")
     with pytest.raises(pk.ConfigError, match="activations_at"):
         tapped(graph, "relu")
+
+
+def test_a_config_naming_no_criteria_ranks_by_its_task_s_mix():
+    from prunekit.pruning.ranking import DEFAULT_MIX, default_mix
+
+    none = pk.load_config({}).pruning.criterion
+    own = pk.load_config({"pruning": {"criterion": {"weights": {"bn_scale": 1}}}}).pruning.criterion
+    classification, segmentation = pk.get("task", "classification"), pk.get("task", "segmentation")
+    assert default_mix(none, classification).weights == {"taylor": 1.0}
+    assert default_mix(none, segmentation).weights == DEFAULT_MIX == default_mix(none).weights
+    assert default_mix(own, classification).weights == {"bn_scale": 1}
+    assert default_mix(none, classification).normalize == "rank"  # the rest of the preset stays

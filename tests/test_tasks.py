@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -110,6 +111,18 @@ def test_own_model_loaders_and_loss_run_export_and_reload(tmp_path):
     x = torch.randn(4, 1, 12, 12)
     with torch.no_grad():
         assert torch.equal(pk.load(tmp_path / "run", model=OwnNet())(x), result.model.eval()(x))
+
+
+@pytest.mark.parametrize(
+    "pruning, ranked_by", [({}, {"taylor": 1.0}), ({"criterion": {"weights": {"weight_norm": 1}}}, {"weight_norm": 1})]
+)
+def test_a_classification_run_ranks_by_taylor_unless_its_config_names_criteria(tmp_path, pruning, ranked_by):
+    config = own_config(tmp_path, train={"epochs": 0})
+    config["pruning"] = {**config["pruning"], "max_steps": 1, **pruning}
+    train, val = loaders()
+    Pruner(config, progress=False, model=OwnNet(), train=train, val=val).prune()
+    recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert recorded["pruning"]["criterion"]["weights"] == ranked_by
 
 
 def test_resume_with_other_objects_is_refused_and_loaders_need_a_task(tmp_path):

@@ -246,7 +246,8 @@ def prunekit_tasks() -> list[Spec]:
     ``best_label``, ``default_loss`` (task-loss name -> weight), ``metric(n_classes, device)``
     (a fresh :class:`prunekit.plugin.protocols.Metric`: ``update(logits, batch)``, a ``state`` tensor of
     sums that processes add up, ``compute() -> dict``) and ``report_rows(baseline, pruned,
-    class_names)``.
+    class_names)``; optionally ``class_metric`` and ``default_criterion`` (criterion name ->
+    weight, what a run of the task ranks by when its config names no criteria).
 
     >>> import torch, prunekit as pk
     >>> class Agreement:                              # share of samples whose argmax matches

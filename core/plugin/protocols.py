@@ -94,7 +94,9 @@ class Task(Protocol):
     ``default_loss`` is the task losses a config without ``loss`` gets, in the config's form:
     ``{name: weight}`` or ``{name: {weight, args}}``. An optional ``class_metric`` names the
     prefix of the per-class metrics (``"iou_"`` for ``iou_0``, ``iou_1`` …): the guard then rolls
-    back a step that empties a class.
+    back a step that empties a class. An optional ``default_criterion`` (``{name: weight}``) is
+    the criterion mix a run of this task ranks channels by when its config names none (otherwise
+    weight norm and Taylor in equal parts).
     """
 
     name: str

@@ -3,6 +3,7 @@ unit of cost — the settings (``pruning.criterion`` in a config) and the criter
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ ActivationsAt = Literal["output", "activation"]
 class CriterionConfig:
     """How channels are ranked: a weighted mix of criteria, normalised per layer."""
 
-    weights: dict[str, float] = field({}, doc="criterion name -> weight of its normalised score")
+    weights: dict[str, float] = field({}, doc="criterion name -> weight of its normalised score; empty: the task's mix")
     args: dict[str, dict[str, Any]] = field({}, doc="criterion name -> its arguments")
     normalize: Normalization = field("rank", doc="per-layer normalisation")
     reduce: Reduction = field("mean", doc="how coupled layers' scores combine")
@@ -43,6 +44,18 @@ class CriterionConfig:
 #: what ranks channels where no data is given: filter norms need nothing but the weights
 DATA_FREE = CriterionConfig(weights={"weight_norm": 1.0})
 
+#: the mix a config that names no criteria ranks by, unless its task names its own: filter norms
+#: and first-order Taylor, equal weights (benchmarks/quality.py, docs/benchmarks.md)
+DEFAULT_MIX: dict[str, float] = {"weight_norm": 0.5, "taylor": 0.5}
+
+
+def default_mix(cfg: CriterionConfig, task: object = None) -> CriterionConfig:
+    """``cfg``, or where it names no criteria, the task's ``default_criterion`` (if it has one),
+    else :data:`DEFAULT_MIX`."""
+    if cfg.weights:
+        return cfg
+    return dataclasses.replace(cfg, weights=dict(getattr(task, "default_criterion", None) or DEFAULT_MIX))
+
 
 def build_criteria(cfg: CriterionConfig, plugins: Factories) -> dict[str, tuple[Any, float]]:
     """name -> (criterion, weight), with fresh statistics."""
@@ -64,4 +77,4 @@ def preset_criteria(name: str, plugins: Factories) -> tuple[CriterionConfig, Act
     tap = fragment.get("activations_at", "activation")
     if tap not in ("output", "activation"):
         raise ConfigError(f"preset {name!r}: activations_at {tap!r} is not allowed; valid: activation, output")
-    return build(CriterionConfig, fragment.get("criterion", {}), f"preset {name!r} criterion"), tap
+    return default_mix(build(CriterionConfig, fragment.get("criterion", {}), f"preset {name!r} criterion")), tap

@@ -30,7 +30,7 @@ from ..seam import Factories, resolve
 from .budget import ResourceBudget
 from .calibration import calibrate, needs
 from .plan import Plan
-from .ranking import DATA_FREE, ActivationsAt, CriterionConfig, build_criteria, preset_criteria
+from .ranking import DATA_FREE, ActivationsAt, CriterionConfig, build_criteria, default_mix, preset_criteria
 from .scoring import group_scores
 from .selection import Limits, Reference, Selection, per_cost, select
 from .surgery import remove
@@ -114,11 +114,12 @@ class PruningStep:
     """One pruning step on ``model`` (in place), under ``budget``.
 
     ``criteria`` ranks the channels: a :class:`~prunekit.pruning.CriterionConfig`, a mapping of
-    criterion name to weight, or ``None`` — the default preset's mix when ``batches`` are given,
-    weight norm (which needs no data) when not. ``batches`` (dicts with ``image`` and ``target``)
-    feed the calibration pass of criteria that observe activations or gradients (``loss(logits,
-    batch)`` for gradients). ``limits``, ``protected``, ``approximate`` and the cost functions
-    (``overrides``) are those of :func:`prunekit.trace` and the selection; ``reference`` is the
+    criterion name to weight, or ``None`` — the default mix (weight norm and Taylor) when
+    ``batches`` are given, weight norm (which needs no data) when not; a config naming no criteria
+    gets the default mix. ``batches`` (dicts with ``image`` and ``target``) feed the calibration
+    pass of criteria that observe activations or gradients (``loss(logits, batch)`` for
+    gradients). ``limits``, ``protected``, ``approximate`` and the cost functions (``overrides``)
+    are those of :func:`prunekit.trace` and the selection; ``reference`` is the
     original model's (limits count from it; default: this model's). Under torchrun every rank
     calibrates, rank 0 selects and every rank cuts the same channels.
     """
@@ -221,7 +222,7 @@ def resolve_criteria(
 ) -> tuple[CriterionConfig, ActivationsAt]:
     """The criterion mix a step ranks by, and where activation criteria observe."""
     if isinstance(criteria, CriterionConfig):
-        return criteria, "activation"
+        return default_mix(criteria), "activation"
     if criteria is not None:
         return build(CriterionConfig, {"weights": dict(criteria)}, "criteria"), "activation"
     return preset_criteria("default", plugins) if with_data else (DATA_FREE, "activation")

@@ -20,7 +20,7 @@ from ..graph.overrides import Overrides, Pricing
 from ..imports import import_callable
 from ..plugin.manager import Manager
 from ..plugin.protocols import Task
-from ..pruning.ranking import build_criteria
+from ..pruning.ranking import build_criteria, default_mix
 from ..records import DataSplits
 from ..schema import convert
 from ..training.data import LoaderData, SplitData, TrainingData
@@ -262,6 +262,12 @@ def check_costs(config: Config, pricing: Pricing, plugins: Manager, model: nn.Mo
         )
 
 
+def with_task_criterion(config: Config, task: Task) -> Config:
+    """The config with the criterion mix its run ranks by: its own, or where it names none, the task's."""
+    criterion = default_mix(config.pruning.criterion, task)
+    return dataclasses.replace(config, pruning=dataclasses.replace(config.pruning, criterion=criterion))
+
+
 def check(
     config: Config,
     plugins: Manager,
@@ -289,7 +295,7 @@ def check(
         check_costs(
             config, pricing or objects.pricing(config), plugins, model, example_input(config, objects, trainer.data)
         )
-        build_criteria(config.pruning.criterion, plugins)
+        build_criteria(default_mix(config.pruning.criterion, trainer.task), plugins)
         trainer.objective.distillation()
     for name, _ in config.loggers():
         plugins.spec("logger", name)

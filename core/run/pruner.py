@@ -39,7 +39,7 @@ from ..training.distiller import Teacher
 from ..training.seeds import seed_everything, step_seed
 from ..training.trainer import Trainer
 from . import budget
-from .components import Objects, build_loggers, check, example_input, start_weights
+from .components import Objects, build_loggers, check, example_input, start_weights, with_task_criterion
 from .config import Config, load_config
 from .guard import Guard
 from .loop import pruning_steps, retrain_with
@@ -139,6 +139,7 @@ class Pruner:
         seed_everything(cfg.seed)
         trainer = check(cfg, plugins, device, self.progress, self.objects, self.pricing)  # all exists: only now write
         data, task = trainer.data, trainer.task
+        cfg = self.config = with_task_criterion(cfg, task)
         lock = run_dir.claim(self.run_dir, cfg, resume, self.objects.fingerprint())
         console = Console(task.best_metric, task.best_label) if self.progress else None
         try:

@@ -12,12 +12,10 @@ from typing import Any
 
 from prunekit.plugin import NoArgs, Spec, hookimpl
 
-#: Chosen by ``benchmarks/quality.py`` (see docs/benchmarks.md): filter norms and
-#: first-order Taylor, each ranked within its layer, observed after the activation.
-DEFAULT: dict[str, Any] = {
-    "criterion": {"weights": {"weight_norm": 0.5, "taylor": 0.5}, "normalize": "rank"},
-    "activations_at": "activation",
-}
+#: Chosen by ``benchmarks/quality.py`` (see docs/benchmarks.md): each criterion ranked within its
+#: layer, observed after the activation. No ``weights``: a run ranks by its task's mix (Taylor
+#: alone for classification), else by filter norms and first-order Taylor in equal parts.
+DEFAULT: dict[str, Any] = {"criterion": {"normalize": "rank"}, "activations_at": "activation"}
 
 IPAD: dict[str, Any] = {
     "criterion": {
@@ -38,7 +36,8 @@ def prunekit_presets() -> list[Spec]:
         Spec(
             "default",
             lambda: copy.deepcopy(DEFAULT),
-            "prunekit's defaults: weight norm and Taylor, equal weights, ranked per layer",
+            "prunekit's defaults: the task's criteria (classification: Taylor; else weight norm and Taylor), "
+            "ranked per layer",
             NoArgs,
         ),
         Spec(

@@ -50,6 +50,9 @@ class Classification:
     best_label = "top-1"
     class_metric = "acc_"
     default_loss: ClassVar[dict[str, Any]] = {"cross_entropy": {"weight": 1.0, "args": {"label_smoothing": 0.1}}}
+    # Taylor alone keeps more top-1 on classifiers than the default mix with filter norms: filter
+    # norms before a batch norm say little (docs/benchmarks.md, "Which pruning keeps the most accuracy")
+    default_criterion: ClassVar[dict[str, float]] = {"taylor": 1.0}
 
     def metric(self, n_classes: int, device: torch.device | str) -> Accuracy:
         return Accuracy(n_classes, device)
