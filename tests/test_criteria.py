@@ -229,3 +229,11 @@ def test_a_config_naming_no_criteria_ranks_by_its_task_s_mix():
     assert default_mix(none, segmentation).weights == DEFAULT_MIX == default_mix(none).weights
     assert default_mix(own, classification).weights == {"bn_scale": 1}
     assert default_mix(none, classification).normalize == "rank"  # the rest of the preset stays
+
+    class Hostile:
+        name, default_criterion = "hostile", {"taylor": -1.0}
+
+    with pytest.raises(
+        pk.ConfigError, match=r"task 'hostile': default_criterion\.weights\.taylor: -1\.0 is out of range"
+    ):
+        default_mix(none, Hostile())

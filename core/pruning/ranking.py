@@ -54,7 +54,13 @@ def default_mix(cfg: CriterionConfig, task: object = None) -> CriterionConfig:
     else :data:`DEFAULT_MIX`."""
     if cfg.weights:
         return cfg
-    return dataclasses.replace(cfg, weights=dict(getattr(task, "default_criterion", None) or DEFAULT_MIX))
+    mix = getattr(task, "default_criterion", None)
+    if mix is None:
+        return dataclasses.replace(cfg, weights=dict(DEFAULT_MIX))
+    name = getattr(task, "name", type(task).__name__)
+    return dataclasses.replace(
+        cfg, weights=build(CriterionConfig, {"weights": mix}, f"task {name!r}: default_criterion").weights
+    )
 
 
 def build_criteria(cfg: CriterionConfig, plugins: Factories) -> dict[str, tuple[Any, float]]:
