@@ -158,3 +158,34 @@ def test_a_model_no_traversal_knows_gets_blocks_and_taps_from_its_children():
     traversal = traversal_of(OwnNet(), pk.manager(), example_input=torch.zeros(1, 1, 12, 12))
     assert traversal.name == "default" and traversal.blocks == ("body", "head")
     assert traversal.taps == ("body",)  # its feature map; the classifier's output is not one
+
+
+def test_the_calibration_loss_weighs_every_present_class_alike():
+    from prunekit.plugins.tasks.calibration_loss import class_balanced_cross_entropy
+
+    mask = torch.zeros(1, 8, 8, dtype=torch.long)
+    mask[0, :2, :2] = 1  # a class on 4 of 64 pixels
+    logits = torch.zeros(1, 3, 8, 8)
+    logits[:, 0] = 5.0  # every pixel called class 0: only the small class is wrong
+    batch = {"target": mask}
+    plain = nn.functional.cross_entropy(logits, mask)
+    balanced = class_balanced_cross_entropy(logits, batch)
+    per_class = nn.functional.cross_entropy(logits, mask, reduction="none")
+    assert balanced == pytest.approx(((per_class[mask == 0].mean() + per_class[mask == 1].mean()) / 2).item())
+    assert balanced > 5 * plain  # the small class's error is not drowned by the large one
+    labels = torch.tensor([0, 0, 0, 2])
+    assert class_balanced_cross_entropy(torch.randn(4, 3), {"target": labels}).shape == ()
+
+
+@pytest.mark.parametrize("choice", ["task", "training"])
+def test_gradient_criteria_differentiate_the_task_s_calibration_loss_unless_told(tmp_path, tiny_config, choice):
+    from prunekit.run.loop import calibration_loss
+
+    config = tiny_config(tmp_path / "run", train__epochs=0, pruning__calibration_loss=choice)
+    state = Pruner(config, progress=False).prepare()
+    state.log.close()
+    chosen = calibration_loss(state)
+    expected = state.task.calibration_loss if choice == "task" else state.trainer.objective.task_loss
+    assert chosen == expected
+    batch = next(iter(state.data.calibration_batches(1, 0)))
+    assert torch.isfinite(chosen(state.model(batch["image"]), batch))

@@ -246,8 +246,9 @@ def prunekit_tasks() -> list[Spec]:
     ``best_label``, ``default_loss`` (task-loss name -> weight), ``metric(n_classes, device)``
     (a fresh :class:`prunekit.plugin.protocols.Metric`: ``update(logits, batch)``, a ``state`` tensor of
     sums that processes add up, ``compute() -> dict``) and ``report_rows(baseline, pruned,
-    class_names)``; optionally ``class_metric`` and ``default_criterion`` (criterion name ->
-    weight, what a run of the task ranks by when its config names no criteria).
+    class_names)``; optionally ``class_metric``, ``default_criterion`` (criterion name ->
+    weight, what a run of the task ranks by when its config names no criteria) and
+    ``calibration_loss(logits, batch)`` (what gradient criteria differentiate).
 
     >>> import torch, prunekit as pk
     >>> class Agreement:                              # share of samples whose argmax matches

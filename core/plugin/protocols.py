@@ -96,7 +96,8 @@ class Task(Protocol):
     prefix of the per-class metrics (``"iou_"`` for ``iou_0``, ``iou_1`` …): the guard then rolls
     back a step that empties a class. An optional ``default_criterion`` (``{name: weight}``) is
     the criterion mix a run of this task ranks channels by when its config names none (otherwise
-    weight norm and Taylor in equal parts).
+    weight norm and Taylor in equal parts). An optional ``calibration_loss(logits, batch)`` is
+    what gradient criteria differentiate in the calibration pass (otherwise the training loss).
     """
 
     name: str

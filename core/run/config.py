@@ -141,6 +141,11 @@ class PruningConfig:
     min_channels: int = field(1, min=1, doc="channels every layer keeps at least")
     round_to: int | None = field(None, min=1, doc="keep channel counts multiples of this")
     calibration_batches: int = field(8, min=1, doc="batches of the calibration pass")
+    calibration_loss: Literal["task", "training"] = field(
+        "task",
+        doc="what gradient criteria (taylor) differentiate: the task's calibration loss (segmentation: "
+        "class-balanced cross-entropy; the training loss where a task names none), or the run's training loss",
+    )
     activations_at: Literal["output", "activation"] = field(
         "activation", doc="activation criteria observe the activation after the producer, or its raw output"
     )

@@ -49,13 +49,22 @@ def pruning_step(state: RunState, step: int, progress: bool) -> PruningStep:
         overrides=state.pricing,
         include=cfg.cost.include or None,
         batches=batches,
-        loss=state.trainer.objective.task_loss,
+        loss=calibration_loss(state),
         device=state.device,
         plugins=state.plugins,
         reference=state.reference,
         table=state.table,
         progress=progress,
     )
+
+
+def calibration_loss(state: RunState) -> Callable[..., Any]:
+    """What gradient criteria differentiate: the task's calibration loss, where it names one and
+    the config does not ask for the training loss."""
+    by_task = getattr(state.task, "calibration_loss", None)
+    if state.config.pruning.calibration_loss == "task" and by_task is not None:
+        return by_task
+    return state.trainer.objective.task_loss
 
 
 def pruning_steps(state: RunState, count: Count, progress: bool, distil: bool) -> Iterator[PrunedStep]:

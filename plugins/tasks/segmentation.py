@@ -10,6 +10,8 @@ import torch
 
 from prunekit.plugin import NoArgs, Spec, hookimpl, metric_rows
 
+from .calibration_loss import class_balanced_cross_entropy
+
 
 class ConfusionMatrix:
     """Pixel counts of (true, predicted) class pairs, rows true, columns predicted.
@@ -73,6 +75,9 @@ class Segmentation:
     best_label = "mIoU"
     class_metric = "iou_"
     default_loss: ClassVar[dict[str, float]] = {"cross_entropy": 1.0}
+
+    def calibration_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        return class_balanced_cross_entropy(logits, batch)
 
     def metric(self, n_classes: int, device: torch.device | str) -> ConfusionMatrix:
         return ConfusionMatrix(n_classes, device)
