@@ -7,9 +7,11 @@ on the shapes (``tv_resnet18``) and smp's Unet(resnet18) on the eyes (``smp_unet
 one baseline is trained, then every method prunes it to the same budget — 74 % of the MACs by
 default, or with ``--resource latency`` to the same *measured* speed-up — in the same steps with
 the same retraining and fine-tuning: prunekit's defaults (ranked per layer: Taylor for
-classification, weight norm and Taylor for segmentation), IPAD (ω = 0.5) with and without
-distillation, weight norm, Taylor, random, and Torch-Pruning (when installed: ``pip install
-torch-pruning==1.6.1``) at the settings its README shows and its users run — local
+classification, weight norm and Taylor over a class-balanced loss for segmentation), the former
+default (weight norm and Taylor over the training loss), IPAD (ω = 0.5) with and without
+distillation, weight norm, Taylor over the training loss or the task's, random, and
+Torch-Pruning (when installed: ``pip install torch-pruning==1.6.1``; its Taylor importance takes
+the training loss) at the settings its README shows and its users run — local
 pruning (one ratio for every layer) with L2 magnitude and with Taylor importance, and global
 pruning capped per layer at prunekit's layer limit; with ``--resource latency`` also the
 defaults with a MACs budget (MACs steps until the same measured speed-up) and the latency budget
@@ -18,8 +20,8 @@ mean and range over the seeds, MACs, parameters and the CPU speed-up of the firs
 
     python benchmarks/quality.py [--tasks unet,densenet,resnet,tv_resnet18,smp_unet] [--seeds 3]
                                  [--remove 74] [--steps 4] [--retrain-epochs 1] [--finetune-epochs 4]
-                                 [--resource macs|latency] [--target-speedup 2] [--methods "random;Taylor"]
-                                 [--single-seed "Taylor"] [--quick] [--out runs/quality]
+                                 [--resource macs|latency] [--target-speedup 2] [--methods "random;weight norm"]
+                                 [--single-seed "random"] [--quick] [--out runs/quality]
 
 ``--quick`` shrinks every task (tiny data, one epoch each, one seed, two steps) so that CI can
 run the whole script once; its numbers mean nothing.
@@ -98,13 +100,19 @@ def shared(cfg: dict, args: argparse.Namespace, run_dir: Path) -> dict:
 
 
 #: method -> (pruning settings over the shared ones, distil from the teacher). "prunekit defaults"
-#: is whatever the default preset holds when the benchmark runs.
+#: is whatever the default preset and the task hold when the benchmark runs; Taylor differentiates
+#: the training loss or the task's calibration loss (segmentation: class-balanced cross-entropy).
 METHODS: dict[str, tuple[dict, bool]] = {
     "prunekit defaults": ({}, False),
     "IPAD ω=0.5 + KD": ({"preset": "ipad"}, True),
     "IPAD ω=0.5, no KD": ({"preset": "ipad"}, False),
+    "weight norm + Taylor, training loss": (
+        {"criterion": {"weights": {"weight_norm": 0.5, "taylor": 0.5}}, "calibration_loss": "training"},
+        False,
+    ),
     "weight norm": ({"criterion": {"weights": {"weight_norm": 1.0}}}, False),
-    "Taylor": ({"criterion": {"weights": {"taylor": 1.0}}}, False),
+    "Taylor, training loss": ({"criterion": {"weights": {"taylor": 1.0}}, "calibration_loss": "training"}, False),
+    "Taylor, task's loss": ({"criterion": {"weights": {"taylor": 1.0}}, "calibration_loss": "task"}, False),
     "random": ({"criterion": {"weights": {"random": 1.0}}}, False),
 }
 
