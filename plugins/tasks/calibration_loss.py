@@ -1,4 +1,4 @@
-"""The loss the built-in tasks give gradient criteria (Taylor) during the calibration pass."""
+"""The loss the segmentation task gives gradient criteria (Taylor) in the calibration pass."""
 
 from __future__ import annotations
 
