@@ -9,7 +9,7 @@ import torch.nn.functional as F
 def class_balanced_cross_entropy(logits: torch.Tensor, batch: dict) -> torch.Tensor:
     """Cross-entropy averaged within each class present in the batch, then over those classes.
 
-    With the plain per-pixel mean, a small class (a pupil among skin and sclera) hardly moves
+    With the plain per-pixel mean, a small class (an iris among skin) hardly moves
     the loss, so first-order Taylor scores the channels that serve it as unimportant and pruning
     can empty the class; here every present class weighs alike. Logits N×K (labels N) or
     N×K×H×W (masks N×H×W).
