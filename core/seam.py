@@ -10,10 +10,43 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import torch
 from torch import nn
 
 from .layer_type import LayerType
 from .records import Traversal
+
+
+class Runtime(Protocol):
+    """Where a model is deployed, to be timed there: eager PyTorch, ``torch.compile``, ONNX Runtime…
+
+    ``prepare(model, example)`` returns a callable that runs one forward of ``model`` on
+    ``example`` the way the runtime runs it — finished when it returns (a GPU runtime
+    synchronises) — so that prunekit can time calls of several models in turns. ``times_layers``
+    says whether the latency table times single layers in this runtime too; where it is false
+    (compiling every layer variant would take minutes), layers are timed in eager PyTorch and the
+    runtime's whole forwards calibrate them.
+    """
+
+    name: str
+    times_layers: bool
+
+    def available(self, device: torch.device) -> str | None:
+        """``None`` where the runtime can run on ``device`` here, else why not, in one line (naming
+        the package or extra to install)."""
+        ...
+
+    def version(self) -> str:
+        """What the latency cache keys its tables by, beside the name: the runtime's version."""
+        ...
+
+    def alignment(self, device: torch.device) -> int:
+        """The channel multiple the runtime runs fast on ``device``: pruning keeps counts at it."""
+        ...
+
+    def prepare(self, model: nn.Module, example: torch.Tensor) -> Callable[[], Any]:
+        """A callable running one forward of ``model`` (in eval mode) on ``example``."""
+        ...
 
 
 class LayerTypes(Protocol):

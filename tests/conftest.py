@@ -16,6 +16,10 @@ pytest_plugins = ["prunekit.testing"]  # the plugin_manager fixture, as plugin a
 # and latency tables are cached in a folder of this session, not the user's cache.
 os.environ["PRUNEKIT_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 os.environ["PRUNEKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="prunekit-test-cache-")
+# A run's report measures its speed in every runtime that runs here: torch.compile would compile
+# each tiny model of each run (20 s and more). The runtimes beyond eager are left to the tests
+# about them, which ask for them with a manager of their own (`runtimes_manager`).
+os.environ["PRUNEKIT_DISABLE_PLUGINS"] = "prunekit.compile,prunekit.onnxruntime"
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core: one thread each, not two fighting for it
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"  # and so its subprocesses: the same sums in the same order

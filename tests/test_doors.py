@@ -66,11 +66,27 @@ def test_one_call_to_a_speedup_stops_on_the_measurement():
     macs = pk.count(model, x).macs
 
     def clock(models, x, repeats):  # a device whose time is the MACs: no timing noise in a test
-        return [pk.count(m, x).macs / macs for m in models]
+        return [[pk.count(m, x).macs / macs] * repeats for m in models]
 
     pruned = pk.prune_to(model, x, target_speedup=2.0, limits=pk.Limits(90.0, 90.0), clock=clock)
-    assert pruned.speedup == pytest.approx(macs / pruned.after.macs) and pruned.speedup >= 2.0
-    assert "latency" in str(pruned)
+    assert pruned.speedup.median == pytest.approx(macs / pruned.after.macs) and pruned.speedup.low >= 2.0
+    assert "speed-up" in str(pruned) and "measured in eager" in str(pruned)
+
+
+def test_a_target_speedup_is_reached_by_the_lower_end_of_the_measurement_not_its_median():
+    """Rounds that scatter: a median at the target is not enough while the interval reaches below it."""
+    model, x = demo_unet().eval(), torch.zeros(1, 1, 64, 96)
+    macs = pk.count(model, x).macs
+    scatter = [0.8, 0.9, 0.95, 1.0, 1.0, 1.0, 1.0, 1.05, 1.1, 1.2]  # the student's rounds, relative to its MACs
+
+    def clock(models, x, repeats):
+        teacher, student = (pk.count(m, x).macs / macs for m in models)
+        return [[teacher] * repeats, [student * f for f in scatter[:repeats]]]
+
+    pruned = pk.prune_to(model, x, target_speedup=1.5, limits=pk.Limits(90.0, 90.0), clock=clock)
+    ratio = macs / pruned.after.macs
+    assert pruned.speedup.low == pytest.approx(ratio / 1.1)  # the second-slowest of ten rounds
+    assert pruned.speedup.median == pytest.approx(ratio) and ratio / 1.1 >= 1.5
 
 
 # -- the step and its proposal ---------------------------------------------------------------------------------------
@@ -79,9 +95,10 @@ def test_a_proposal_is_shown_vetoed_and_edited_before_the_cut():
     budget = pk.ResourceBudget(pk.count(model, x), "macs", 40, ("percent", 40))
     step = pk.PruningStep(model, x, budget, limits=pk.Limits(90.0, 90.0))
     proposal = step.propose()
-    assert "down1.conv.conv1" in proposal.layers() and "MACs saved" in str(proposal)
-    vetoed = proposal.without("down1.conv.conv1")
-    assert "down1.conv.conv1" not in vetoed.layers() and vetoed.predicted.macs > proposal.predicted.macs
+    layer = next(iter(proposal.layers()))
+    assert "MACs saved" in str(proposal)
+    vetoed = proposal.without(layer)
+    assert layer not in vetoed.layers() and vetoed.predicted.macs > proposal.predicted.macs
     assert sum(map(len, vetoed.removal.values())) < sum(map(len, proposal.removal.values()))
     one_group = next(iter(proposal.removal))
     edited = proposal.edited({one_group: proposal.removal[one_group][:1]})

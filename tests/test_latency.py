@@ -54,8 +54,8 @@ def test_grid_counts_stay_within_the_layer_and_on_its_multiples():
 def test_the_table_covers_what_pruning_can_shrink_and_is_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNEKIT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(  # sized, not timed: a busy machine's noise is no part of what is cached
-        "prunekit.cost.latency_table.measure",
-        lambda modules, x, repeats: [1e-6 * sum(p.numel() for p in m.parameters()) + 1e-6 for m in modules],
+        "prunekit.cost.latency_table._in_turns",
+        lambda variants, repeats: [1e-6 * sum(p.numel() for p in m.parameters()) + 1e-6 for m, _, _ in variants],
     )
     model, x = small(), torch.randn(1, 1, 16, 16)
     graph = pk.trace(model, x)
@@ -188,7 +188,7 @@ def test_a_selection_measured_short_of_the_target_is_chosen_again_before_the_cut
     table = linear_table(graph)  # uncalibrated: predicts the layers' sum alone
 
     def device(models, x, repeats):  # the device: the table's layers plus the matrix product it does not see
-        return [layer_sum(table, graph) + layer_sum(table, pk.trace(m, x)) for m in models]
+        return [[layer_sum(table, graph) + layer_sum(table, pk.trace(m, x))] * repeats for m in models]
 
     removed = {}
     for checks in (0, 2):

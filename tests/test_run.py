@@ -53,7 +53,9 @@ def test_run_directory_holds_everything(finished):
     assert {"train", "retrain", "finetune"} <= {r["phase"] for r in log if r["event"] == "epoch"}
     assert sum(r["event"] == "step" for r in log) == len(result.steps) >= 2
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["latency"]["pruned_batch1"] > 0 and 0 <= summary["metrics"]["miou"] <= 1
+    measured = {(row["runtime"], row["batch"]): row for row in summary["speed"]}
+    assert set(measured) == {("eager", 1), ("eager", 8)}  # the run's runtime; the others are disabled in tests
+    assert measured["eager", 1]["pruned_ms"] > 0 and 0 <= summary["metrics"]["miou"] <= 1
 
 
 def test_report_writes_its_plots(finished, capsys):
@@ -158,16 +160,29 @@ def test_demo_config_is_printed_and_valid(capsys):
     assert "hinton" in cfg.distillation
 
 
-def test_a_speedup_is_told_with_its_spread_or_not_at_all_when_the_rounds_disagree():
+def test_a_speedup_is_told_with_its_interval_as_slower_or_not_at_all_when_the_rounds_disagree():
     from prunekit.cost.latency import speedup
     from prunekit.run.reporting.report import summary_rows
+    from prunekit.run.speed import slower
 
-    steady = speedup([0.010, 0.010, 0.011, 0.010], [0.020, 0.021, 0.020, 0.020])
-    busy = speedup([0.010, 0.030, 0.012, 0.050], [0.020, 0.021, 0.060, 0.020])
-    assert steady[0] == pytest.approx(2.0) and steady[1] < 0.15 and busy[1] > 0.25
+    base = [0.020] * 10
+    steady = speedup([0.010] * 6 + [0.011] * 4, base)
+    busy = speedup([0.010, 0.030, 0.012, 0.050, 0.010, 0.025, 0.011, 0.040, 0.010, 0.020], base)
+    slow = speedup([0.022] * 10, base)
+    assert steady.median == pytest.approx(2.0) and steady.low == pytest.approx(2 / 1.1) and not steady.busy
+    assert busy.busy and slow.high < 1
     summary = {"original_macs": 10, "macs": 5, "macs_percent": 50.0, "original_params": 4, "params": 2,
                "params_percent": 50.0}  # fmt: skip
-    for (ratio, spread), told in ((steady, "2.00× faster (±"), (busy, "too busy to tell (rounds spread ±")):
-        latency = {"baseline_batch1": 0.02, "pruned_batch1": 0.01, "speedup_batch1": ratio, "spread_batch1": spread}
-        rows = summary_rows({**summary, "latency": latency}, None)
-        assert rows[0][3] == "50.0 % kept" and rows[2][0] == "latency, batch 1" and rows[2][3].startswith(told)
+    speed = [
+        {"runtime": name, "batch": 1, "baseline_ms": 20.0, "pruned_ms": 10.0, "speedup": s.median, "low": s.low,
+         "high": s.high}
+        for name, s in (("eager", steady), ("compile", busy), ("onnxruntime", slow))
+    ] + [{"runtime": "tensorrt", "batch": 1, "unavailable": "needs a GPU"}]  # fmt: skip
+    rows = summary_rows({**summary, "speed": speed}, None)
+    assert rows[0][3] == "50.0 % kept" and [r[0] for r in rows[2:]] == [
+        "latency, eager, batch 1", "latency, compile, batch 1", "latency, onnxruntime, batch 1",
+        "latency, tensorrt, batch 1"]  # fmt: skip
+    assert rows[2][3] == "2.00× (1.82–2.00) faster" and rows[3][3].startswith("too busy to tell (")
+    assert rows[4][3] == "0.91× (0.91–0.91) slower" and rows[5][3] == "not measured: needs a GPU"
+    (warning,) = slower(speed)
+    assert "slower than the baseline in onnxruntime at batch 1 (0.91×" in warning and "pruning.align" in warning

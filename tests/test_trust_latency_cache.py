@@ -23,8 +23,8 @@ def small():
 def sized_timing(monkeypatch):
     """Layers 'time' by their parameter count: the tests see what the cache does, never timing noise."""
     monkeypatch.setattr(
-        "prunekit.cost.latency_table.measure",
-        lambda modules, x, repeats: [1e-6 * sum(p.numel() for p in m.parameters()) + 1e-6 for m in modules],
+        "prunekit.cost.latency_table._in_turns",
+        lambda variants, repeats: [1e-6 * sum(p.numel() for p in m.parameters()) + 1e-6 for m, _, _ in variants],
     )
 
 

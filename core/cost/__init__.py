@@ -4,10 +4,12 @@ any removal, and measured latency.
 The public names are the ones listed here; the modules behind them may move.
 """
 
+from ..eager import alignment, eager
 from .cost_model import Cost, CostModel
 from .counting import CostReport, LayerCost, count
-from .latency import measure
-from .latency_table import LatencyTable, alignment, build_table, calibrate_table, layer_sum
+from .latency import Speedup, measure, measure_rounds, speedup
+from .latency_table import LatencyTable, build_table, calibrate_table, layer_sum
+from .runtimes import runtime_named
 
 __all__ = [
     "Cost",
@@ -15,10 +17,15 @@ __all__ = [
     "CostReport",
     "LatencyTable",
     "LayerCost",
+    "Speedup",
     "alignment",
     "build_table",
     "calibrate_table",
     "count",
+    "eager",
     "layer_sum",
     "measure",
+    "measure_rounds",
+    "runtime_named",
+    "speedup",
 ]

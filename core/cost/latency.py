@@ -1,4 +1,6 @@
-"""Measured latency: the median of repeated forward passes after warm-up, never an estimate.
+"""Measured latency: the median of repeated forward passes after warm-up, never an estimate, run
+in the runtime the model is deployed with (:class:`prunekit.seam.Runtime`; eager PyTorch where
+none is named), models taking turns so that a noisy machine slows them alike.
 
 On Linux CPUs the first measurement puts glibc's allocator in a steady regime (:func:`steady_allocator`):
 by default it maps every large tensor freshly and unmaps it when freed, so each forward pays page
@@ -13,22 +15,21 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import math
 import platform
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from ..eager import eager
 from ..modes import eval_mode
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
+from ..seam import Runtime
 
 #: glibc's mallopt parameters, and the largest mmap threshold it accepts on 64-bit systems
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX = -1, -3, 32 * 2**20
@@ -47,42 +48,93 @@ def steady_allocator() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def measure(models: Sequence[nn.Module], example: torch.Tensor, repeats: int = 10, warmup: int = 2) -> list[float]:
+def measure(
+    models: Sequence[nn.Module],
+    example: torch.Tensor,
+    repeats: int = 10,
+    warmup: int = 2,
+    runtime: Runtime | None = None,
+) -> list[float]:
     """Median seconds per forward of each model on ``example``. The models take turns in every
     round, so a noisy machine slows them alike and the ratios stay fair."""
-    return [statistics.median(t) for t in measure_rounds(models, example, repeats, warmup)]
+    return [statistics.median(t) for t in measure_rounds(models, example, repeats, warmup, runtime)]
 
 
 def measure_rounds(
-    models: Sequence[nn.Module], example: torch.Tensor, repeats: int = 10, warmup: int = 2
+    models: Sequence[nn.Module],
+    example: torch.Tensor,
+    repeats: int = 10,
+    warmup: int = 2,
+    runtime: Runtime | None = None,
 ) -> list[list[float]]:
-    """Seconds per forward of each model in each of ``repeats`` rounds (the models take turns)."""
-    device = example.device
-    if device.type == "cpu":
-        steady_allocator()
-    times: list[list[float]] = [[] for _ in models]
-    with ExitStack() as modes, torch.no_grad():
+    """Seconds per forward of each model in each of ``repeats`` rounds (the models take turns), run
+    as ``runtime`` runs them (eager PyTorch where none is given)."""
+    with ExitStack() as modes:
         for m in models:
             modes.enter_context(eval_mode(m))
-        for round_ in range(warmup + repeats):
-            for i, model in enumerate(models):
-                _sync(device)
-                start = time.perf_counter()
-                model(example)
-                _sync(device)
-                if round_ >= warmup:
-                    times[i].append(time.perf_counter() - start)
+        prepare = runtime.prepare if runtime is not None else eager
+        return time_calls([prepare(m, example) for m in models], example.device, repeats, warmup)
+
+
+def time_calls(
+    calls: Sequence[Callable[[], Any]], device: torch.device, repeats: int = 10, warmup: int = 2
+) -> list[list[float]]:
+    """Seconds of each call in each of ``repeats`` rounds, the calls taking turns, after ``warmup``
+    rounds (a compiling runtime compiles in its first)."""
+    if device.type == "cpu":
+        steady_allocator()
+    times: list[list[float]] = [[] for _ in calls]
+    for round_ in range(warmup + repeats):
+        for i, call in enumerate(calls):
+            start = time.perf_counter()
+            call()
+            if round_ >= warmup:
+                times[i].append(time.perf_counter() - start)
     return times
 
 
-#: a speed-up whose rounds spread over more than this share of it is not told (the machine was busy)
+#: a speed-up whose interval is wider than this share of it is not told (the machine was busy)
 TOO_BUSY = 0.25
+#: how sure the interval of a measured speed-up is to hold the median speed-up
+CONFIDENCE = 0.95
 
 
-def speedup(rounds: Sequence[float], base_rounds: Sequence[float]) -> tuple[float, float]:
-    """(the median speed-up over the base, the interquartile spread of the rounds' speed-ups
-    relative to it): each round's ratio compares two forwards run back to back."""
-    ratios = sorted(b / t for b, t in zip(base_rounds, rounds))
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-    median = statistics.median(ratios)
-    return median, (quartiles[2] - quartiles[0]) / median
+@dataclass(frozen=True)
+class Speedup:
+    """A measured speed-up: the median of the rounds' ratios (each round compares two forwards
+    run back to back), and an interval that holds the true median with :data:`CONFIDENCE`."""
+
+    median: float
+    low: float
+    high: float
+
+    @property
+    def busy(self) -> bool:
+        """Too wide an interval to tell a speed-up by: the machine was busy."""
+        return self.high - self.low > TOO_BUSY * self.median
+
+    def __str__(self) -> str:
+        return f"{self.median:.2f}× ({self.low:.2f}–{self.high:.2f})"
+
+
+def speedup(rounds: Sequence[float], base_rounds: Sequence[float]) -> Speedup:
+    """The speed-up of ``rounds`` over ``base_rounds``, taken in turns, with its interval."""
+    ratios = [b / t for b, t in zip(base_rounds, rounds)]
+    low, high = median_interval(ratios)
+    return Speedup(statistics.median(ratios), low, high)
+
+
+def median_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """A distribution-free confidence interval of the median: the order statistics k and n + 1 − k,
+    with k the largest count that a Binomial(n, ½) stays below with probability (1 − confidence)/2
+    (the sign-test interval, e.g. Conover, *Practical Nonparametric Statistics*, 3.2). Below six
+    values no such k exists at 95 %: the whole range is the interval."""
+    ordered, n = sorted(values), len(values)
+    tail, k, below = (1 - confidence) / 2, 0, 0.0
+    while k < n // 2:
+        below += math.comb(n, k) / 2**n  # P(Binomial(n, ½) <= k)
+        if below > tail:
+            break
+        k += 1
+    k = max(k, 1)
+    return ordered[k - 1], ordered[n - k]

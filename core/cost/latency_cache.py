@@ -1,4 +1,4 @@
-"""Where latency tables are kept: one JSON file per device, torch version and thread count,
+"""Where latency tables are kept: one JSON file per device, runtime, torch version and thread count,
 holding every measured layer grid by signature; written atomically, read back tolerantly."""
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cache_file(device: torch.device, folder: Path) -> Path:
-    key = f"{device_name(device)}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+def cache_file(device: torch.device, folder: Path, runtime: str = "eager") -> Path:
+    """The cache of the tables measured on ``device`` in ``runtime`` (its name and version)."""
+    key = f"{device_name(device)}|{runtime}|torch {torch.__version__}|threads {torch.get_num_threads()}"
     return folder / "latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
@@ -102,9 +103,15 @@ def _falling(grid: list[list[float]]) -> str | None:
     return None
 
 
-def write_cache(path: Path, entries: dict[str, Any], device: torch.device) -> None:
+def write_cache(path: Path, entries: dict[str, Any], device: torch.device, runtime: str = "eager") -> None:
     """Write the cache atomically; a cache that cannot be written only costs the next run time."""
-    data = {"format": FORMAT, "device": device_name(device), "torch": torch.__version__, "entries": entries}
+    data = {
+        "format": FORMAT,
+        "device": device_name(device),
+        "runtime": runtime,
+        "torch": torch.__version__,
+        "entries": entries,
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:

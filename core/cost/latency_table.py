@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,13 @@ import torch
 from torch import nn
 
 from ..cache import cache_dir
+from ..eager import alignment, eager
 from ..graph.channel_graph import ChannelGraph, LayerNode
 from ..graph.rules import channels, layer_type_of
 from ..layer_type import Flow, LayerType
-from .latency import measure
+from ..modes import eval_mode
+from ..seam import Runtime
+from .latency import time_calls
 from .latency_cache import cache_file, device_name, entry_problem, read_cache, write_cache
 
 #: channel counts measured, as fractions of the original layer's
@@ -98,6 +103,7 @@ class LatencyTable:
     measured: int = 0  # entries measured now, not found in the cache
 
     dtype: torch.dtype = torch.float32  # what the grid was measured in
+    runtime: str = "eager"  # where whole forwards are measured (and layers, where it times them)
 
     #: output counts above one multiple of ``align`` cost as the next multiple does, input counts
     #: off the grid and off a multiple the slow path's price (what a run takes); False: the
@@ -176,14 +182,6 @@ def _counts(full: int, unit: int, base: int) -> list[int]:
     return sorted(aligned | below | {full})
 
 
-def alignment(device: torch.device) -> int:
-    """The channel multiple pruning keeps counts at when it budgets latency: convolutions run
-    much slower one channel short of a multiple of 16 on CPUs (oneDNN's blocked layouts: 31 input
-    and output channels took 1.5× the time of 32, 63 took 1.3× of 64 on 2 AVX-512 cores) and of 8
-    on GPUs (tensor cores), so counts in between buy little time and are not predictable."""
-    return 8 if device.type == "cuda" else 16
-
-
 def _keep(count: int, full: int, groups: int) -> torch.Tensor:
     """The first ``count`` channels, as many from every one of ``groups`` equal parts."""
     per, k = full // groups, count // groups
@@ -242,13 +240,13 @@ class _Layer:
         size[self.in_dim % len(size)] = c_in
         return torch.randn(size, device=device, dtype=dtype)
 
-    def measure(self, device: torch.device, dtype: torch.dtype, repeats: int) -> LayerTimes:
+    def measure(self, device: torch.device, dtype: torch.dtype, repeats: int, runtime: Runtime | None) -> LayerTimes:
         """Every count of the grid, the variants taking turns (as :func:`measure` does), so that
         the machine's drift shifts them alike and the entry's shape over counts stays true."""
         outs = (lambda c_in: [c_in * self.full_out // self.full_in]) if self.diagonal else (lambda c_in: self.outs)
         cells = [(c_in, c_out) for c_in in self.ins + self.off_ins for c_out in outs(c_in)]
         inputs = {c_in: self.example(c_in, device, dtype) for c_in in self.ins + self.off_ins}
-        variants = [(self.variant(c_in, c_out, device, dtype), inputs[c_in]) for c_in, c_out in cells]
+        variants = [(self.variant(c_in, c_out, device, dtype), inputs[c_in], runtime) for c_in, c_out in cells]
         seconds = iter(_in_turns(variants, repeats))
         rows = [[next(seconds) for _ in outs(c_in)] for c_in in self.ins + self.off_ins]
         split = len(self.ins)
@@ -257,22 +255,24 @@ class _Layer:
         )
 
 
-def _in_turns(variants: list[tuple[nn.Module, torch.Tensor]], repeats: int) -> list[float]:
-    """Median seconds of each (module, input), all taking turns in every round."""
-    wrapped = [_Bound(module, x) for module, x in variants]
-    return measure(wrapped, variants[0][1], repeats)
+def _in_turns(variants: Sequence[tuple[nn.Module, torch.Tensor, Runtime | None]], repeats: int) -> list[float]:
+    """Median seconds of each (module, input, runtime), in eval mode, all taking turns in every round."""
+    with ExitStack() as modes:
+        for module, _, _ in variants:
+            modes.enter_context(eval_mode(module))
+        calls = [runtime.prepare(m, x) if runtime is not None else eager(m, x) for m, x, runtime in variants]
+        rounds = time_calls(calls, variants[0][1].device, repeats)
+    return [statistics.median(t) for t in rounds]
 
 
-class _Bound(nn.Module):
-    """A module called on its own input, whatever it is given (so variants of different input
-    sizes can take turns in one :func:`measure`)."""
+def layer_runtime(runtime: Runtime | None) -> Runtime | None:
+    """The runtime single layers are timed in: ``runtime`` where it times layers, else eager."""
+    return runtime if runtime is not None and runtime.times_layers else None
 
-    def __init__(self, module: nn.Module, x: torch.Tensor) -> None:
-        super().__init__()
-        self.module, self.x = module, x
 
-    def forward(self, _: torch.Tensor) -> Any:
-        return self.module(self.x)
+def runtime_key(runtime: Runtime | None) -> str:
+    """The runtime, as a latency table and its cache name it: its name and version."""
+    return "eager" if runtime is None else f"{runtime.name} {runtime.version()}"
 
 
 def build_table(
@@ -283,18 +283,22 @@ def build_table(
     cache: Path | None = None,
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
     align: int | None = None,
+    runtime: Runtime | None = None,
 ) -> LatencyTable:
     """Measure (or find in the cache) every layer call of ``graph`` that pruning can shrink, at
-    channel counts in multiples of ``align`` (default: :func:`alignment` of the device)."""
+    channel counts in multiples of ``align`` (default: the runtime's alignment on the device), in
+    ``runtime`` where it times single layers (else in eager PyTorch)."""
     began = time.perf_counter()
-    shrinks, align = varying(graph), alignment(device) if align is None else align
+    shrinks = varying(graph)
+    align = align or (runtime.alignment(device) if runtime is not None else alignment(device))
+    timer = layer_runtime(runtime)
     calls = [
         _Layer(node, i, shrinks.get(name, (False, False)), align)
         for name, node in graph.layers.items()
         if layer_type_of(node.rule) is not None
         for i in range(len(node.calls))
     ]
-    path = cache_file(device, cache or cache_dir())
+    path = cache_file(device, cache or cache_dir(), runtime_key(timer))
     stored = read_cache(path)
     entries, measured, untrusted = {}, 0, {}
     for layer in progress(calls) if progress else calls:
@@ -303,7 +307,7 @@ def build_table(
         if why is not None:
             untrusted[layer.node.name] = why
         if key not in stored or why is not None:
-            stored[key] = layer.measure(device, dtype, repeats).__dict__
+            stored[key] = layer.measure(device, dtype, repeats, timer).__dict__
             measured += 1
         entries[(layer.node.name, layer.call)] = LayerTimes(**stored[key])
     if untrusted:
@@ -315,8 +319,10 @@ def build_table(
             stacklevel=2,
         )
     if measured:
-        write_cache(path, stored, device)
-    return LatencyTable(entries, device_name(device), [], align, time.perf_counter() - began, measured, dtype)
+        write_cache(path, stored, device, runtime_key(timer))
+    return LatencyTable(
+        entries, device_name(device), [], align, time.perf_counter() - began, measured, dtype, runtime_key(runtime)
+    )
 
 
 def layer_sum(table: LatencyTable, graph: ChannelGraph) -> float:
@@ -336,12 +342,14 @@ def calibrate_table(
     thinned: tuple[nn.Module, ChannelGraph],
     repeats: int = 10,
     also: Sequence[nn.Module] = (),
+    runtime: Runtime | None = None,
 ) -> list[float]:
     """Measure, all in turns on ``example``: whole forwards of the full model and of a thinned copy
-    (each with its graph), ``also``'s models, and every layer of the table at its full width. The
-    layers' entries are scaled to their full-width time of these rounds — entries measured at
-    other moments (another run, a busier minute: whole layers measured up to 2× apart) then share
-    one level — and the two forwards calibrate the layers' sum. Returns ``also``'s seconds."""
+    (each with its graph) and ``also``'s models in ``runtime``, and every layer of the table at its
+    full width (in the runtime the table times layers in). The layers' entries are scaled to their
+    full-width time of these rounds — entries measured at other moments (another run, a busier
+    minute: whole layers measured up to 2× apart) then share one level — and the two forwards
+    calibrate the layers' sum. Returns ``also``'s seconds."""
     layers = [_Layer(full[1].layers[name], call, (False, False), table.align) for name, call in table.entries]
     inputs: dict[tuple[int, ...], torch.Tensor] = {}  # one per input size: about one forward's activations
     for layer in layers:
@@ -351,8 +359,8 @@ def calibrate_table(
         (layer.variant(layer.full_in, layer.full_out, example.device, table.dtype), inputs[tuple(layer.input)])
         for layer in layers
     ]
-    wholes = [(full[0], example), (thinned[0], example), *((m, example) for m in also)]
-    seconds = _in_turns(wholes + widths, repeats)
+    wholes = [(m, example, runtime) for m in (full[0], thinned[0], *also)]
+    seconds = _in_turns(wholes + [(m, x, layer_runtime(runtime)) for m, x in widths], repeats)
     for layer, level in zip(layers, seconds[len(wholes) :]):
         _scale(table.entries[(layer.node.name, layer.call)], level, layer.full_in, layer.full_out)
     table.calibration = [(layer_sum(table, g), s) for (_, g), s in zip((full, thinned), seconds)]

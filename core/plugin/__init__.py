@@ -7,11 +7,14 @@ A plugin needs nothing from prunekit but these names::
 """
 
 from ..cache import cache_dir
+from ..eager import alignment, eager
 from ..errors import ConfigError, DataError, PluginError, PruneError, suggest
 from ..layer_type import Flow, LayerShape, LayerType, cut_parameter, numel
+from ..onnx_graph import onnx_bytes
 from ..records import DataSplits, NoArgs, Outputs, ScoredLayer, Spec, Traversal
 from ..run_files import check_name, open_to_append, run_file
 from ..schema import field
+from ..seam import Runtime
 from .hookspecs import HOOK_VERSION, hookimpl
 from .protocols import Criterion, DistillationLoss, Logger, Metric, Task
 from .rows import metric_rows
@@ -32,17 +35,21 @@ __all__ = [
     "Outputs",
     "PluginError",
     "PruneError",
+    "Runtime",
     "ScoredLayer",
     "Spec",
     "Task",
     "Traversal",
+    "alignment",
     "cache_dir",
     "check_name",
     "cut_parameter",
+    "eager",
     "field",
     "hookimpl",
     "metric_rows",
     "numel",
+    "onnx_bytes",
     "open_to_append",
     "run_file",
     "suggest",

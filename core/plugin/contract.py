@@ -9,7 +9,7 @@ from torch import nn
 
 from ..layer_type import LayerType
 from ..records import Spec
-from . import hookspecs
+from . import events, hookspecs
 
 #: registry kind -> hook returning its records
 KINDS = {
@@ -22,9 +22,10 @@ KINDS = {
     "logger": "prunekit_loggers",
     "task": "prunekit_tasks",
     "preset": "prunekit_presets",
+    "runtime": "prunekit_runtimes",
 }
 EVENTS = ("run_started", "step_done", "epoch_done", "run_finished")
-HOOKS = {name for name in dir(hookspecs) if name.startswith("prunekit_")}
+HOOKS = {name for module in (hookspecs, events) for name in dir(module) if name.startswith("prunekit_")}
 
 
 def class_key(cls: type) -> str:

@@ -6,13 +6,12 @@ the ``prunekit`` entry-point group (``[project.entry-points.prunekit]`` in ``pyp
 or through ``plugins.load`` in a run's config. Registry hooks return lists of named records;
 two plugins returning the same name for the same kind is an error naming both.
 
-The examples run as doctests in the test suite. ``docs/writing-plugins.md`` is the guide;
-``prunekit.testing`` proves a plugin against this contract.
+The lifecycle events a run broadcasts are in :mod:`prunekit.plugin.events`. The examples run as
+doctests in the test suite. ``docs/writing-plugins.md`` is the guide; ``prunekit.testing`` proves
+a plugin against this contract.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import pluggy
 from torch import nn
@@ -297,6 +296,32 @@ def prunekit_presets() -> list[Spec]:
 
 
 @hookspec
+def prunekit_runtimes() -> list[Spec]:
+    """Return runtimes, where pruned models are deployed: ``factory()`` builds a
+    :class:`prunekit.plugin.Runtime`. ``pruning.runtime`` or ``prune_to(runtime=…)`` names one; the
+    latency table, ``target_speedup``, the alignment and the report then measure in it.
+
+    >>> import torch, prunekit as pk
+    >>> from prunekit.plugin import eager
+    >>> class Traced:                                 # TorchScript, as some users deploy
+    ...     name, times_layers = "traced", True
+    ...     available = lambda self, device: None     # or why it cannot run on device here
+    ...     version = lambda self: torch.__version__  # latency tables are cached per version
+    ...     alignment = lambda self, device: 16       # the channel multiple it runs fast
+    ...     def prepare(self, model, example):        # a call runs one forward, done when it returns
+    ...         return eager(torch.jit.trace(model, example), example)
+    >>> class TracedPlugin:
+    ...     @pk.hookimpl
+    ...     def prunekit_runtimes(self):
+    ...         return [pk.Spec("traced", Traced, "TorchScript, traced")]
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 40, 3), torch.nn.ReLU(), torch.nn.Conv2d(40, 2, 1))
+    >>> with pk.registered(TracedPlugin()):
+    ...     pk.prune_to(net, torch.zeros(1, 3, 8, 8), percent=50, runtime="traced").model[0].out_channels
+    16
+    """
+
+
+@hookspec
 def prunekit_unavailable() -> dict[str, str]:
     """Return what this plugin would register but cannot here, and why: a name prefix (a kind
     and a prefix, ``"model torchvision."``) mapped to the reason (a package that does not
@@ -313,73 +338,4 @@ def prunekit_unavailable() -> dict[str, str]:
     ...     except pk.PluginError as error:
     ...         print(error)
     model 'fancy.net' is not available: package 'fancy' does not import (No module named 'fancy')
-    """
-
-
-@hookspec
-def prunekit_run_started(run: Any) -> None:
-    """Called once when a pruning run starts, after the baseline is ready (broadcast).
-
-    ``run`` is the run's state (``run.config``, ``run.run_dir``, ``run.device``); ``run.model``
-    is the student, ``run.teacher`` the frozen baseline.
-
-    >>> import prunekit as pk
-    >>> class Hello:
-    ...     @pk.hookimpl
-    ...     def prunekit_run_started(self, run):
-    ...         print("pruning", type(run).__name__)
-    >>> with pk.registered(Hello()):
-    ...     pk.manager().notify("run_started", run=object())
-    pruning object
-    """
-
-
-@hookspec
-def prunekit_step_done(run: Any, record: dict) -> None:
-    """Called after every pruning step, once its checkpoint is written (broadcast).
-
-    ``record`` holds ``step``, ``macs``, ``params``, ``macs_percent``, ``params_percent``,
-    ``removed`` (channels this step) and the validation metrics when there are any.
-
-    >>> import prunekit as pk
-    >>> class Watch:
-    ...     @pk.hookimpl
-    ...     def prunekit_step_done(self, run, record):
-    ...         print(record["step"], record["macs_percent"])
-    >>> with pk.registered(Watch()):
-    ...     pk.manager().notify("step_done", run=None, record={"step": 1, "macs_percent": 80.0})
-    1 80.0
-    """
-
-
-@hookspec
-def prunekit_epoch_done(run: Any, record: dict) -> None:
-    """Called after every training, retraining or fine-tuning epoch (broadcast).
-
-    ``run`` is the trainer (``run.device``, ``run.task``); ``record`` holds ``phase`` (``train``,
-    ``retrain``, ``finetune``), ``epoch``, ``loss`` and the validation metrics.
-
-    >>> import prunekit as pk
-    >>> class Watch:
-    ...     @pk.hookimpl
-    ...     def prunekit_epoch_done(self, run, record):
-    ...         print(record["phase"], record["epoch"])
-    >>> with pk.registered(Watch()):
-    ...     pk.manager().notify("epoch_done", run=None, record={"phase": "retrain", "epoch": 2})
-    retrain 2
-    """
-
-
-@hookspec
-def prunekit_run_finished(run: Any, summary: dict) -> None:
-    """Called once when a run has written its export and summary (broadcast).
-
-    >>> import prunekit as pk
-    >>> class Done:
-    ...     @pk.hookimpl
-    ...     def prunekit_run_finished(self, run, summary):
-    ...         print("done", summary["macs_percent"])
-    >>> with pk.registered(Done()):
-    ...     pk.manager().notify("run_finished", run=None, summary={"macs_percent": 26.0})
-    done 26.0
     """

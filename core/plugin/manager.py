@@ -28,7 +28,7 @@ from ..errors import PluginError, PrunekitError, one_line, suggest
 from ..layer_type import LayerType
 from ..records import Spec, Traversal
 from ..schema import build
-from . import hookspecs
+from . import events, hookspecs
 from .contract import EVENTS, HOOKS, KINDS, class_key, invalid, record_key
 from .loading import (
     GROUP,
@@ -81,6 +81,7 @@ class Manager:
         self.disable = tuple(dict.fromkeys((*self.disable, *env_list("PRUNEKIT_DISABLE_PLUGINS"))))
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
+        self.pm.add_hookspecs(events)
         found = entry_points()
         known = {ep.name for ep in found} | set(self.load)
         for name in self.disable:

@@ -1,11 +1,15 @@
-"""The latency budget: a target speed-up measured on the device, a latency table of the teacher's
-layers to select by, and the measurement after every cut that decides when pruning is done."""
+"""The latency budget: a target speed-up measured on the device in the runtime the model is
+deployed with, a latency table of the teacher's layers to select by, and the measurement after
+every cut that decides when pruning is done — when the lower end of the measured speed-up's
+interval reaches the target, so that a measurement taken apart lands at or above it too."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import random
+import statistics
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
@@ -15,10 +19,12 @@ from torch import nn
 from .. import distributed
 from ..cost.cost_model import CostModel
 from ..cost.counting import CostReport
-from ..cost.latency import measure
-from ..cost.latency_table import LatencyTable, alignment, build_table, calibrate_table
+from ..cost.latency import Speedup, measure_rounds, speedup
+from ..cost.latency_table import LatencyTable, build_table, calibrate_table
+from ..eager import alignment
 from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph
+from ..seam import Runtime
 from .budget import RESOURCES, ResourceBudget
 from .selection import Budget, Limits, Selection, units
 from .surgery import remove
@@ -29,10 +35,12 @@ class LatencyBudget(ResourceBudget):
     step remove the ``table``'s seconds (``step`` as for :class:`ResourceBudget`, ``percent`` of
     the teacher's layer seconds); ``macs`` or ``params`` makes it remove that resource. The
     student is measured in turns with the teacher after every cut (``repeats`` forwards of
-    ``example``); ``checks`` times at most, a step predicted to reach the target is measured on
-    a cut copy first and chosen again while it falls short. Under torchrun rank 0 measures and
-    every rank gets its result. ``clock(models, x, repeats) -> seconds`` is what measures
-    (:func:`prunekit.cost.measure`; a test may give a model of the device instead).
+    ``example`` in ``runtime``, eager PyTorch where none is given), and the budget is met when the
+    lower end of the speed-up's interval reaches ``target``; ``checks`` times at most, a step
+    predicted to reach the target is measured on a cut copy first and chosen again while it falls
+    short. Under torchrun rank 0 measures and every rank gets its result.
+    ``clock(models, x, repeats) -> seconds of each model in each round`` is what measures
+    (:func:`prunekit.cost.measure_rounds` in ``runtime``; a test may give a model of the device).
     """
 
     resources: ClassVar[tuple[str, ...]] = (*RESOURCES, "latency")
@@ -50,17 +58,18 @@ class LatencyBudget(ResourceBudget):
         min_params: float | None = None,
         repeats: int = 10,
         checks: int = 2,
-        clock: Callable[[list[nn.Module], torch.Tensor, int], list[float]] = measure,
+        clock: Callable[[list[nn.Module], torch.Tensor, int], list[list[float]]] | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         if not target > 1:
             raise ConfigError(f"target_speedup {target!r} is out of range; it must be > 1")
         super().__init__(original, resource, 100.0, step, min_macs, min_params)
         self.target, self.timing = target, table
         self.teacher, self.example, self.repeats, self.checks = teacher, example, repeats, checks
-        self.clock = clock
+        self.clock = clock or functools.partial(measure_rounds, runtime=runtime)
         #: the teacher's layer seconds in the table
         self.original_seconds = table.calibration[0][0] if table.calibration else None
-        self.measured: tuple[float, float] | None = None  # the student's last (seconds, speed-up)
+        self.measured: tuple[float, Speedup] | None = None  # the student's last (seconds, speed-up)
         self.predicted: float | None = None  # the student's predicted seconds after the last cut
 
     @classmethod
@@ -73,16 +82,19 @@ class LatencyBudget(ResourceBudget):
         align: int | None = None,
         repeats: int = 10,
         progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+        runtime: Runtime | None = None,
     ) -> tuple[LatencyTable, torch.Tensor]:
-        """The latency table of ``teacher`` (traced as ``graph``) on ``device``, built or loaded from
-        the cache and calibrated on the teacher and a thinned copy, and the batch of one it was
-        calibrated with — by rank 0 alone under torchrun, so no other process disturbs the clock."""
+        """The latency table of ``teacher`` (traced as ``graph``) on ``device`` in ``runtime``, built
+        or loaded from the cache and calibrated on the teacher and a thinned copy, and the batch
+        of one it was calibrated with — by rank 0 alone under torchrun, so no other process
+        disturbs the clock."""
         result: tuple[LatencyTable, torch.Tensor] | None = None
         if distributed.is_main():
-            align = align or alignment(device)
-            table = build_table(graph, device, progress=progress, align=align)
+            align = align or (runtime.alignment(device) if runtime is not None else alignment(device))
+            table = build_table(graph, device, progress=progress, align=align, runtime=runtime)
             example = graph.example[:1].to(device)
-            calibrate_table(table, example, (teacher, graph), thinned_copy(teacher, retrace, align), repeats=repeats)
+            thin = thinned_copy(teacher, retrace, align)
+            calibrate_table(table, example, (teacher, graph), thin, repeats=repeats, runtime=runtime)
             result = (table, example)
         return distributed.broadcast(result)
 
@@ -90,17 +102,18 @@ class LatencyBudget(ResourceBudget):
     def floors(self) -> tuple[float, float]:
         return float(self.min_macs or 0), float(self.min_params or 0)  # the measurement ends the run
 
-    def speedup(self) -> float | None:
+    def speedup(self) -> Speedup | None:
+        """The student's last measured speed-up over the teacher, with its interval."""
         return self.measured[1] if self.measured else None
 
     def done(self, now: CostReport) -> bool:
         speedup = self.speedup()
-        return super().done(now) or (speedup is not None and speedup >= self.target * (1 - 1e-9))
+        return super().done(now) or (speedup is not None and speedup.low >= self.target * (1 - 1e-9))
 
     def step_budget(self, cost: CostModel) -> Budget:
         if self.resource != "latency":
             return super().step_budget(cost)
-        floor = self.floor(self.timing.network_seconds(cost.seconds), self.speedup() or 1.0)
+        floor = self.floor(self.timing.network_seconds(cost.seconds), self._reached())
         kind, amount = self.step
         if kind != "percent":
             return Budget(kind, self.step_scale * amount, *self.floors(), floor)
@@ -118,17 +131,18 @@ class LatencyBudget(ResourceBudget):
         selection = select(budget)
         if self.resource != "latency":
             return selection
-        predicted, speedup = self.timing.network_seconds(cost.seconds), self.speedup() or 1.0
+        predicted, reached = self.timing.network_seconds(cost.seconds), self._reached()
         for _ in range(self.checks):
             seconds = self.timing.network_seconds(selection.seconds)
-            if not selection.removal or speedup * predicted < self.target * seconds:
+            if not selection.removal or reached * predicted < self.target * seconds:
                 break  # a step on the way: the next step corrects by its own measurement
             model, graph = copy.deepcopy(student)  # the graph names the copy's modules
             remove(model, graph, selection.removal)
             base, after = self.clock([self.teacher, model], self.example, self.repeats)
-            if base / after >= self.target:
+            measured = speedup(after, base)
+            if measured.low >= self.target:
                 break
-            floor = self.timing.layer_seconds_at(seconds * base / after / self.target)
+            floor = self.timing.layer_seconds_at(seconds * measured.low / self.target)
             again = select(dataclasses.replace(budget, floor_seconds=floor))
             if again.removal == selection.removal:  # the step's size allows no more
                 break
@@ -144,17 +158,25 @@ class LatencyBudget(ResourceBudget):
         result = None
         if distributed.is_main():
             base, now = self.clock([self.teacher, student], self.example, self.repeats)
-            result = (now, base / now)
+            result = (statistics.median(now), speedup(now, base))
         self.measured = distributed.broadcast(result)
+
+    def _reached(self) -> float:
+        """The speed-up the student surely has: its interval's lower end (1 before any measurement)."""
+        measured = self.speedup()
+        return measured.low if measured is not None else 1.0
 
     def record(self) -> dict[str, Any]:
         """The student's measured milliseconds per forward (batch 1), its speed-up over the teacher
-        measured in turns, and the table's prediction of that speed-up."""
+        measured in turns with its interval, and the table's prediction of that speed-up."""
         if self.measured is None or self.predicted is None or not self.timing.calibration:
             return {}
+        seconds, measured = self.measured
         return {
-            "latency_ms": 1e3 * self.measured[0],
-            "speedup": self.measured[1],
+            "latency_ms": 1e3 * seconds,
+            "speedup": measured.median,
+            "speedup_low": measured.low,
+            "speedup_high": measured.high,
             "predicted_speedup": self.timing.calibration[0][1] / self.predicted,
         }
 
@@ -169,11 +191,12 @@ class LatencyBudget(ResourceBudget):
             return limits
         return dataclasses.replace(limits, round_to=self.timing.align, free_below=True)
 
-    def floor(self, predicted: float, speedup: float) -> float:
+    def floor(self, predicted: float, reached: float) -> float:
         """The layer seconds a step's selection may go down to: the student's ``predicted`` time
-        shrunk by the speed-up still missing after the last measured ``speedup`` — a ratio to the
-        teacher measured in turns, so neither the machine's drift nor the prediction's error adds up."""
-        return self.timing.layer_seconds_at(predicted * speedup / self.target)
+        shrunk by the speed-up still missing after the last measured one (``reached``, its lower
+        end) — a ratio to the teacher measured in turns, so neither the machine's drift nor the
+        prediction's error adds up."""
+        return self.timing.layer_seconds_at(predicted * reached / self.target)
 
 
 def thinned_copy(

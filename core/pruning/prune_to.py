@@ -15,12 +15,13 @@ from torch import nn
 
 from ..cost.counting import CostReport, count
 from ..cost.formatting import human, render_table
-from ..cost.latency import measure
+from ..cost.latency import Speedup
+from ..cost.runtimes import runtime_named
 from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.overrides import Overrides, Pricing
 from ..records import as_batch
-from ..seam import Factories, resolve
+from ..seam import Factories, Runtime, resolve
 from .budget import ResourceBudget
 from .latency_budget import LatencyBudget
 from .plan import Plan
@@ -42,17 +43,18 @@ class Pruned:
     before: CostReport
     after: CostReport
     steps: int
-    speedup: float | None = None
+    speedup: Speedup | None = None
     notes: list[str] = field(default_factory=list)
+    runtime: str = "eager"  # where ``speedup`` was measured
 
     def table(self) -> str:
         macs, params = self.after.percent_of(self.before)
         rows = [
-            ["MACs", human(self.before.macs), human(self.after.macs), f"{macs:.1f}% kept"],
-            ["params", human(self.before.params), human(self.after.params), f"{params:.1f}% kept"],
+            ["MACs", human(self.before.macs), human(self.after.macs), f"{macs:.1f} % kept"],
+            ["params", human(self.before.params), human(self.after.params), f"{params:.1f} % kept"],
         ]
         if self.speedup is not None:
-            rows.append(["latency", "1.00×", f"{self.speedup:.2f}×", "measured, batch 1"])
+            rows.append(["speed-up", "1.00×", str(self.speedup), f"measured in {self.runtime}, batch 1"])
         text = render_table(["", "before", "after", ""], rows, right=(1, 2))
         return "\n".join([text, *self.notes])
 
@@ -77,6 +79,8 @@ def prune_to(
     *,
     resource: str = "macs",
     target_speedup: float | None = None,
+    runtime: str | Runtime = "eager",
+    align: int | str | None = "auto",
     data: Iterable[Any] | None = None,
     loss: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor] | None = None,
     criteria: CriterionConfig | Mapping[str, float] | None = None,
@@ -89,17 +93,21 @@ def prune_to(
     include: str | Iterable[str] | None = None,
     plugins: Factories | None = None,
     progress: bool = False,
-    clock: Callable[[list[nn.Module], torch.Tensor, int], list[float]] = measure,
+    clock: Callable[[list[nn.Module], torch.Tensor, int], list[list[float]]] | None = None,
 ) -> Pruned:
     """A copy of ``model`` with ``percent`` of its ``resource`` (``macs`` or ``params``, in your
     units where ``overrides`` price layers) removed in ``steps`` equal steps — or, with
-    ``target_speedup``, pruned until that speed-up over the original is measured on its device.
+    ``target_speedup``, pruned until the lower end of the speed-up measured over the original in
+    ``runtime`` (``eager``, ``compile``, ``onnxruntime`` or a plugin's) reaches it.
 
     Without ``data`` the channels are ranked by weight norm, which needs none; with ``data`` (an
     iterable of batches: ``(image, target)`` tuples or dicts) by the default criteria, calibrated
     on it, with ``loss(logits, batch)`` (default: cross-entropy against ``batch["target"]``) for
-    their gradients. ``limits`` default to 75 % of a layer's and a block's parameters. ``clock``
-    measures the speed-up (:func:`prunekit.cost.measure`; a model of the device in a test).
+    their gradients. ``limits`` default to 75 % of a layer's and a block's parameters; ``align``
+    keeps channel counts at the multiple ``runtime`` runs fast on the device (``"auto"``), at an
+    int's, or anywhere (``None``). ``clock`` measures the speed-up (seconds of each model in each
+    round; :func:`prunekit.cost.measure_rounds` in ``runtime`` by default, a model of the device
+    in a test).
     """
     _check_numbers({"percent": percent, "steps": steps}, {"target_speedup": target_speedup})
     plugins = resolve(plugins)
@@ -108,13 +116,16 @@ def prune_to(
     before = count(pruned, example_input, pricing, include, plugins=plugins)
     batches = [as_batch(b) for b in data] if data is not None else None
     device = next((p.device for p in pruned.parameters()), torch.device("cpu"))
+    deployed = runtime_named(runtime, plugins, device)
     graph = trace(pruned, example_input, protected, pricing, plugins=plugins, approximate=approximate)
     target = target_speedup or (1.0 / (1.0 - percent / 100.0) if resource == "latency" else None)
     budget = (
         ResourceBudget(before, resource, percent, ("percent", percent / max(1, steps)))
         if target is None
-        else _latency_budget(model, graph, before, target, device, protected, pricing, plugins, clock)
+        else _latency_budget(model, graph, before, target, device, (protected, pricing, plugins), deployed, clock)
     )
+    if align == "auto":
+        align = deployed.alignment(device)
     plan, taken, reference = Plan(), 0, Reference.of(graph)
     notes = [] if batches is not None else ["no data given: channels ranked by weight norm, which needs none"]
     now = before
@@ -134,6 +145,7 @@ def prune_to(
             device=device,
             plugins=plugins,
             reference=reference,
+            align=align,
             progress=progress,
         )
         proposal = step.propose()
@@ -143,7 +155,7 @@ def prune_to(
         plan, taken = plan.then(step.cut(proposal)), taken + 1
         now = count(pruned, example_input, pricing, include, plugins=plugins)
     speedup = budget.speedup() if isinstance(budget, LatencyBudget) else None
-    return Pruned(pruned.eval(), plan, before, now, taken, speedup, notes)
+    return Pruned(pruned.eval(), plan, before, now, taken, speedup, notes, deployed.name)
 
 
 def _latency_budget(
@@ -152,19 +164,21 @@ def _latency_budget(
     before: CostReport,
     target: float,
     device: torch.device,
-    protected: Iterable[str],
-    pricing: Pricing,
-    plugins: Factories,
-    clock: Callable[[list[nn.Module], torch.Tensor, int], list[float]],
+    tracing: tuple[Iterable[str], Pricing, Factories],
+    runtime: Runtime,
+    clock: Callable[[list[nn.Module], torch.Tensor, int], list[list[float]]] | None,
 ) -> LatencyBudget:
-    """The original's latency table, and a budget that steps toward ``target`` as far as the
-    table predicts, measured before each cut (the floor corrected while it falls short)."""
+    """The original's latency table in ``runtime``, and a budget that steps toward ``target`` as
+    far as the table predicts, measured before each cut (the floor corrected while it falls short)."""
     teacher = copy.deepcopy(model).eval()
+    protected, pricing, plugins = tracing
     retrace = functools.partial(
         trace, example_input=graph.example, protected=protected, overrides=pricing, plugins=plugins
     )
-    table, example = LatencyBudget.measure_table(teacher, graph, retrace, device)
-    return LatencyBudget(before, table, teacher, example, target, "latency", ("percent", 100.0), clock=clock)
+    table, example = LatencyBudget.measure_table(teacher, graph, retrace, device, runtime=runtime)
+    return LatencyBudget(
+        before, table, teacher, example, target, "latency", ("percent", 100.0), clock=clock, runtime=runtime
+    )
 
 
 def _cross_entropy(logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:

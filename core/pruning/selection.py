@@ -4,7 +4,10 @@ Channels are ranked globally by importance (lowest first). A unit — one channe
 layer needs to stay valid (:mod:`prunekit.graph.constraints`), or with ``round_to`` enough of
 those to keep the group's count a multiple — is taken when no layer and no
 block would lose more than its limit of its *original* parameters, and the group keeps at least
-``min_channels``. Selection stops when the step's budget is met, the overall target is reached,
+``min_channels``. With ``free_below`` a group may also go below one multiple, but only once no
+unit that keeps a count on a multiple is left to take: aligned counts are what runtimes run fast
+(:func:`prunekit.cost.alignment`), and a count below one multiple rarely runs faster than the
+multiple itself. Selection stops when the step's budget is met, the overall target is reached,
 or nothing more can be taken.
 """
 
@@ -30,9 +33,16 @@ class Limits:
     block_percent: float = 100.0
     min_channels: int = 1
     round_to: int | None = None
-    #: counts below ``round_to`` are free (any count >= min_channels): a latency budget's alignment,
-    #: where fewer channels than one multiple run smoothly faster
+    #: counts below one multiple of ``round_to`` are allowed too (any count >= min_channels), taken
+    #: after every unit that keeps a multiple: what alignment (``align``) asks of the selection
     free_below: bool = False
+
+    def aligned(self, align: int | None) -> Limits:
+        """These limits keeping counts at multiples of ``align`` (or below one multiple, last),
+        unless they already name a ``round_to`` or ``align`` is none or 1."""
+        if self.round_to is not None or align is None or align <= 1:
+            return self
+        return dataclasses.replace(self, round_to=align, free_below=True)
 
 
 @dataclass(frozen=True)
@@ -124,19 +134,26 @@ def per_cost(
 def units(group: Group, scores: torch.Tensor, limits: Limits) -> list[list[int]]:
     """The group's removable channels in removal order, in units: the constraints' units (one
     block from every cell), merged so that with ``round_to`` the group's count stays a multiple."""
+    return [unit for unit, _ in tiered_units(group, scores, limits)]
+
+
+def tiered_units(group: Group, scores: torch.Tensor, limits: Limits) -> list[tuple[list[int], bool]]:
+    """:func:`units`, each with whether it leaves the group below one multiple of ``round_to``
+    (only with ``free_below``): such units are taken after every other group's aligned ones."""
     size = limits.round_to or 1
     floor = limits.min_channels if limits.free_below else max(limits.min_channels, size)
-    out: list[list[int]] = []
+    out: list[tuple[list[int], bool]] = []
     pending: list[int] = []
     remaining = group.channels
     for unit in removal_units(group, lambda c: float(scores[c])):
         pending += unit
         left = remaining - len(pending)
-        if left % size and not (limits.free_below and left < size):
+        below = limits.free_below and left < size
+        if left % size and not below:
             continue
         if left < floor:
             break
-        out.append(pending)
+        out.append((pending, below))
         remaining -= len(pending)
         pending = []
     return out
@@ -155,11 +172,11 @@ def select(
     for layer, c in tracker.layer.items():
         blocks_now[reference.block_of.get(layer, layer)] += c.params
     queue: list = []
-    pending: dict[int, list[tuple[float, list[int]]]] = {}
+    pending: dict[int, list[tuple[bool, float, list[int]]]] = {}
     for group in graph.groups:
         if group.id in scores:
             s = scores[group.id]
-            pending[group.id] = [(float(s[u].mean()), u) for u in units(group, s, limits)]
+            pending[group.id] = [(below, float(s[u].mean()), u) for u, below in tiered_units(group, s, limits)]
             _push(queue, group.id, pending)
     chosen: dict[int, list[int]] = defaultdict(list)
     at_limit: set[str] = set()
@@ -180,7 +197,7 @@ def select(
         }
         if removed[budget.kind] >= budget.amount:
             break
-        _, gid, unit = heapq.heappop(queue)
+        _, _, gid, unit = heapq.heappop(queue)
         preview = tracker.preview(gid, unit)
         blocked = _over_limit(preview, tracker, blocks_now, reference, limits)
         if blocked:
@@ -203,11 +220,12 @@ def select(
     )
 
 
-def _push(queue: list, gid: int, pending: dict[int, list[tuple[float, list[int]]]]) -> None:
-    """Queue the group's next unit: units of one group go in order, the groups compete."""
+def _push(queue: list, gid: int, pending: dict[int, list[tuple[bool, float, list[int]]]]) -> None:
+    """Queue the group's next unit: units of one group go in order, the groups compete — by score,
+    units that go below one multiple after all others."""
     if pending[gid]:
-        score, unit = pending[gid].pop(0)
-        heapq.heappush(queue, (score, gid, unit))
+        below, score, unit = pending[gid].pop(0)
+        heapq.heappush(queue, (below, score, gid, unit))
 
 
 def _over_limit(

@@ -22,6 +22,7 @@ from .. import distributed
 from ..cost.cost_model import Cost, CostModel
 from ..cost.formatting import human, render_table
 from ..cost.latency_table import LatencyTable
+from ..eager import alignment
 from ..errors import ConfigError, PruneError, suggest
 from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.overrides import Overrides, Pricing
@@ -120,8 +121,12 @@ class PruningStep:
     pass of criteria that observe activations or gradients (``loss(logits, batch)`` for
     gradients). ``limits``, ``protected``, ``approximate`` and the cost functions (``overrides``)
     are those of :func:`prunekit.trace` and the selection; ``reference`` is the
-    original model's (limits count from it; default: this model's). Under torchrun every rank
-    calibrates, rank 0 selects and every rank cuts the same channels.
+    original model's (limits count from it; default: this model's). ``align`` keeps every group's
+    channel count at a multiple that runtimes run fast — ``"auto"``: the latency table's multiple
+    where there is one, else the device's (:func:`prunekit.cost.alignment`: 16 on CPUs, 8 on
+    GPUs); an int; or ``None`` — going below one multiple only once no aligned unit is left
+    (``limits.round_to``, where given, wins). Under torchrun every rank calibrates, rank 0 selects
+    and every rank cuts the same channels.
     """
 
     def __init__(
@@ -143,18 +148,19 @@ class PruningStep:
         plugins: Factories | None = None,
         reference: Reference | None = None,
         table: LatencyTable | None = None,
+        align: int | str | None = "auto",
         progress: bool = False,
     ) -> None:
         self.model, self.example, self.budget = model, example_input, budget
         plugins = resolve(plugins)
         self.criteria, tap = resolve_criteria(criteria, batches is not None, plugins)
         self.activations_at = activations_at or tap
-        self.limits = limits or Limits()
         self.protected, self.approximate = tuple(protected), tuple(approximate)
         self.pricing = Pricing.of(overrides)
         self.include, self.batches, self.loss = include, batches, loss
         self.device, self.plugins, self.reference = torch.device(device), plugins, reference
         self.table = table or budget.table
+        self.limits = (limits or Limits()).aligned(resolve_align(align, self.table, self.device))
         self.progress = progress
 
     def trace(self, model: nn.Module | None = None) -> ChannelGraph:
@@ -215,6 +221,18 @@ class PruningStep:
         for criterion in observers.values():
             if distributed.active() and hasattr(criterion, "all_reduce"):
                 criterion.all_reduce(distributed.all_reduce_sum)
+
+
+def resolve_align(align: int | str | None, table: LatencyTable | None, device: torch.device) -> int | None:
+    """The channel multiple ``align`` asks for: ``"auto"`` the latency table's where there is one,
+    else the device's; ``None`` or ``"none"``: none."""
+    if align == "auto":
+        return table.align if table is not None else alignment(device)
+    if align is None or align == "none":
+        return None
+    if isinstance(align, bool) or not isinstance(align, int) or align < 1:
+        raise ConfigError(f"align {align!r} is not allowed; give 'auto', 'none' or a channel multiple >= 1")
+    return align
 
 
 def resolve_criteria(

@@ -1,4 +1,5 @@
-"""The config's budget as a policy object: MACs or parameters counted, or a speed-up measured."""
+"""The config's budget as a policy object — MACs or parameters counted, or a speed-up measured in
+the runtime the model is deployed with — and the channel multiple its steps keep counts at."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ from ..cost.counting import CostReport
 from ..cost.latency_table import LatencyTable
 from ..pruning.budget import ResourceBudget
 from ..pruning.latency_budget import LatencyBudget
+from ..seam import Runtime
 from .config import PruningConfig
+
+
+def alignment(cfg: PruningConfig, runtime: Runtime, device: torch.device) -> int | None:
+    """The channel multiple ``cfg`` keeps counts at: its ``round_to``, else its ``align`` (``auto``:
+    the runtime's on the device; ``none``: none)."""
+    if cfg.round_to is not None:
+        return cfg.round_to
+    if cfg.align == "auto":
+        return runtime.alignment(device)
+    return None if cfg.align == "none" else cfg.align
 
 
 def target_speedup(cfg: PruningConfig) -> float:
@@ -32,9 +44,10 @@ def policy(
     original: CostReport,
     teacher: nn.Module,
     timing: tuple[LatencyTable, torch.Tensor] | None = None,
+    runtime: Runtime | None = None,
 ) -> ResourceBudget:
     """The budget policy ``cfg`` asks for; ``timing`` (the teacher's latency table and the batch
-    it was calibrated with) is needed where the run measures."""
+    it was calibrated with) is needed where the run measures, in ``runtime``."""
     step = (cfg.step.kind, cfg.step.amount)
     if not measures(cfg):
         return ResourceBudget(original, cfg.resource, cfg.prune_away_percent, step, cfg.min_macs, cfg.min_params)
@@ -52,4 +65,5 @@ def policy(
         cfg.min_params,
         cfg.latency_repeats,
         cfg.latency_checks,
+        runtime=runtime,
     )

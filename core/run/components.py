@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..cost.counting import count
+from ..cost.runtimes import runtime_named
 from ..errors import ConfigError, DataError, PluginError, PrunekitError, one_line, suggest
 from ..graph.overrides import Overrides, Pricing
 from ..imports import import_callable
@@ -25,7 +26,8 @@ from ..records import DataSplits
 from ..schema import convert
 from ..training.data import LoaderData, SplitData, TrainingData
 from ..training.trainer import Objective, Trainer
-from .config import Config, LossTerm, ModelConfig, shorthand
+from .config import Config, LossTerm, ModelConfig
+from .config_source import shorthand
 from .fingerprint import data_print, loss_print, model_print
 from .preflight import Sides, check_model, classes_of, preflight, sides_of
 from .storage.weights import load_into, load_weights
@@ -277,9 +279,9 @@ def check(
     pricing: Pricing | None = None,
 ) -> Trainer:
     """Build everything the run needs — model, data, task, losses, distillation, criteria — count
-    the model with the config's cost functions and look up its loggers, so that a bad name,
-    argument or function fails before anything is written or trained. Returns the trainer, which
-    a run goes on to use."""
+    the model with the config's cost functions and look up its loggers and runtimes, so that a bad
+    name, argument or function, or a runtime that cannot run here, fails before anything is
+    written or trained. Returns the trainer, which a run goes on to use."""
     objects = objects or Objects()
     device = device or torch.device("cpu")
     with torch.random.fork_rng(devices=[]):  # building to check must not change what the run draws
@@ -299,4 +301,7 @@ def check(
         trainer.objective.distillation()
     for name, _ in config.loggers():
         plugins.spec("logger", name)
+    compared = config.pruning.compare_runtimes
+    for name in [config.pruning.runtime, *(compared if compared != "all" else [])]:
+        runtime_named(name, plugins, device)
     return trainer

@@ -6,14 +6,11 @@ Settings that name plugins (the criterion mix, say) have no defaults here: they 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from ..errors import ConfigError, PluginError, suggest
 from ..graph.overrides import Pricing
@@ -21,6 +18,7 @@ from ..plugin.manager import Manager, for_settings
 from ..pruning.ranking import CriterionConfig
 from ..schema import build, field, to_dict
 from ..training.settings import LossScheduleConfig, PhaseConfig, ScheduleConfig
+from .config_source import read_source, shorthand, with_settings
 
 
 @dataclass
@@ -128,6 +126,14 @@ class PruningConfig:
         open_min=True,
         doc="stop at this measured speed-up instead of the percent; with macs or params, steps remove that resource",
     )
+    runtime: str = field(
+        "eager",
+        doc="where the model is deployed: the latency table, target_speedup and the report's speed-up are measured "
+        "in it (eager, compile, onnxruntime, or a plugin's)",
+    )
+    compare_runtimes: list[str] | Literal["all"] = field(
+        "all", doc="the report also measures the speed-up in these runtimes: all (every one that runs here), or a list"
+    )
     latency_repeats: int = field(10, min=1, doc="forwards measured (median) for each latency measurement")
     latency_checks: int = field(
         2, min=0, doc="latency budget: selections measured on a cut copy before a step meant to reach the target"
@@ -139,7 +145,14 @@ class PruningConfig:
     layer_limit_percent: float = field(75.0, min=0, max=100, doc="at most this % of a layer's parameters")
     block_limit_percent: float = field(75.0, min=0, max=100, doc="at most this % of a block's parameters")
     min_channels: int = field(1, min=1, doc="channels every layer keeps at least")
-    round_to: int | None = field(None, min=1, doc="keep channel counts multiples of this")
+    align: int | Literal["auto", "none"] = field(
+        "auto",
+        doc="keep every group's channel count at a multiple runtimes run fast: auto (the runtime's on the device: "
+        "16 on CPUs, 8 on GPUs), none, or a number; a count goes below one multiple only once nothing aligned is left",
+    )
+    round_to: int | None = field(
+        None, min=1, doc="keep channel counts multiples of this, never below one (wins over align)"
+    )
     calibration_batches: int = field(8, min=1, doc="batches of the calibration pass")
     calibration_loss: Literal["task", "training"] = field(
         "task",
@@ -164,6 +177,10 @@ class PruningConfig:
         doc="approximate cuts allowed, e.g. [layer_norm]: layers no cut is exact for (LayerNorm over channels) "
         "are cut too, and each step records how much the cut changed the output",
     )
+
+    def check(self, path: str) -> None:
+        if isinstance(self.align, int) and self.align < 1:
+            raise ConfigError(f"{path}.align: {self.align!r} is out of range; give auto, none or a multiple >= 1")
 
 
 @dataclass
@@ -266,7 +283,7 @@ def load_config(
     ``plugins`` section); its settings sit beneath the config's (see :func:`beneath`). Every
     plugin the config names, and its arguments where the plugin declares them, is checked here.
     """
-    data = shorthand(with_settings(_read(source), settings or {}))
+    data = shorthand(with_settings(read_source(source), settings or {}))
     if isinstance(source, (str, Path)) and isinstance(data.get("plugins", {}), dict):
         plugins_section = data.get("plugins", {})
         if "search" not in plugins_section:  # the config's folder: its plugin files and modules
@@ -296,6 +313,9 @@ def check_names(config: Config, plugins: Manager) -> None:
     criterion = config.pruning.criterion
     named += [("criterion", f"pruning.criterion.weights.{n}", n, criterion.args.get(n, {})) for n in criterion.weights]
     named += [("logger", f"logging.{n}", n, args) for n, args in config.loggers()]
+    named.append(("runtime", "pruning.runtime", config.pruning.runtime, {}))
+    compared = config.pruning.compare_runtimes
+    named += [("runtime", "pruning.compare_runtimes", n, {}) for n in (compared if compared != "all" else [])]
     for kind, path, name, args in named:
         if name is None:
             continue
@@ -316,44 +336,6 @@ def check_names(config: Config, plugins: Manager) -> None:
             )
 
 
-def _read(source: str | Path | dict[str, Any] | None) -> dict[str, Any]:
-    if source is None:
-        return {}
-    if isinstance(source, dict):
-        return source
-    path = Path(source)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (a binary file?)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {str(path)!r} cannot be read ({exc.strerror or exc})") from None
-    if data is None:
-        raise ConfigError(f"config file {str(path)!r} is empty; `prunekit demo --config-only` prints a complete one")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config is a mapping of sections, not {type(data).__name__}")
-    return data
-
-
-def with_settings(data: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
-    """``data`` with each dotted key of ``settings`` set (sections made where missing; a section
-    given as a word, such as ``retrain: none``, replaced)."""
-    out = copy.deepcopy(data)
-    for path, value in settings.items():
-        node = out
-        *sections, key = path.split(".")
-        for section in sections:
-            if not isinstance(node.get(section), dict):
-                node[section] = {}
-            node = node[section]
-        node[key] = value
-    return out
-
-
 def beneath(preset: dict[str, Any], pruning: dict[str, Any]) -> dict[str, Any]:
     """The config's ``pruning`` keys over the preset's; inside ``criterion`` key by key, so a config
     can change the normalisation and keep the preset's mix (a config's ``weights`` replace the
@@ -362,24 +344,6 @@ def beneath(preset: dict[str, Any], pruning: dict[str, Any]) -> dict[str, Any]:
     if isinstance(preset.get("criterion"), dict) and isinstance(pruning.get("criterion"), dict):
         out["criterion"] = {**preset["criterion"], **pruning["criterion"]}
     return out
-
-
-def shorthand(data: dict[str, Any]) -> dict[str, Any]:
-    # `distillation: {balance: auto, …}` is `distillation_balance: auto`
-    if isinstance(data.get("distillation"), dict) and "balance" in data["distillation"]:
-        losses = dict(data["distillation"])
-        data = {**data, "distillation": losses, "distillation_balance": losses.pop("balance")}
-    # `loss: {name: 1.0}` is shorthand for `{name: {weight: 1.0}}`
-    for key in ("loss", "distillation"):
-        if isinstance(data.get(key), dict):
-            data = {
-                **data,
-                key: {
-                    k: ({"weight": v} if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
-                    for k, v in data[key].items()
-                },
-            }
-    return data
 
 
 def demo_text() -> str:

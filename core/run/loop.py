@@ -23,6 +23,7 @@ from ..errors import CheckpointError
 from ..pruning.selection import Limits, Selection
 from ..pruning.step import Proposal, PruningStep
 from ..training.seeds import step_seed
+from .budget import alignment
 from .pruned_step import PrunedStep
 from .state import RunState, Step
 from .storage import checkpoints
@@ -54,6 +55,7 @@ def pruning_step(state: RunState, step: int, progress: bool) -> PruningStep:
         plugins=state.plugins,
         reference=state.reference,
         table=state.table,
+        align=alignment(p, state.runtime, state.device),
         progress=progress,
     )
 

@@ -13,7 +13,6 @@ import copy
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from statistics import median
 from typing import Any
 
 import torch
@@ -21,8 +20,8 @@ from torch import nn
 
 from .. import distributed
 from ..cost.counting import CostReport, count
-from ..cost.latency import measure_rounds, speedup
 from ..cost.latency_table import LatencyTable
+from ..cost.runtimes import runtime_named
 from ..errors import CheckpointError, ConfigError
 from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.overrides import Overrides
@@ -34,6 +33,7 @@ from ..pruning.latency_budget import LatencyBudget
 from ..pruning.plan import apply_plan
 from ..pruning.selection import Reference
 from ..run_files import BASELINE, EXPORT, SUMMARY
+from ..seam import Runtime
 from ..training.data import TrainingData
 from ..training.distiller import Teacher
 from ..training.seeds import seed_everything, step_seed
@@ -46,6 +46,7 @@ from .loop import pruning_steps, retrain_with
 from .pruned_step import PrunedStep
 from .reporting.report import kept_layers, write_report
 from .reporting.run_log import Console, RunLog
+from .speed import compared, measure_speed, slower
 from .state import Result, RunState
 from .storage import checkpoints, run_dir
 from .storage.atomic_files import atomic_write_json
@@ -149,6 +150,7 @@ class Pruner:
                 lock.release()
             raise
         trainer.on_epoch = log.epoch
+        runtime = runtime_named(cfg.pruning.runtime, plugins, device)
         try:
             teacher = self._baseline(plugins, trainer, device, resume)
             example = self._example(data)
@@ -158,7 +160,7 @@ class Pruner:
             for p in teacher.parameters():
                 p.requires_grad_(False)
             last = checkpoints.load_last(self.run_dir) if resume else None
-            timing = self._timing(plugins, teacher, graph, device)
+            timing = self._timing(plugins, teacher, graph, device, runtime)
             state = RunState(
                 cfg,
                 self.run_dir,
@@ -175,11 +177,12 @@ class Pruner:
                 trainer,
                 Teacher(teacher, traversal.taps),
                 model=self._student(teacher, device),
-                budget=budget.policy(cfg.pruning, original, teacher, timing),
+                budget=budget.policy(cfg.pruning, original, teacher, timing, runtime),
                 guard=self._guard(task),
                 baseline_metrics=trainer.evaluate(teacher),
                 pricing=self.pricing,
                 table=timing[0] if timing else None,
+                runtime=runtime,
             )
             if last is None:
                 log.notify("run_started", run=state)
@@ -193,17 +196,17 @@ class Pruner:
             raise
 
     def _timing(
-        self, plugins: Manager, teacher: nn.Module, graph: ChannelGraph, device: torch.device
+        self, plugins: Manager, teacher: nn.Module, graph: ChannelGraph, device: torch.device, runtime: Runtime
     ) -> tuple[LatencyTable, torch.Tensor] | None:
-        """Where the run times its layers: the teacher's latency table, measured or cached, and
-        the batch of one it was calibrated with."""
+        """Where the run times its layers: the teacher's latency table in the run's runtime,
+        measured or cached, and the batch of one it was calibrated with."""
         p = self.config.pruning
         if not budget.needs_table(p):
             return None
         shown = (lambda calls: bar(list(calls), "latency table")) if self.progress else None
         retrace = functools.partial(self._trace_with, plugins, example=graph.example)
-        align = p.round_to if budget.measures(p) else None
-        return LatencyBudget.measure_table(teacher, graph, retrace, device, align, p.latency_repeats, shown)
+        align = budget.alignment(p, runtime, device)
+        return LatencyBudget.measure_table(teacher, graph, retrace, device, align, p.latency_repeats, shown, runtime)
 
     def _guard(self, task: Any) -> Guard:
         p = self.config.pruning
@@ -325,7 +328,10 @@ class Pruner:
         summary["metrics"] = state.trainer.evaluate(state.model)
         summary["task"] = state.task.name
         if distributed.is_main():
-            summary["latency"] = self._latency(state)
+            summary["speed"] = self._speed(state)
+            summary["warnings"] = slower(summary["speed"])
+            for warning in summary["warnings"]:
+                state.log.record({"event": "warning", "message": warning})
             summary["class_names"] = list(state.data.class_names)
             summary["input_size"] = list(state.example.shape)
             export(self.run_dir / EXPORT, self.config, state.model, state.plan, self.objects.model)
@@ -336,14 +342,11 @@ class Pruner:
         distributed.barrier()
         return summary
 
-    def _latency(self, state: RunState) -> dict[str, float]:
-        """Measured CPU or GPU seconds per forward, baseline and pruned, batch 1 and a full batch;
-        the speed-up of each round, its median and its spread over the rounds."""
-        out = {}
-        one = state.example[:1]
-        for batch in sorted({1, state.data.batch_size}):
-            x = one.expand(batch, *one.shape[1:]).contiguous().to(state.device)
-            base, pruned = measure_rounds([state.teacher, state.model], x, repeats=10)
-            out[f"baseline_batch{batch}"], out[f"pruned_batch{batch}"] = median(base), median(pruned)
-            out[f"speedup_batch{batch}"], out[f"spread_batch{batch}"] = speedup(pruned, base)
-        return out
+    def _speed(self, state: RunState) -> list[dict[str, Any]]:
+        """The pruned model's speed-up over the baseline, measured in the run's runtime (batch 1
+        and a training batch) and in the others the config compares (batch 1)."""
+        p = self.config.pruning
+        others = compared(p.compare_runtimes, state.plugins, state.runtime)
+        return measure_speed(
+            state.teacher, state.model, state.example, state.data.batch_size, state.runtime, others, p.latency_repeats
+        )

@@ -18,6 +18,7 @@ from ..plugin.protocols import Task
 from ..pruning.budget import ResourceBudget
 from ..pruning.plan import Plan
 from ..pruning.selection import Reference
+from ..seam import Runtime
 from ..training.data import TrainingData
 from ..training.distiller import Teacher
 from ..training.trainer import Trainer
@@ -48,6 +49,8 @@ class Step:
     #: of that speed-up (a ratio, which the machine's changing load does not move)
     latency_ms: float | None = None
     speedup: float | None = None
+    speedup_low: float | None = None  # the interval of the measured speed-up
+    speedup_high: float | None = None
     predicted_speedup: float | None = None
     #: the selection's prediction of the cost after the cut (equal to ``macs`` and ``params``, the
     #: recount, when every cost function depends on the shape it is given only)
@@ -96,6 +99,8 @@ class RunState:
     model: nn.Module
     budget: ResourceBudget
     guard: Guard
+    #: where the model is deployed: the runtime its speed is measured in
+    runtime: Runtime
     pricing: Pricing = field(default_factory=Pricing)
     #: the teacher's latency table, where the run times its layers
     table: LatencyTable | None = None

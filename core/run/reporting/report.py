@@ -10,7 +10,7 @@ from typing import Any
 
 from ...cost.counting import CostReport, block_of
 from ...cost.formatting import human, render_table
-from ...cost.latency import TOO_BUSY
+from ...cost.latency import Speedup
 from ...plugin.manager import Manager, manager
 from ...plugin.protocols import Task
 from ..storage.atomic_files import atomic_write_text, read_json, storage
@@ -56,20 +56,21 @@ def block_rows(kept: list[dict[str, Any]]) -> list[list[str]]:
     return [[b, str(o), str(k), f"{100.0 * k / o:.0f}%"] for b, (o, k) in blocks.items()]
 
 
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.1f} ms"
-
-
-def _speedup(latency: dict[str, float], batch: str, ratio: float) -> str:
-    """The measured speed-up with its spread over the rounds — or, when the spread is too wide
-    to tell (a busy machine), a warning instead of a number."""
-    spread = latency.get(f"spread_batch{batch}")
-    if spread is None:  # a run from before rounds were kept
-        return f"{ratio:.2f}× faster"
-    ratio = latency[f"speedup_batch{batch}"]
-    if spread > TOO_BUSY:
-        return f"too busy to tell (rounds spread ±{50 * spread:.0f} %)"
-    return f"{ratio:.2f}× faster (±{50 * spread:.0f} %)"
+def speed_rows(speed: list[dict[str, Any]]) -> list[list[str]]:
+    """Per runtime and batch size: milliseconds per forward, baseline and pruned, and the measured
+    speed-up with its interval — "too busy to tell" where the interval is too wide to tell by
+    (a busy machine), and why where a runtime could not measure."""
+    rows = []
+    for r in speed:
+        label = f"latency, {r['runtime']}, batch {r['batch']}"
+        if "speedup" not in r:
+            rows.append([label, "-", "-", f"not measured: {r['unavailable']}"])
+            continue
+        measured = Speedup(r["speedup"], r["low"], r["high"])
+        told = "slower" if measured.median < 1 else "faster"
+        change = f"too busy to tell ({measured})" if measured.busy else f"{measured} {told}"
+        rows.append([label, f"{r['baseline_ms']:.1f} ms", f"{r['pruned_ms']:.1f} ms", change])
+    return rows
 
 
 def summary_rows(summary: dict[str, Any], task: Task | None) -> list[list[str]]:
@@ -82,11 +83,7 @@ def summary_rows(summary: dict[str, Any], task: Task | None) -> list[list[str]]:
         [label[k], human(summary[f"original_{k}"]), human(summary[k]), f"{summary[f'{k}_percent']:.1f} % kept"]
         for k in ("macs", "params")
     ]
-    latency = summary.get("latency", {})
-    for key in sorted(k for k in latency if k.startswith("baseline_batch")):
-        batch = key.removeprefix("baseline_batch")
-        base, pruned = latency[key], latency[f"pruned_batch{batch}"]
-        rows.append([f"latency, batch {batch}", _ms(base), _ms(pruned), _speedup(latency, batch, base / pruned)])
+    rows += speed_rows(summary.get("speed", []))
     if task is not None and summary.get("metrics"):
         rows += task.report_rows(summary["baseline_metrics"], summary["metrics"], summary.get("class_names") or [])
     return rows
@@ -107,7 +104,7 @@ def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-#: per step, with a latency table: measured time, measured and predicted speed-up
+#: per step, with a latency table: measured time, measured speed-up (its interval) and the prediction
 LATENCY_COLUMNS = ("latency ms", "speed-up", "predicted")
 
 
@@ -115,7 +112,10 @@ def _latency_cells(step: dict[str, Any]) -> list[str]:
     def cell(key: str, form: str) -> str:
         return form.format(step[key]) if step.get(key) is not None else "-"
 
-    return [cell("latency_ms", "{:.1f}"), cell("speedup", "{:.2f}×"), cell("predicted_speedup", "{:.2f}×")]
+    measured = cell("speedup", "{:.2f}×")
+    if step.get("speedup_low") is not None:
+        measured += f" ({step['speedup_low']:.2f}–{step['speedup_high']:.2f})"
+    return [cell("latency_ms", "{:.1f}"), measured, cell("predicted_speedup", "{:.2f}×")]
 
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -134,6 +134,8 @@ def write_report(run_dir: Path, plots: bool | None = None, plugins: Manager | No
         have_plots = plot(run_dir, summary, steps, metric, label, plots is True) if plots is not False else False
     table = _markdown_table(["", "baseline", "pruned", "change"], summary_rows(summary, task))
     parts = [f"# prunekit run `{run_dir}`", "", table]
+    if summary.get("warnings"):
+        parts += ["", "## Warnings", "", *(f"- {w}" for w in summary["warnings"])]
     timed = any("latency_ms" in s for s in steps)
     if steps:
         parts += [

@@ -34,8 +34,8 @@ class Console:
                 tqdm.write(" ".join(f"{c.format(metric=self.label):>9}" for c in STEP_COLUMNS))
                 self.header_done = True
             timed = (
-                f"  {record['latency_ms']:.1f} ms, {record['speedup']:.2f}× faster "
-                f"(predicted {record['predicted_speedup']:.2f}×)"
+                f"  {record['latency_ms']:.1f} ms, speed-up {record['speedup']:.2f}× ({record['speedup_low']:.2f}–"
+                f"{record['speedup_high']:.2f}; predicted {record['predicted_speedup']:.2f}×)"
                 if record.get("predicted_speedup") is not None
                 else ""
             )
@@ -47,6 +47,8 @@ class Console:
             tqdm.write(self.epoch_line(record))
         elif event in ("stop", "note"):
             tqdm.write(record["message"])
+        elif event == "warning":
+            tqdm.write(f"warning: {record['message']}")
         elif event == "rollback":
             tqdm.write(
                 f"step {record['step']} rolled back: {record['reason']}; it cut {record['layers']}. "

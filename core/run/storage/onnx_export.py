@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError, ConfigError
+from ...onnx_graph import onnx_bytes
 from .atomic_files import read_json, staged, storage
 
 
@@ -61,22 +61,10 @@ def to_onnx(model: nn.Module, x: torch.Tensor, path: Path, tolerance: float = 1e
         raise ConfigError("ONNX export needs onnx and onnxruntime: pip install 'prunekit[onnx]'") from None
     x = x.detach().cpu()
     model = model.cpu().eval()
-    with staged(path) as tmp, warnings.catch_warnings():  # only a model that passed the check reaches ``path``
-        # TorchScript's exporter (dynamo=False) is the one that needs no onnxscript; it warns that
-        # it is the legacy one, and about Python values it traces as constants (sizes of this
-        # input) — the check against PyTorch below is what tells whether the export is right
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    graph = onnx_bytes(model, x)
+    with staged(path) as tmp:  # only a model that passed the check reaches ``path``
         with storage(path, "write"):
-            torch.onnx.export(
-                model,
-                (x,),
-                str(tmp),
-                input_names=["input"],
-                output_names=["output"],
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                dynamo=False,
-            )
+            tmp.write_bytes(graph)
         with torch.no_grad():
             expected = model(x).numpy()
         session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])

@@ -1,0 +1,1 @@
+"""Runtimes: where pruned models are deployed and timed."""

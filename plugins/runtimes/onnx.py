@@ -1,0 +1,52 @@
+"""ONNX Runtime (``pip install 'prunekit[onnx]'``): the model exported as prunekit exports it, run
+by an ``InferenceSession`` on the CPU with its default graph optimisations."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from prunekit.plugin import NoArgs, Spec, alignment, hookimpl, onnx_bytes
+
+
+class OnnxRuntime:
+    """A CPU ``InferenceSession`` of the exported model, with as many threads as PyTorch uses
+    (``torch.set_num_threads``, ``OMP_NUM_THREADS``) and one for running nodes side by side."""
+
+    name, times_layers = "onnxruntime", True
+
+    def available(self, device: torch.device) -> str | None:
+        missing = [p for p in ("onnx", "onnxruntime") if importlib.util.find_spec(p) is None]
+        if missing:
+            return f"{' and '.join(missing)} not installed: pip install 'prunekit[onnx]'"
+        if device.type != "cpu":
+            return f"onnxruntime is timed on the CPU here, not on {device.type}; set device: cpu"
+        return None
+
+    def version(self) -> str:
+        import onnxruntime
+
+        return onnxruntime.__version__
+
+    def alignment(self, device: torch.device) -> int:
+        # MLAS's blocked convolutions (NCHWc) take channel counts in multiples of 8 (AVX2) or
+        # 16 (AVX-512); other counts fall back to slower kernels with reorders around them
+        return alignment(device)
+
+    def prepare(self, model: nn.Module, example: torch.Tensor) -> Callable[[], Any]:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
+        session = onnxruntime.InferenceSession(onnx_bytes(model, example), options, providers=["CPUExecutionProvider"])
+        feed = {"input": example.detach().cpu().numpy()}
+        return lambda: session.run(None, feed)
+
+
+@hookimpl
+def prunekit_runtimes() -> list[Spec]:
+    return [Spec("onnxruntime", OnnxRuntime, "ONNX Runtime on the CPU (pip install 'prunekit[onnx]')", NoArgs)]
