@@ -147,8 +147,7 @@ def compare(name: str, targets: list[float], repeats: int) -> None:
             proposal = step.propose()
             predictions.append(table.calibration[0][1] / table.network_seconds(proposal.selection.seconds))
             step.cut(proposal)
-            measured = budget.speedup()
-            return measured.median if measured is not None else 1.0
+            return measured.median if (measured := budget.speedup()) is not None else 1.0
 
         model, measured = until(base, target, shot)
         shots = ", ".join(f"{p:.2f}× → {m:.2f}×" for p, m in zip(predictions, measured))

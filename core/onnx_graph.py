@@ -15,10 +15,12 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
     """``model`` (on the CPU, in the mode it is in) traced on ``example`` as ONNX bytes."""
     with tempfile.TemporaryDirectory(prefix="prunekit-onnx-") as folder, warnings.catch_warnings():
         # TorchScript's exporter (dynamo=False) is the one that needs no onnxscript; it warns that
-        # it is the legacy one, and about Python values it traces as constants (sizes of this
-        # input) — a check against PyTorch is what tells whether an export is right
+        # it is the legacy one, about Python values it traces as constants (sizes of this input)
+        # and about in-place activations it makes out-of-place — a check against PyTorch is what
+        # tells whether an export is right
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="ONNX Preprocess - Removing mutation", category=UserWarning)
         torch.onnx.export(
             model,
             (example.detach().cpu(),),

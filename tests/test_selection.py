@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import prunekit as pk
 from prunekit.cost.cost_model import CostModel
 from prunekit.pruning.scoring import group_scores
-from prunekit.pruning.selection import Budget, Limits, Reference, per_cost, select, units
+from prunekit.pruning.selection import Budget, Limits, Reference, per_cost, select, tiered_units, units
 from prunekit.pruning.surgery import remove
 
 X = torch.zeros(1, 1, 32, 32)
@@ -121,3 +121,42 @@ def test_latency_ranking_thins_the_full_resolution_layers_first():
     )
     thinned = {n for g in graph.groups for n in g.producers if g.id in selection.removal}
     assert thinned and thinned <= {"inc.conv1", "inc.conv2", "up4.conv.conv1", "up4.conv.conv2"}
+
+
+def test_aligned_units_keep_multiples_then_go_below_one_multiple_last():
+    group = pk.Group(0, 24, [pk.Member("a", "out", tuple(range(24)), tuple(range(24)))])
+    scores = torch.arange(24, dtype=torch.float64).flip(0)  # channel 23 is the least important
+    found = [(u.tier, len(u.channels)) for u in tiered_units(group, scores, Limits(round_to=8, free_below=True))]
+    assert found == [(0, 8), (0, 8)] + [(1, 1)] * 7  # 24 → 16 → 8 on multiples, then one by one below 8
+    assert [len(u) for u in units(group, scores, Limits(round_to=8))] == [8, 8]  # round_to alone: never below
+
+
+ALIGNED = {"unet": ("unet", {"width": 8}), "densenet": ("densenet", {"channel_size": 16}),
+           "regnet": ("regnet", {"in_channels": 1})}  # fmt: skip
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    name=st.sampled_from(sorted(ALIGNED)),
+    percent=st.floats(20, 85),
+    limit=st.sampled_from([50.0, 75.0, 100.0]),
+    align=st.sampled_from([8, 16]),
+)
+def test_alignment_keeps_counts_on_multiples_and_reaches_what_unaligned_pruning_reaches(name, percent, limit, align):
+    kind, args = ALIGNED[name]
+    model, x = pk.get("model", kind, **args), torch.zeros(1, 1, 32, 32)
+    limits = Limits(limit, limit)
+    unaligned = pk.prune_to(model, x, percent, limits=limits, align=None)
+    aligned = pk.prune_to(model, x, percent, limits=limits, align=align)
+    target = (1 - percent / 100) * unaligned.before.macs
+    if unaligned.after.macs <= target:  # reachable: reached, or missed by less than one multiple of one group
+        graph = pk.trace(model, x)
+        cost = CostModel(graph)
+        worth = max(cost.macs - cost.predict({g.id: g.prunable[:align]}).macs for g in graph.groups if g.prunable)
+        assert aligned.after.macs <= target + worth
+    assert pk.count(aligned.model, x).macs == aligned.after.macs
+    if limit == 100.0:  # no limit breaks a merged unit: every count cut is on a multiple or below one
+        before = {tuple(g.producers): g.channels for g in pk.trace(model, x).groups}
+        for group in pk.trace(aligned.model, x).groups:
+            if group.channels != before.get(tuple(group.producers), group.channels):
+                assert group.channels % align == 0 or group.channels < align, (group.producers, group.channels)

@@ -4,11 +4,12 @@ Channels are ranked globally by importance (lowest first). A unit — one channe
 layer needs to stay valid (:mod:`prunekit.graph.constraints`), or with ``round_to`` enough of
 those to keep the group's count a multiple — is taken when no layer and no
 block would lose more than its limit of its *original* parameters, and the group keeps at least
-``min_channels``. With ``free_below`` a group may also go below one multiple, but only once no
-unit that keeps a count on a multiple is left to take: aligned counts are what runtimes run fast
-(:func:`prunekit.cost.alignment`), and a count below one multiple rarely runs faster than the
-multiple itself. Selection stops when the step's budget is met, the overall target is reached,
-or nothing more can be taken.
+``min_channels``. With ``free_below`` (alignment) a group may also go below one multiple, and
+off its multiple where a merged unit would break a limit, but only once no unit that keeps a count
+on a multiple is left to take: aligned counts are what runtimes run fast
+(:func:`prunekit.cost.alignment`), a count below one multiple rarely runs faster than the
+multiple itself — and a budget reachable without alignment is still reached with it. Selection
+stops when the step's budget is met, the overall target is reached, or nothing more can be taken.
 """
 
 from __future__ import annotations
@@ -134,28 +135,45 @@ def per_cost(
 def units(group: Group, scores: torch.Tensor, limits: Limits) -> list[list[int]]:
     """The group's removable channels in removal order, in units: the constraints' units (one
     block from every cell), merged so that with ``round_to`` the group's count stays a multiple."""
-    return [unit for unit, _ in tiered_units(group, scores, limits)]
+    return [unit.channels for unit in tiered_units(group, scores, limits)]
 
 
-def tiered_units(group: Group, scores: torch.Tensor, limits: Limits) -> list[tuple[list[int], bool]]:
-    """:func:`units`, each with whether it leaves the group below one multiple of ``round_to``
-    (only with ``free_below``): such units are taken after every other group's aligned ones."""
+@dataclass
+class Unit:
+    """Channels one selection takes together: ``parts``, the constraints' units, merged so that
+    the group keeps a multiple of ``round_to``. ``tier`` orders units across groups before their
+    scores do: 0 keeps the count on a multiple, 1 takes it below one multiple (with
+    ``free_below``), 2 off its multiple (a merged unit's parts, when the whole would break a limit)."""
+
+    tier: int
+    score: float
+    channels: list[int]
+    parts: list[list[int]]
+
+
+def tiered_units(group: Group, scores: torch.Tensor, limits: Limits) -> list[Unit]:
+    """:func:`units`, each with its tier and the constraints' units it merges."""
     size = limits.round_to or 1
     floor = limits.min_channels if limits.free_below else max(limits.min_channels, size)
-    out: list[tuple[list[int], bool]] = []
-    pending: list[int] = []
+    out: list[Unit] = []
+    parts: list[list[int]] = []
     remaining = group.channels
     for unit in removal_units(group, lambda c: float(scores[c])):
-        pending += unit
-        left = remaining - len(pending)
+        parts.append(list(unit))
+        left = remaining - sum(map(len, parts))
         below = limits.free_below and left < size
         if left % size and not below:
             continue
         if left < floor:
             break
-        out.append((pending, below))
-        remaining -= len(pending)
-        pending = []
+        channels = [c for part in parts for c in part]
+        out.append(Unit(int(below), float(scores[channels].mean()), channels, parts))
+        remaining, parts = left, []
+    for part in parts if limits.free_below else ():  # counts no merge reaches (a grouped layer's units): last
+        if remaining - len(part) < floor:
+            break
+        out.append(Unit(2, float(scores[part].mean()), part, [part]))
+        remaining -= len(part)
     return out
 
 
@@ -172,12 +190,9 @@ def select(
     for layer, c in tracker.layer.items():
         blocks_now[reference.block_of.get(layer, layer)] += c.params
     queue: list = []
-    pending: dict[int, list[tuple[bool, float, list[int]]]] = {}
-    for group in graph.groups:
-        if group.id in scores:
-            s = scores[group.id]
-            pending[group.id] = [(below, float(s[u].mean()), u) for u, below in tiered_units(group, s, limits)]
-            _push(queue, group.id, pending)
+    pending = {g.id: tiered_units(g, scores[g.id], limits) for g in graph.groups if g.id in scores}
+    for gid in pending:
+        _push(queue, gid, pending)
     chosen: dict[int, list[int]] = defaultdict(list)
     at_limit: set[str] = set()
     start_macs, start_params, filters = tracker.macs, tracker.params, 0
@@ -197,17 +212,22 @@ def select(
         }
         if removed[budget.kind] >= budget.amount:
             break
-        _, _, gid, unit = heapq.heappop(queue)
-        preview = tracker.preview(gid, unit)
+        *_, gid, unit = heapq.heappop(queue)
+        preview = tracker.preview(gid, unit.channels)
         blocked = _over_limit(preview, tracker, blocks_now, reference, limits)
         if blocked:
             at_limit |= blocked  # the group's later units would remove even more: drop them
+            if limits.free_below and len(unit.parts) > 1:  # aligned counts, unless the budget needs less
+                rest = [unit.parts, *(u.parts for u in pending[gid])]
+                s = scores[gid]
+                pending[gid] = [Unit(2, float(s[p].mean()), p, [p]) for parts in rest for p in parts]
+                _push(queue, gid, pending)
             continue
         for layer, (_, c) in preview.items():
             blocks_now[reference.block_of.get(layer, layer)] += c.params - tracker.layer[layer].params
         tracker.commit(preview)
-        chosen[gid] += unit
-        filters += len(unit)
+        chosen[gid] += unit.channels
+        filters += len(unit.channels)
         _push(queue, gid, pending)
     return Selection(
         {g: sorted(c) for g, c in chosen.items() if c},
@@ -220,12 +240,12 @@ def select(
     )
 
 
-def _push(queue: list, gid: int, pending: dict[int, list[tuple[bool, float, list[int]]]]) -> None:
-    """Queue the group's next unit: units of one group go in order, the groups compete — by score,
-    units that go below one multiple after all others."""
+def _push(queue: list, gid: int, pending: dict[int, list[Unit]]) -> None:
+    """Queue the group's next unit: units of one group go in order, the groups compete — by tier,
+    then by score."""
     if pending[gid]:
-        below, score, unit = pending[gid].pop(0)
-        heapq.heappush(queue, (below, score, gid, unit))
+        unit = pending[gid].pop(0)
+        heapq.heappush(queue, (unit.tier, unit.score, gid, unit))
 
 
 def _over_limit(

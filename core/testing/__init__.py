@@ -20,7 +20,7 @@ from ..plugin.manager import Manager
 from .contract import ContractError
 from .layer_types import check_layer_type
 from .models import Comparison, check_model, compare_pruned, prunable_share, randomize
-from .objects import check_criterion, check_dataset, check_distillation, check_logger
+from .objects import check_criterion, check_dataset, check_distillation, check_logger, check_runtime
 
 __all__ = [
     "Comparison",
@@ -31,6 +31,7 @@ __all__ = [
     "check_layer_type",
     "check_logger",
     "check_model",
+    "check_runtime",
     "compare_pruned",
     "plugin_manager",
     "prunable_share",

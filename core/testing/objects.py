@@ -1,4 +1,4 @@
-"""Checking criteria, distillation losses, datasets and loggers against their contracts."""
+"""Checking criteria, distillation losses, datasets, loggers and runtimes against their contracts."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..cost.latency import measure_rounds
 from ..graph import ChannelGraph, sample, trace
 from ..modes import eval_mode
 from ..plugin.manager import Manager
@@ -200,3 +201,34 @@ def _records() -> Iterator[dict[str, Any]]:
         }
     yield {"event": "stop", "step": 3, "message": "nothing more can be removed"}
     yield {"event": "summary", "macs": 98, "params": 10, "macs_percent": 98.0, "params_percent": 100.0}
+
+
+def check_runtime(runtime: Any, device: torch.device | str = "cpu") -> None:
+    """A runtime's contract: a name, whether it times single layers, and — where ``available``
+    says it runs on ``device`` — a version, a positive channel multiple, and prepared calls that
+    run a model (a convolution, a norm, an activation and a concatenation) again and again, timed
+    in turns."""
+    device = torch.device(device)
+    require(isinstance(getattr(runtime, "name", None), str) and bool(runtime.name), "a runtime needs a name")
+    require(isinstance(getattr(runtime, "times_layers", None), bool), "times_layers must be True or False")
+    why = runtime.available(device)
+    require(why is None or (isinstance(why, str) and "\n" not in why), f"available() gave {why!r}: None or one line")
+    if why is not None:
+        return
+    require(isinstance(runtime.version(), str) and bool(runtime.version()), "version() must name the version")
+    align = runtime.alignment(device)
+    require(isinstance(align, int) and align >= 1, f"alignment() gave {align!r}, not a channel multiple >= 1")
+    model, x = _Joined().to(device).eval(), torch.randn(1, 3, 8, 8, device=device)
+    call = runtime.prepare(model, x)
+    require(callable(call), "prepare() must return a callable that runs one forward")
+    call()
+    measure_rounds([model, model], x, repeats=2, runtime=runtime)  # prepared again, timed in turns
+
+
+class _Joined(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.norm = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.norm(self.conv(x)).relu(), x], dim=1)

@@ -3,7 +3,7 @@ by an ``InferenceSession`` on the CPU with its default graph optimisations."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +20,7 @@ class OnnxRuntime:
     name, times_layers = "onnxruntime", True
 
     def available(self, device: torch.device) -> str | None:
-        missing = [p for p in ("onnx", "onnxruntime") if importlib.util.find_spec(p) is None]
+        missing = [name for name in ("onnx", "onnxruntime") if not _imports(name)]
         if missing:
             return f"{' and '.join(missing)} not installed: pip install 'prunekit[onnx]'"
         if device.type != "cpu":
@@ -45,6 +45,14 @@ class OnnxRuntime:
         session = onnxruntime.InferenceSession(onnx_bytes(model, example), options, providers=["CPUExecutionProvider"])
         feed = {"input": example.detach().cpu().numpy()}
         return lambda: session.run(None, feed)
+
+
+def _imports(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 @hookimpl
