@@ -176,6 +176,32 @@ def test_a_runtime_that_does_not_time_layers_gets_eager_layers_and_its_own_whole
     assert [json.loads(p.read_text())["runtime"] for p in (tmp_path / "latency").glob("*.json")] == ["eager"]
 
 
+class WholeModelsOnly(Counted):
+    """A runtime that refuses single layers (an operator it cannot export alone, say)."""
+
+    def prepare(self, model, example):
+        if not isinstance(model, nn.Sequential):
+            raise RuntimeError(f"cannot export a lone {type(model).__name__}")
+        return super().prepare(model, example)
+
+
+def test_layers_a_runtime_cannot_run_alone_are_timed_eagerly_and_a_model_it_cannot_run_is_one_line(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PRUNEKIT_CACHE_DIR", str(tmp_path))
+    model = small()
+    graph, runtime = pk.trace(model, X), WholeModelsOnly()
+    with pytest.warns(RuntimeWarning, match="layers are timed in eager PyTorch, which counted 1.0 cannot run alone"):
+        table = build_table(graph, torch.device("cpu"), repeats=1, runtime=runtime)
+    assert table.alone == set(table.entries) and table.entries
+    assert not (tmp_path / "latency").exists()  # nothing the runtime measured: nothing cached
+    thin = thinned_copy(model, lambda m: pk.trace(m, X), table.align)
+    calibrate_table(table, X, (model, graph), thin, repeats=1, runtime=runtime)
+    assert runtime.prepared == [model, thin[0]] and len(table.calibration) == 2
+    with pytest.raises(pk.ConfigError, match=r"runtime 'counted' cannot run Conv2d \(RuntimeError: cannot export"):
+        pk.cost.measure_rounds([nn.Conv2d(3, 4, 1)], X, repeats=1, runtime=runtime)
+
+
 def run_config(tmp_path, tiny_config, **pruning):
     return tiny_config(
         tmp_path / "run", train={"epochs": 0}, retrain={"epochs_per_step": 0}, finetune={"epochs": 0},

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..eager import eager
+from ..errors import ConfigError, PrunekitError, one_line
 from ..modes import eval_mode
 from ..seam import Runtime
 
@@ -72,8 +73,23 @@ def measure_rounds(
     with ExitStack() as modes:
         for m in models:
             modes.enter_context(eval_mode(m))
-        prepare = runtime.prepare if runtime is not None else eager
-        return time_calls([prepare(m, example) for m in models], example.device, repeats, warmup)
+        return time_calls([prepared(runtime, m, example) for m in models], example.device, repeats, warmup)
+
+
+def prepared(runtime: Runtime | None, model: nn.Module, example: torch.Tensor) -> Callable[[], Any]:
+    """``runtime``'s call of ``model`` on ``example`` (eager where none is given); a runtime that
+    cannot run the model is a :class:`ConfigError` naming it."""
+    if runtime is None:
+        return eager(model, example)
+    try:
+        return runtime.prepare(model, example)
+    except PrunekitError:
+        raise
+    except Exception as exc:  # a runtime may refuse a model in any way (an operator it cannot export)
+        raise ConfigError(
+            f"runtime {runtime.name!r} cannot run {type(model).__name__} ({one_line(exc)}); "
+            "name another in pruning.runtime"
+        ) from exc
 
 
 def time_calls(

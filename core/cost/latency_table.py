@@ -1,4 +1,5 @@
-"""A measured latency model: every layer of a model timed on its device at a few channel counts.
+"""A measured latency model: every layer of a model timed on its device, in the runtime the model is
+deployed with, at a few channel counts.
 
 Each layer the pruning can shrink runs alone, at its recorded input size, at fractions of its
 channels (inputs × outputs for a producer, the channel count for a channel-wise layer) in
@@ -12,8 +13,8 @@ are measured in turns, which keeps its shape over counts true; its level is set 
 of the full model and of a thinned copy. Those two forwards map the layers' sum to a network's
 time (the ops between layers — concatenation, residual adds, functional interpolation,
 dispatch — and layers running differently alone than inside the network). Grids are cached on
-disk per device, torch version and thread count, one entry per layer signature and input size,
-so a second run measures only the calibration rounds.
+disk per device, runtime, torch version and thread count, one entry per layer signature and input
+size, so a second run measures only the calibration rounds.
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ import torch
 from torch import nn
 
 from ..cache import cache_dir
-from ..eager import alignment, eager
+from ..eager import alignment
+from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph, LayerNode
 from ..graph.rules import channels, layer_type_of
 from ..layer_type import Flow, LayerType
 from ..modes import eval_mode
 from ..seam import Runtime
-from .latency import time_calls
+from .latency import prepared, time_calls
 from .latency_cache import cache_file, device_name, entry_problem, read_cache, write_cache
 
 #: channel counts measured, as fractions of the original layer's
@@ -104,6 +106,8 @@ class LatencyTable:
 
     dtype: torch.dtype = torch.float32  # what the grid was measured in
     runtime: str = "eager"  # where whole forwards are measured (and layers, where it times them)
+    #: layer calls the runtime could not run alone, timed eagerly instead (never cached)
+    alone: set[tuple[str, int]] = field(default_factory=set)
 
     #: output counts above one multiple of ``align`` cost as the next multiple does, input counts
     #: off the grid and off a multiple the slow path's price (what a run takes); False: the
@@ -260,7 +264,7 @@ def _in_turns(variants: Sequence[tuple[nn.Module, torch.Tensor, Runtime | None]]
     with ExitStack() as modes:
         for module, _, _ in variants:
             modes.enter_context(eval_mode(module))
-        calls = [runtime.prepare(m, x) if runtime is not None else eager(m, x) for m, x, runtime in variants]
+        calls = [prepared(runtime, m, x) for m, x, runtime in variants]
         rounds = time_calls(calls, variants[0][1].device, repeats)
     return [statistics.median(t) for t in rounds]
 
@@ -300,16 +304,21 @@ def build_table(
     ]
     path = cache_file(device, cache or cache_dir(), runtime_key(timer))
     stored = read_cache(path)
-    entries, measured, untrusted = {}, 0, {}
+    entries, measured, untrusted, refused = {}, 0, {}, {}
     for layer in progress(calls) if progress else calls:
-        key = layer.signature(dtype)
+        key, call = layer.signature(dtype), (layer.node.name, layer.call)
         why = entry_problem(stored[key], layer.grid()) if key in stored else None
         if why is not None:
             untrusted[layer.node.name] = why
         if key not in stored or why is not None:
-            stored[key] = layer.measure(device, dtype, repeats, timer).__dict__
             measured += 1
-        entries[(layer.node.name, layer.call)] = LayerTimes(**stored[key])
+            try:
+                stored[key] = layer.measure(device, dtype, repeats, timer).__dict__
+            except ConfigError as exc:  # the runtime cannot run this layer alone: timed eagerly
+                refused[call] = str(exc)
+                entries[call] = layer.measure(device, dtype, repeats, None)
+                continue
+        entries[call] = LayerTimes(**stored[key])
     if untrusted:
         name, why = next(iter(untrusted.items()))
         warnings.warn(
@@ -318,10 +327,19 @@ def build_table(
             RuntimeWarning,
             stacklevel=2,
         )
-    if measured:
+    if refused:
+        (name, _), why = next(iter(refused.items()))
+        warnings.warn(
+            f"{len(refused)} layers are timed in eager PyTorch, which {runtime_key(timer)} cannot run alone "
+            f"(layer {name!r}: {why})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if measured > len(refused):
         write_cache(path, stored, device, runtime_key(timer))
+    seconds = time.perf_counter() - began
     return LatencyTable(
-        entries, device_name(device), [], align, time.perf_counter() - began, measured, dtype, runtime_key(runtime)
+        entries, device_name(device), [], align, seconds, measured, dtype, runtime_key(runtime), set(refused)
     )
 
 
@@ -360,7 +378,8 @@ def calibrate_table(
         for layer in layers
     ]
     wholes = [(m, example, runtime) for m in (full[0], thinned[0], *also)]
-    seconds = _in_turns(wholes + [(m, x, layer_runtime(runtime)) for m, x in widths], repeats)
+    timers = [None if (layer.node.name, layer.call) in table.alone else layer_runtime(runtime) for layer in layers]
+    seconds = _in_turns(wholes + [(m, x, timer) for (m, x), timer in zip(widths, timers)], repeats)
     for layer, level in zip(layers, seconds[len(wholes) :]):
         _scale(table.entries[(layer.node.name, layer.call)], level, layer.full_in, layer.full_out)
     table.calibration = [(layer_sum(table, g), s) for (_, g), s in zip((full, thinned), seconds)]

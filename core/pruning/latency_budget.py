@@ -215,7 +215,7 @@ def _thinned(graph: ChannelGraph, align: int) -> dict[int, list[int]]:
     removal = {}
     for group in graph.groups:
         scores = torch.tensor([rng.random() for _ in range(group.channels)])
-        taken = units(group, scores, Limits(round_to=align, free_below=True))
+        taken = units(group, scores, Limits(round_to=align))
         if taken:
             removal[group.id] = [c for unit in taken[: max(1, 3 * len(taken) // 4)] for c in unit]
     return removal

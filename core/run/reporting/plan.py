@@ -20,13 +20,18 @@ def budget_line(config: Config) -> str:
     per_step = f"{amount:g} % of the original {p.resource}" if kind == "percent" else f"{amount:g} {kind}"
     if p.resource == "latency" or p.target_speedup is not None:
         target = p.target_speedup or 1 / (1 - p.prune_away_percent / 100)
-        goal = f"until a measured speed-up of {target:.2f}× on the run's device"
+        goal = f"until a measured speed-up of {target:.2f}× in {p.runtime} on the run's device"
     else:
         goal = f"{p.prune_away_percent:g} % of the {'MACs' if p.resource == 'macs' else 'parameters'}"
     steps = ""
     if kind == "percent" and p.resource != "latency" and p.target_speedup is None:
         steps = f", about {math.ceil(p.prune_away_percent / amount - 1e-9)} steps"
-    return f"remove {goal}, {per_step} per step{steps} (at most {p.max_steps})"
+    aligned = {"auto": ", channel counts aligned", "none": ""}.get(
+        str(p.align), f", channel counts in multiples of {p.align}"
+    )
+    if p.round_to is not None:
+        aligned = f", channel counts in multiples of {p.round_to}"
+    return f"remove {goal}, {per_step} per step{steps}{aligned} (at most {p.max_steps})"
 
 
 def plan_text(config: Config) -> str:
