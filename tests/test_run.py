@@ -182,7 +182,10 @@ def test_a_speedup_is_told_with_its_interval_as_slower_or_not_at_all_when_the_ro
     assert rows[0][3] == "50.0 % kept" and [r[0] for r in rows[2:]] == [
         "latency, eager, batch 1", "latency, compile, batch 1", "latency, onnxruntime, batch 1",
         "latency, tensorrt, batch 1"]  # fmt: skip
-    assert rows[2][3] == "2.00× (1.82–2.00) faster" and rows[3][3].startswith("too busy to tell (")
+    assert rows[2][3] == "2.00× (1.82–2.00) faster" and rows[3][3].startswith("too busy to tell: ")
     assert rows[4][3] == "0.91× (0.91–0.91) slower" and rows[5][3] == "not measured: needs a GPU"
     (warning,) = slower(speed)
     assert "slower than the baseline in onnxruntime at batch 1 (0.91×" in warning and "pruning.align" in warning
+    former = {"baseline_batch1": 0.02, "pruned_batch1": 0.01, "speedup_batch1": 2.0, "spread_batch1": 0.1}
+    rows = summary_rows({**summary, "latency": former}, None)  # a run summarised before runtimes were named
+    assert rows[2] == ["latency, eager, batch 1", "20.0 ms", "10.0 ms", "2.00× (2.00–2.00) faster"]

@@ -150,8 +150,8 @@ class Pruner:
                 lock.release()
             raise
         trainer.on_epoch = log.epoch
-        runtime = runtime_named(cfg.pruning.runtime, plugins, device)
         try:
+            runtime = runtime_named(cfg.pruning.runtime, plugins, device)
             teacher = self._baseline(plugins, trainer, device, resume)
             example = self._example(data)
             original = self._count_with(plugins, teacher, example)

@@ -15,7 +15,8 @@ from prunekit.plugin import NoArgs, Spec, alignment, hookimpl, onnx_bytes
 
 class OnnxRuntime:
     """A CPU ``InferenceSession`` of the exported model, with as many threads as PyTorch uses
-    (``torch.set_num_threads``, ``OMP_NUM_THREADS``) and one for running nodes side by side."""
+    (``torch.set_num_threads``, ``OMP_NUM_THREADS``), one for running nodes side by side, and
+    threads that sleep rather than spin between calls."""
 
     name, times_layers = "onnxruntime", True
 
@@ -42,6 +43,9 @@ class OnnxRuntime:
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
+        # idle worker threads spin for a while by default: timed in turns with another model,
+        # they would take the cores the other one runs on
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(onnx_bytes(model, example), options, providers=["CPUExecutionProvider"])
         feed = {"input": example.detach().cpu().numpy()}
         return lambda: session.run(None, feed)

@@ -66,11 +66,21 @@ def speed_rows(speed: list[dict[str, Any]]) -> list[list[str]]:
         if "speedup" not in r:
             rows.append([label, "-", "-", f"not measured: {r['unavailable']}"])
             continue
-        measured = Speedup(r["speedup"], r["low"], r["high"])
+        measured = Speedup(r["speedup"], r.get("low", r["speedup"]), r.get("high", r["speedup"]))
         told = "slower" if measured.median < 1 else "faster"
-        change = f"too busy to tell ({measured})" if measured.busy else f"{measured} {told}"
+        change = f"too busy to tell: {measured}" if measured.busy else f"{measured} {told}"
         rows.append([label, f"{r['baseline_ms']:.1f} ms", f"{r['pruned_ms']:.1f} ms", change])
     return rows
+
+
+def _former_latency(latency: dict[str, float]) -> list[dict[str, Any]]:
+    """The eager measurements of a run summarised before runtimes were named (no intervals kept)."""
+    batches = sorted(int(k.removeprefix("baseline_batch")) for k in latency if k.startswith("baseline_batch"))
+    return [
+        {"runtime": "eager", "batch": b, "baseline_ms": 1e3 * latency[f"baseline_batch{b}"],
+         "pruned_ms": 1e3 * latency[f"pruned_batch{b}"], "speedup": latency[f"speedup_batch{b}"]}
+        for b in batches
+    ]  # fmt: skip
 
 
 def summary_rows(summary: dict[str, Any], task: Task | None) -> list[list[str]]:
@@ -83,7 +93,7 @@ def summary_rows(summary: dict[str, Any], task: Task | None) -> list[list[str]]:
         [label[k], human(summary[f"original_{k}"]), human(summary[k]), f"{summary[f'{k}_percent']:.1f} % kept"]
         for k in ("macs", "params")
     ]
-    rows += speed_rows(summary.get("speed", []))
+    rows += speed_rows(summary.get("speed") or _former_latency(summary.get("latency", {})))
     if task is not None and summary.get("metrics"):
         rows += task.report_rows(summary["baseline_metrics"], summary["metrics"], summary.get("class_names") or [])
     return rows
