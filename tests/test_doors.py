@@ -89,6 +89,25 @@ def test_a_target_speedup_is_reached_by_the_lower_end_of_the_measurement_not_its
     assert pruned.speedup.median == pytest.approx(ratio) and ratio / 1.1 >= 1.5
 
 
+@pytest.mark.parametrize("criteria", [{"weight_norm": 1.0}, {"weight_norm": 0.5, "activation_deviation": 0.5}])
+def test_one_call_and_a_whole_run_prune_the_same_channels_from_the_same_settings_and_data(tmp_path, criteria):
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        (torch.randn(4, 1, 32, 48, generator=g), torch.randint(0, 4, (4, 32, 48), generator=g)) for _ in range(3)
+    ]
+    model = pk.get("model", "unet", width=16, n_classes=4)
+    one_call = pk.prune_to(model, batches[0][0][:1], 60, data=batches, criteria=criteria, steps=2)
+    config = {
+        "run_dir": str(tmp_path / "run"), "task": "segmentation", "train": {"epochs": 0}, "retrain": "none",
+        "finetune": {"epochs": 0}, "distillation": {},
+        "pruning": {"prune_away_percent": 60, "step": {"percent": 30}, "max_steps": 2, "calibration_batches": 3,
+                    "criterion": {"weights": criteria}, "compare_runtimes": [], **NO_GUARD},
+    }  # fmt: skip
+    run = pk.Pruner(config, model=model, train=batches, val=batches, progress=False).prune()
+    assert one_call.plan.to_json() == run.plan.to_json() and one_call.steps == len(run.steps) == 2
+    assert one_call.after.macs == run.summary["macs"]
+
+
 # -- the step and its proposal ---------------------------------------------------------------------------------------
 def test_a_proposal_is_shown_vetoed_and_edited_before_the_cut():
     model, x = pk.get("model", "unet", width=8), torch.zeros(1, 1, 32, 48)

@@ -60,3 +60,13 @@ def test_the_pipeline_beneath_the_run_sees_layer_types_not_the_plugin_manager(la
 def test_no_module_is_long():
     long = {str(p.relative_to(CORE)): n for p in MODULES if (n := len(p.read_text().splitlines())) > 400}
     assert not long
+
+
+def test_one_loop_proposes_and_cuts_for_every_door():
+    """Only the pruning session steps: a second "until the budget is done" loop would propose too."""
+    proposing = set()
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "propose":
+                proposing.add(str(path.relative_to(CORE)))
+    assert proposing == {"pruning/session.py", "pruning/step.py"}  # (a step cut without a proposal makes one)

@@ -16,18 +16,20 @@ from torch import nn
 from ..cost.counting import CostReport, count
 from ..cost.formatting import human, render_table
 from ..cost.latency import Speedup
+from ..cost.latency_table import LatencyTable
 from ..cost.runtimes import runtime_named
 from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.overrides import Overrides, Pricing
 from ..records import as_batch
+from ..schema import build, to_dict
 from ..seam import Factories, Runtime, resolve
-from .budget import ResourceBudget
 from .latency_budget import LatencyBudget
 from .plan import Plan
-from .ranking import CriterionConfig
+from .ranking import CriterionConfig, default_mix
 from .selection import Limits, Reference
-from .step import PruningStep
+from .session import PruningSession, step_factory
+from .settings import PruningConfig, beneath
 
 #: the most steps one call takes toward a target speed-up
 MAX_LATENCY_STEPS = 20
@@ -100,6 +102,8 @@ def prune_to(
     ``target_speedup``, pruned until the lower end of the speed-up measured over the original in
     ``runtime`` (``eager``, ``compile``, ``onnxruntime`` or a plugin's) reaches it.
 
+    The arguments are the settings of a run's ``pruning`` section (:func:`settings`), with the
+    same defaults: the same settings and data prune the same channels here as in a run.
     Without ``data`` the channels are ranked by weight norm, which needs none; with ``data`` (an
     iterable of batches: ``(image, target)`` tuples or dicts) by the default criteria, calibrated
     on it, with ``loss(logits, batch)`` (default: cross-entropy against ``batch["target"]``) for
@@ -111,74 +115,87 @@ def prune_to(
     """
     _check_numbers({"percent": percent, "steps": steps}, {"target_speedup": target_speedup})
     plugins = resolve(plugins)
+    config = settings(
+        plugins, percent, resource, target_speedup, align, criteria, steps, limits, protected, approximate
+    )
     pruned = copy.deepcopy(model)
     pricing = Pricing.of(overrides, param_overrides)
-    before = count(pruned, example_input, pricing, include, plugins=plugins)
+    recount = functools.partial(count, example_input=example_input, overrides=pricing, include=include, plugins=plugins)
+    before = recount(pruned)
     batches = [as_batch(b) for b in data] if data is not None else None
     device = next((p.device for p in pruned.parameters()), torch.device("cpu"))
     deployed = runtime_named(runtime, plugins, device)
-    graph = trace(pruned, example_input, protected, pricing, plugins=plugins, approximate=approximate)
-    target = target_speedup or (1.0 / (1.0 - percent / 100.0) if resource == "latency" else None)
-    budget = (
-        ResourceBudget(before, resource, percent, ("percent", percent / max(1, steps)))
-        if target is None
-        else _latency_budget(model, graph, before, target, device, (protected, pricing, plugins), deployed, clock)
+    graph = trace(pruned, example_input, config.protected, pricing, plugins=plugins, approximate=config.approximate)
+    teacher, timing = (
+        _timing(model, graph, config, device, (pricing, plugins), deployed) if config.measures() else (model, None)
     )
-    if align == "auto":
-        align = deployed.alignment(device)
-    plan, taken, reference = Plan(), 0, Reference.of(graph)
+    budget = config.policy(before, teacher, timing, deployed, clock)
+    make_step = step_factory(
+        config, example_input, batches=lambda step: batches, loss=loss or _cross_entropy, device=device,
+        plugins=plugins, align=config.alignment(deployed, device), pricing=pricing, include=include,
+        reference=Reference.of(graph), progress=progress,
+    )  # fmt: skip
+    session = PruningSession(pruned, budget, make_step, recount, max_steps=config.max_steps).run()
     notes = [] if batches is not None else ["no data given: channels ranked by weight norm, which needs none"]
-    now = before
-    while not budget.done(now) and taken < (MAX_LATENCY_STEPS if isinstance(budget, LatencyBudget) else steps):
-        step = PruningStep(
-            pruned,
-            example_input,
-            budget,
-            criteria=criteria,
-            limits=limits or Limits(75.0, 75.0),
-            protected=protected,
-            approximate=approximate,
-            overrides=pricing,
-            include=include,
-            batches=batches,
-            loss=loss or _cross_entropy,
-            device=device,
-            plugins=plugins,
-            reference=reference,
-            align=align,
-            progress=progress,
-        )
-        proposal = step.propose()
-        if not proposal.removal:
-            notes.append("stopped early: every remaining channel is protected or in a layer or block at its limit")
-            break
-        plan, taken = plan.then(step.cut(proposal)), taken + 1
-        now = count(pruned, example_input, pricing, include, plugins=plugins)
+    if session.stopped:
+        notes.append("stopped early: every remaining channel is protected or in a layer or block at its limit")
     speedup = budget.speedup() if isinstance(budget, LatencyBudget) else None
-    return Pruned(pruned.eval(), plan, before, now, taken, speedup, notes, deployed.name)
+    return Pruned(pruned.eval(), session.plan, before, session.cost, session.step - 1, speedup, notes, deployed.name)
 
 
-def _latency_budget(
+def settings(
+    plugins: Factories,
+    percent: float = 50.0,
+    resource: str = "macs",
+    target_speedup: float | None = None,
+    align: int | str | None = "auto",
+    criteria: CriterionConfig | Mapping[str, float] | None = None,
+    steps: int = 1,
+    limits: Limits | None = None,
+    protected: Iterable[str] = (),
+    approximate: Iterable[str] = (),
+) -> PruningConfig:
+    """:func:`prune_to`'s arguments as a run's ``pruning`` settings, over the ``default`` preset:
+    ``steps`` equal steps of ``percent`` — or, to a speed-up, one step to the latency table's
+    prediction and at most :data:`MAX_LATENCY_STEPS` steps corrected by measurement."""
+    measuring = target_speedup is not None or resource == "latency"
+    given: dict[str, Any] = {
+        "prune_away_percent": percent,
+        "resource": "latency" if measuring else resource,
+        "target_speedup": target_speedup,
+        "align": "none" if align is None else align,
+        "step": {"percent": 100.0 if measuring else percent / max(1, steps)},
+        "max_steps": MAX_LATENCY_STEPS if measuring else max(1, steps),
+        "protected": list(protected),
+        "approximate": list(approximate),
+    }
+    if limits is not None:
+        given.update(layer_limit_percent=limits.layer_percent, block_limit_percent=limits.block_percent,
+                     min_channels=limits.min_channels, round_to=limits.round_to)  # fmt: skip
+    if isinstance(criteria, CriterionConfig):
+        given["criterion"] = {**to_dict(criteria), "weights": default_mix(criteria).weights}
+    elif criteria is not None:
+        given["criterion"] = {"weights": dict(criteria)}
+    preset = plugins.get("preset", "default")
+    return build(PruningConfig, beneath(preset, given), "prune_to")
+
+
+def _timing(
     model: nn.Module,
     graph: ChannelGraph,
-    before: CostReport,
-    target: float,
+    config: PruningConfig,
     device: torch.device,
-    tracing: tuple[Iterable[str], Pricing, Factories],
+    tracing: tuple[Pricing, Factories],
     runtime: Runtime,
-    clock: Callable[[list[nn.Module], torch.Tensor, int], list[list[float]]] | None,
-) -> LatencyBudget:
-    """The original's latency table in ``runtime``, and a budget that steps toward ``target`` as
-    far as the table predicts, measured before each cut (the floor corrected while it falls short)."""
+) -> tuple[nn.Module, tuple[LatencyTable, torch.Tensor]]:
+    """The original as the teacher a latency budget measures against, and its latency table in
+    ``runtime`` with the batch of one it was calibrated with."""
     teacher = copy.deepcopy(model).eval()
-    protected, pricing, plugins = tracing
+    pricing, plugins = tracing
     retrace = functools.partial(
-        trace, example_input=graph.example, protected=protected, overrides=pricing, plugins=plugins
+        trace, example_input=graph.example, protected=config.protected, overrides=pricing, plugins=plugins
     )
-    table, example = LatencyBudget.measure_table(teacher, graph, retrace, device, runtime=runtime)
-    return LatencyBudget(
-        before, table, teacher, example, target, "latency", ("percent", 100.0), clock=clock, runtime=runtime
-    )
+    return teacher, LatencyBudget.measure_table(teacher, graph, retrace, device, runtime=runtime)
 
 
 def _cross_entropy(logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:

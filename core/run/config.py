@@ -15,7 +15,7 @@ from typing import Any, Literal
 from ..errors import ConfigError, PluginError, suggest
 from ..graph.overrides import Pricing
 from ..plugin.manager import Manager, for_settings
-from ..pruning.ranking import CriterionConfig
+from ..pruning.settings import PruningConfig, beneath
 from ..schema import build, field, to_dict
 from ..training.settings import LossScheduleConfig, PhaseConfig, ScheduleConfig
 from .config_source import read_source, shorthand, with_settings
@@ -80,107 +80,6 @@ class PluginsConfig:
     disable: list[str] = field([], doc="plugin names to block")
     autoload: bool = field(True, doc="load every installed plugin")
     search: list[str] = field([], doc="folders where load finds modules and files; default: the config file's")
-
-
-@dataclass
-class StepConfig:
-    """How much one step removes: exactly one of macs, params, filters, percent."""
-
-    macs: int | None = field(None, min=1, doc="MACs to remove per step")
-    params: int | None = field(None, min=1, doc="parameters to remove per step")
-    filters: int | None = field(None, min=1, doc="channels to remove per step")
-    percent: float | None = field(
-        None, min=0, max=100, open_min=True, doc="percent of the original resource to remove per step"
-    )
-
-    def check(self, path: str) -> None:
-        given = [k for k in ("macs", "params", "filters", "percent") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ConfigError(
-                f"{path or 'step'}: give exactly one of macs, params, filters, percent (got {given or 'none'})"
-            )
-
-    @property
-    def kind(self) -> str:
-        return next(k for k in ("macs", "params", "filters", "percent") if getattr(self, k) is not None)
-
-    @property
-    def amount(self) -> float:
-        return getattr(self, self.kind)
-
-
-@dataclass
-class PruningConfig:
-    """The budget, the ranking, the limits and the guard."""
-
-    preset: str | None = field("default", doc="registered preset whose settings the config overrides")
-    resource: Literal["macs", "params", "latency"] = field(
-        "macs", doc="what the budget counts; latency: measured on the run's device, with a latency table"
-    )
-    prune_away_percent: float = field(
-        50.0, min=0, max=100, open_min=True, doc="stop when this percent of the resource is gone"
-    )
-    target_speedup: float | None = field(
-        None,
-        min=1,
-        open_min=True,
-        doc="stop at this measured speed-up instead of the percent; with macs or params, steps remove that resource",
-    )
-    runtime: str = field(
-        "eager",
-        doc="where the model is deployed: the latency table, target_speedup and the report's speed-up are measured "
-        "in it (eager, compile, onnxruntime, or a plugin's)",
-    )
-    compare_runtimes: list[str] | Literal["all"] = field(
-        "all", doc="the report also measures the speed-up in these runtimes: all (every one that runs here), or a list"
-    )
-    latency_repeats: int = field(10, min=1, doc="forwards measured (median) for each latency measurement")
-    latency_checks: int = field(
-        2, min=0, doc="latency budget: selections measured on a cut copy before a step meant to reach the target"
-    )
-    min_macs: int | None = field(None, min=0, doc="also stop at this many MACs")
-    min_params: int | None = field(None, min=0, doc="also stop at this many parameters")
-    step: StepConfig = field(StepConfig(percent=10.0))
-    criterion: CriterionConfig = field(CriterionConfig())
-    layer_limit_percent: float = field(75.0, min=0, max=100, doc="at most this % of a layer's parameters")
-    block_limit_percent: float = field(75.0, min=0, max=100, doc="at most this % of a block's parameters")
-    min_channels: int = field(1, min=1, doc="channels every layer keeps at least")
-    align: int | Literal["auto", "none"] = field(
-        "auto",
-        doc="keep every group's channel count at a multiple runtimes run fast: auto (the runtime's on the device: "
-        "16 on CPUs, 8 on GPUs), none, or a number; a count goes below one multiple only once nothing aligned is left",
-    )
-    round_to: int | None = field(
-        None, min=1, doc="keep channel counts multiples of this, never below one (wins over align)"
-    )
-    calibration_batches: int = field(8, min=1, doc="batches of the calibration pass")
-    calibration_loss: Literal["task", "training"] = field(
-        "task",
-        doc="what gradient criteria (taylor) differentiate: the task's calibration loss (segmentation: "
-        "class-balanced cross-entropy; the training loss where a task names none), or the run's training loss",
-    )
-    activations_at: Literal["output", "activation"] = field(
-        "activation", doc="activation criteria observe the activation after the producer, or its raw output"
-    )
-    max_steps: int = field(100, min=1, doc="steps at most, whatever the budget")
-    protected: list[str] = field([], doc="layers never pruned, besides the traversal's")
-    max_drop: float | None = field(
-        5.0, min=0, doc="roll a step back when the task's metric falls more than this many points below the baseline"
-    )
-    class_floor: float | None = field(
-        0.05, min=0, max=1, doc="roll a step back when a class the baseline scored at least this falls below it"
-    )
-    retries: int = field(3, min=0, doc="steps in a row rolled back (each with half the step) before the run stops")
-
-    approximate: list[str] = field(
-        [],
-        doc="approximate cuts allowed, e.g. [layer_norm]: layers no cut is exact for (LayerNorm over channels) "
-        "are cut too, and each step records how much the cut changed the output",
-    )
-
-    def check(self, path: str) -> None:
-        if isinstance(self.align, int) and self.align < 1:
-            raise ConfigError(f"{path}.align: {self.align!r} is out of range; give auto, none or a multiple >= 1")
 
 
 @dataclass
@@ -334,16 +233,6 @@ def check_names(config: Config, plugins: Manager) -> None:
             raise ConfigError(
                 f"pruning.criterion.args.{name}: no criterion {name!r} in weights; {suggest(name, criterion.weights)}"
             )
-
-
-def beneath(preset: dict[str, Any], pruning: dict[str, Any]) -> dict[str, Any]:
-    """The config's ``pruning`` keys over the preset's; inside ``criterion`` key by key, so a config
-    can change the normalisation and keep the preset's mix (a config's ``weights`` replace the
-    preset's mix whole)."""
-    out = {**preset, **pruning}
-    if isinstance(preset.get("criterion"), dict) and isinstance(pruning.get("criterion"), dict):
-        out["criterion"] = {**preset["criterion"], **pruning["criterion"]}
-    return out
 
 
 def demo_text() -> str:

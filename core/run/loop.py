@@ -1,18 +1,17 @@
-"""The pruning loop every door of a run shares: select → cut → (your or prunekit's) retraining →
-guard → checkpoint, one step at a time, until the budget policy says done.
+"""A run's pruning: the session's cuts, each retrained (by prunekit's trainer, your function or
+your own loop), judged by the guard, then recorded, checkpointed and logged — or rolled back.
 
 :func:`pruning_steps` is a generator: it yields a :class:`~prunekit.run.pruned_step.PrunedStep`
-after each cut and, when the caller comes back, validates the model (or takes the metric the
-caller reported), rolls a step that broke the guard back to the model before it and tries again
-with half the step, or records, checkpoints and logs the step.
+after each cut of the :class:`~prunekit.pruning.session.PruningSession` and, when the caller comes
+back, validates the model (or takes the metric the caller reported) and either keeps the step or
+rolls it back, and the session tries again with half the step.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from torch import nn
@@ -20,10 +19,8 @@ from torch import nn
 from .. import distributed
 from ..cost.counting import CostReport
 from ..errors import CheckpointError
-from ..pruning.selection import Limits, Selection
-from ..pruning.step import Proposal, PruningStep
+from ..pruning.session import Cut, PruningSession, StepFactory, step_factory
 from ..training.seeds import step_seed
-from .budget import alignment
 from .pruned_step import PrunedStep
 from .state import RunState, Step
 from .storage import checkpoints
@@ -32,30 +29,26 @@ from .storage.weights import weights_hash
 Count = Callable[[nn.Module], CostReport]
 
 
-def pruning_step(state: RunState, step: int, progress: bool) -> PruningStep:
-    """The config's step on the run's student: its criteria, limits, protected layers, cost
-    functions, calibration batches (seeded by the step) and budget policy."""
-    cfg, p = state.config, state.config.pruning
-    data = state.data
-    batches = data.calibration_batches(p.calibration_batches, step_seed(cfg.seed, step)) if data.has_train else None
-    return PruningStep(
-        state.model,
+def steps_of(state: RunState, progress: bool) -> StepFactory:
+    """The config's steps on the run's student: its settings, calibration batches seeded by the
+    step, the loss gradient criteria differentiate, cost functions and latency table."""
+    cfg, p, data = state.config, state.config.pruning, state.data
+
+    def batches(step: int) -> Iterable[dict[str, Any]] | None:
+        return data.calibration_batches(p.calibration_batches, step_seed(cfg.seed, step)) if data.has_train else None
+
+    return step_factory(
+        p,
         state.example,
-        state.budget,
-        criteria=p.criterion if batches is not None else None,
-        activations_at=p.activations_at,
-        limits=Limits(p.layer_limit_percent, p.block_limit_percent, p.min_channels, p.round_to),
-        protected=p.protected,
-        approximate=p.approximate,
-        overrides=state.pricing,
-        include=cfg.cost.include or None,
         batches=batches,
         loss=calibration_loss(state),
         device=state.device,
         plugins=state.plugins,
+        align=p.alignment(state.runtime, state.device),
+        pricing=state.pricing,
+        include=cfg.cost.include or None,
         reference=state.reference,
         table=state.table,
-        align=alignment(p, state.runtime, state.device),
         progress=progress,
     )
 
@@ -73,51 +66,29 @@ def pruning_steps(state: RunState, count: Count, progress: bool, distil: bool) -
     """Steps until the budget is met, nothing more can be removed, or ``retries`` steps in a row
     broke the guard. ``distil``: set the distillation losses up for the caller's training."""
     p = state.config.pruning
-    current, step, failures = count(state.model), state.start_step, 0
-    while step <= p.max_steps and not state.budget.done(current):
-        began = time.perf_counter()
-        good, budget_before = copy.deepcopy(state.model), copy.copy(state.budget)
-        pruning = pruning_step(state, step, progress)
-        proposal = pruning.propose()
-        if not proposal.removal:
-            state.log.record({"event": "stop", "step": step, "message": stop_message(proposal.selection)})
-            return
-        cut = pruning.cut(proposal)
-        state.model.to(state.device)
-        after = count(state.model)
-        pruned = PrunedStep(
-            step, state.model, state.teacher, proposal, after, state.budget.done(after), _epochs(state), state.device
-        )
-        yield from _handed_over(state, pruned, distil)
-        metrics = _metrics(state, pruned)
-        broken = state.guard.broken(state.baseline_metrics, metrics)
-        if broken is not None:
-            failures += 1
-            state.model, state.budget = good, budget_before
-            state.budget.halve_step()
-            if not _rolled_back(state, step, broken, proposal, failures):
-                return
-            continue
-        failures = 0
-        state.plan = state.plan.then(cut)
-        _record(
-            state,
-            Step(
-                step,
-                after.macs,
-                after.params,
-                *after.percent_of(state.original),
-                proposal.selection.filters,
-                len(proposal.selection.at_limit),
-                time.perf_counter() - began,
-                metrics,
-                cut.deviation,
-                **state.budget.record(),
-                predicted_macs=proposal.selection.macs,
-                predicted_params=proposal.selection.params,
-            ),
-        )
-        current, step = after, step + 1
+    session = PruningSession(
+        state.model, state.budget, steps_of(state, progress), count, max_steps=p.max_steps, retries=p.retries,
+        device=state.device, start=state.start_step, plan=state.plan,
+    )  # fmt: skip
+    try:
+        for cut in session:
+            state.model, state.budget = cut.model, session.budget
+            pruned = PrunedStep(
+                cut.step, cut.model, state.teacher, cut.proposal, cut.cost, cut.last, _epochs(state), state.device
+            )
+            yield from _handed_over(state, pruned, distil)
+            metrics = _metrics(state, pruned)
+            broken = state.guard.broken(state.baseline_metrics, metrics)
+            if broken is not None:
+                _rolled_back(state, cut, broken, session.failures + 1)
+                cut.roll_back(broken)
+                continue
+            state.plan = session.plan.then(cut.plan)
+            _record(state, cut, metrics)
+    finally:
+        state.model, state.budget, state.plan = session.model, session.budget, session.plan
+    if session.stopped:
+        state.log.record({"event": "stop", "step": session.step, "message": session.stopped})
 
 
 def _epochs(state: RunState) -> int:
@@ -148,35 +119,37 @@ def _metrics(state: RunState, pruned: PrunedStep) -> dict[str, float]:
     return reported
 
 
-def _rolled_back(state: RunState, step: int, reason: str, proposal: Proposal, failures: int) -> bool:
-    """Log the rollback; ``False`` when the retries are used up (the run stops there)."""
-    wanted = ", ".join(f"{layer} ({n} of {of})" for layer, (n, of) in sorted(proposal.layers().items()))
-    retries = state.config.pruning.retries
+def _rolled_back(state: RunState, cut: Cut, reason: str, failures: int) -> None:
+    wanted = ", ".join(f"{layer} ({n} of {of})" for layer, (n, of) in sorted(cut.proposal.layers().items()))
     state.log.record(
         {
             "event": "rollback",
-            "step": step,
+            "step": cut.step,
             "reason": reason,
             "layers": wanted,
             "failures": failures,
-            "retries": retries,
+            "retries": state.config.pruning.retries,
         }
     )
-    if failures <= retries:
-        return True
-    state.log.record(
-        {
-            "event": "stop",
-            "step": step,
-            "message": f"step {step} broke the guard {failures} times in a row ({reason}); it wanted to cut "
-            f"{wanted}. Keeping the last good model",
-        }
-    )
-    return False
 
 
-def _record(state: RunState, record: Step) -> None:
+def _record(state: RunState, cut: Cut, metrics: dict[str, float]) -> None:
     """Check, keep, checkpoint and log a step that holds."""
+    after, selection = cut.cost, cut.proposal.selection
+    record = Step(
+        cut.step,
+        after.macs,
+        after.params,
+        *after.percent_of(state.original),
+        selection.filters,
+        len(selection.at_limit),
+        time.perf_counter() - cut.began,
+        metrics,
+        cut.plan.deviation,
+        **state.budget.record(),
+        predicted_macs=selection.macs,
+        predicted_params=selection.params,
+    )
     record.check_prediction()
     state.steps.append(record)
     _check_ranks_agree(state, record)
@@ -199,14 +172,6 @@ def _check_ranks_agree(state: RunState, record: Step) -> None:
             f"step {record.step}: the processes disagree on the pruned model "
             f"({len(set(digests))} different states); the last checkpoint is kept"
         )
-
-
-def stop_message(selection: Selection) -> str:
-    limited = f" ({len(selection.at_limit)} layers or blocks at their limit)" if selection.at_limit else ""
-    return (
-        "nothing more can be removed: every remaining channel is protected, needed by the minimum "
-        f"channel count, or in a layer or block at its limit{limited}; keeping the result so far"
-    )
 
 
 def retrain_with(fn: Callable[[PrunedStep], Any], pruned: PrunedStep) -> None:

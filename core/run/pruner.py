@@ -38,7 +38,6 @@ from ..training.data import TrainingData
 from ..training.distiller import Teacher
 from ..training.seeds import seed_everything, step_seed
 from ..training.trainer import Trainer
-from . import budget
 from .components import Objects, build_loggers, check, example_input, start_weights, with_task_criterion
 from .config import Config, load_config
 from .guard import Guard
@@ -177,7 +176,7 @@ class Pruner:
                 trainer,
                 Teacher(teacher, traversal.taps),
                 model=self._student(teacher, device),
-                budget=budget.policy(cfg.pruning, original, teacher, timing, runtime),
+                budget=cfg.pruning.policy(original, teacher, timing, runtime),
                 guard=self._guard(task),
                 baseline_metrics=trainer.evaluate(teacher),
                 pricing=self.pricing,
@@ -201,11 +200,11 @@ class Pruner:
         """Where the run times its layers: the teacher's latency table in the run's runtime,
         measured or cached, and the batch of one it was calibrated with."""
         p = self.config.pruning
-        if not budget.needs_table(p):
+        if not p.needs_table():
             return None
         shown = (lambda calls: bar(list(calls), "latency table")) if self.progress else None
         retrace = functools.partial(self._trace_with, plugins, example=graph.example)
-        align = budget.alignment(p, runtime, device)
+        align = p.alignment(runtime, device)
         return LatencyBudget.measure_table(teacher, graph, retrace, device, align, p.latency_repeats, shown, runtime)
 
     def _guard(self, task: Any) -> Guard:

@@ -18,13 +18,13 @@ def budget_line(config: Config) -> str:
     p = config.pruning
     kind, amount = p.step.kind, p.step.amount
     per_step = f"{amount:g} % of the original {p.resource}" if kind == "percent" else f"{amount:g} {kind}"
-    if p.resource == "latency" or p.target_speedup is not None:
-        target = p.target_speedup or 1 / (1 - p.prune_away_percent / 100)
+    if p.measures():
+        target = p.target()
         goal = f"until a measured speed-up of {target:.2f}× in {p.runtime} on the run's device"
     else:
         goal = f"{p.prune_away_percent:g} % of the {'MACs' if p.resource == 'macs' else 'parameters'}"
     steps = ""
-    if kind == "percent" and p.resource != "latency" and p.target_speedup is None:
+    if kind == "percent" and not p.measures():
         steps = f", about {math.ceil(p.prune_away_percent / amount - 1e-9)} steps"
     aligned = {"auto": ", channel counts aligned", "none": ""}.get(
         str(p.align), f", channel counts in multiples of {p.align}"
