@@ -331,3 +331,51 @@ def test_onnx_export_of_a_model_object_and_of_a_run_made_from_one(tmp_path, caps
     assert pk.export_onnx(tmp_path / "run", tmp_path / "run.onnx", model=Net()) < 1e-4
     assert main(["export", str(tmp_path / "run"), "--onnx", str(tmp_path / "x.onnx")]) == 2
     assert "pk.export_onnx(" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()
+
+
+def test_the_loop_takes_any_retraining_and_asks_it_for_batches_losses_training_and_verdicts(tmp_path, tiny_config):
+    """The three doors differ only in the retraining the loop holds; a fourth needs no change to it."""
+    import contextlib
+    import functools
+
+    from prunekit.run.loop import pruning_steps
+
+    class Counting:
+        def __init__(self):
+            self.asked = []
+
+        def calibration_batches(self, step):
+            self.asked.append(("batches", step))
+            return [{"image": torch.randn(2, 1, 32, 48), "target": torch.randint(0, 4, (2, 32, 48))}]
+
+        def loss(self, logits, batch):
+            self.asked.append(("loss", None))
+            return F.cross_entropy(logits, batch["target"])
+
+        @contextlib.contextmanager
+        def training(self, step):
+            self.asked.append(("training", step.step))
+            yield
+
+        def retrain(self, step):
+            self.asked.append(("retrain", step.step))
+            step.report(0.5)
+
+        def evaluate(self, model):
+            raise AssertionError("a step that reported its metric is not validated again")
+
+    taylor = {"weights": {"taylor": 1.0}}
+    pruning = {"prune_away_percent": 50, "step": {"percent": 25}, "criterion": taylor, "compare_runtimes": []}
+    config = tiny_config(tmp_path / "run", train__epochs=0, pruning={**pruning, **NO_GUARD})
+    pruner = pk.Pruner(config, progress=False)
+    state = pruner.prepare()
+    retraining = Counting()
+    try:
+        for step in pruning_steps(state, functools.partial(pruner._count, state), retraining, progress=False):
+            retraining.retrain(step)
+    finally:
+        state.log.close()
+    steps = [s.step for s in state.steps]
+    assert len(steps) >= 2 and [a for a in retraining.asked if a[0] == "retrain"] == [("retrain", s) for s in steps]
+    assert {("batches", s) for s in steps} <= set(retraining.asked) and ("loss", None) in retraining.asked
+    assert all(s.metrics[state.task.best_metric] == 0.5 for s in state.steps)

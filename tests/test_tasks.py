@@ -179,13 +179,15 @@ def test_the_calibration_loss_weighs_every_present_class_alike():
 
 @pytest.mark.parametrize("choice", ["task", "training"])
 def test_gradient_criteria_differentiate_the_task_s_calibration_loss_unless_told(tmp_path, tiny_config, choice):
-    from prunekit.run.loop import calibration_loss
+    from prunekit.run.retraining import retraining_for
 
     config = tiny_config(tmp_path / "run", train__epochs=0, pruning__calibration_loss=choice)
     state = Pruner(config, progress=False).prepare()
     state.log.close()
-    chosen = calibration_loss(state)
+    retraining = retraining_for(state.config, state.trainer, state.distil_from, None)
     expected = state.task.calibration_loss if choice == "task" else state.trainer.objective.task_loss
-    assert chosen == expected
-    batch = next(iter(state.data.calibration_batches(1, 0)))
-    assert torch.isfinite(chosen(state.model(batch["image"]), batch))
+    other = state.trainer.objective.task_loss if choice == "task" else state.task.calibration_loss
+    batch = next(iter(retraining.calibration_batches(1)))
+    logits = state.model(batch["image"])
+    chosen = retraining.loss(logits, batch)
+    assert torch.isfinite(chosen) and chosen == expected(logits, batch) != other(logits, batch)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 from torch import nn
 
@@ -20,8 +19,8 @@ from .. import distributed
 from ..cost.counting import CostReport
 from ..errors import CheckpointError
 from ..pruning.session import Cut, PruningSession, StepFactory, step_factory
-from ..training.seeds import step_seed
 from .pruned_step import PrunedStep
+from .retraining import Retraining
 from .state import RunState, Step
 from .storage import checkpoints
 from .storage.weights import weights_hash
@@ -29,19 +28,15 @@ from .storage.weights import weights_hash
 Count = Callable[[nn.Module], CostReport]
 
 
-def steps_of(state: RunState, progress: bool) -> StepFactory:
-    """The config's steps on the run's student: its settings, calibration batches seeded by the
-    step, the loss gradient criteria differentiate, cost functions and latency table."""
-    cfg, p, data = state.config, state.config.pruning, state.data
-
-    def batches(step: int) -> Iterable[dict[str, Any]] | None:
-        return data.calibration_batches(p.calibration_batches, step_seed(cfg.seed, step)) if data.has_train else None
-
+def steps_of(state: RunState, retraining: Retraining, progress: bool) -> StepFactory:
+    """The config's steps on the run's student: its settings, the retraining's calibration batches
+    and loss, cost functions and latency table."""
+    cfg, p = state.config, state.config.pruning
     return step_factory(
         p,
         state.example,
-        batches=batches,
-        loss=calibration_loss(state),
+        batches=retraining.calibration_batches,
+        loss=retraining.loss,
         device=state.device,
         plugins=state.plugins,
         align=p.alignment(state.runtime, state.device),
@@ -53,21 +48,13 @@ def steps_of(state: RunState, progress: bool) -> StepFactory:
     )
 
 
-def calibration_loss(state: RunState) -> Callable[..., Any]:
-    """What gradient criteria differentiate: the task's calibration loss, where it names one and
-    the config does not ask for the training loss."""
-    by_task = getattr(state.task, "calibration_loss", None)
-    if state.config.pruning.calibration_loss == "task" and by_task is not None:
-        return by_task
-    return state.trainer.objective.task_loss
-
-
-def pruning_steps(state: RunState, count: Count, progress: bool, distil: bool) -> Iterator[PrunedStep]:
+def pruning_steps(state: RunState, count: Count, retraining: Retraining, progress: bool) -> Iterator[PrunedStep]:
     """Steps until the budget is met, nothing more can be removed, or ``retries`` steps in a row
-    broke the guard. ``distil``: set the distillation losses up for the caller's training."""
+    broke the guard; each yielded while ``retraining`` has it set up for training, then judged."""
     p = state.config.pruning
     session = PruningSession(
-        state.model, state.budget, steps_of(state, progress), count, max_steps=p.max_steps, retries=p.retries,
+        state.model, state.budget, steps_of(state, retraining, progress), count, max_steps=p.max_steps,
+        retries=p.retries,
         device=state.device, start=state.start_step, plan=state.plan,
     )  # fmt: skip
     try:
@@ -76,8 +63,9 @@ def pruning_steps(state: RunState, count: Count, progress: bool, distil: bool) -
             pruned = PrunedStep(
                 cut.step, cut.model, state.teacher, cut.proposal, cut.cost, cut.last, _epochs(state), state.device
             )
-            yield from _handed_over(state, pruned, distil)
-            metrics = _metrics(state, pruned)
+            with retraining.training(pruned):
+                yield pruned
+            metrics = _metrics(state, pruned, retraining)
             broken = state.guard.broken(state.baseline_metrics, metrics)
             if broken is not None:
                 _rolled_back(state, cut, broken, session.failures + 1)
@@ -96,23 +84,10 @@ def _epochs(state: RunState) -> int:
     return 0 if retrain == "none" else retrain.epochs_per_step
 
 
-def _handed_over(state: RunState, pruned: PrunedStep, distil: bool) -> Iterator[PrunedStep]:
-    """Yield the step to the caller, with the distillation losses set up for its training."""
-    if distil:
-        seed = step_seed(state.config.seed, pruned.step)
-        pruned.train = state.data.epochs(seed) if state.data.has_train else None
-        pruned.distiller = state.trainer.distiller(pruned.model, state.distil_from, seed)
-    try:
-        yield pruned
-    finally:
-        if pruned.distiller is not None:
-            pruned.distiller.remove()
-
-
-def _metrics(state: RunState, pruned: PrunedStep) -> dict[str, float]:
-    """What the caller reported (its bare number as the task's metric), else validation's."""
+def _metrics(state: RunState, pruned: PrunedStep, retraining: Retraining) -> dict[str, float]:
+    """What the step's trainer reported (a bare number as the task's metric), else validation's."""
     if pruned.metrics is None:
-        return state.trainer.evaluate(state.model)
+        return retraining.evaluate(pruned.model)
     reported = dict(pruned.metrics)
     if "metric" in reported:
         reported[state.task.best_metric] = reported.pop("metric")
@@ -172,10 +147,3 @@ def _check_ranks_agree(state: RunState, record: Step) -> None:
             f"step {record.step}: the processes disagree on the pruned model "
             f"({len(set(digests))} different states); the last checkpoint is kept"
         )
-
-
-def retrain_with(fn: Callable[[PrunedStep], Any], pruned: PrunedStep) -> None:
-    """A config's ``retrain.function``: called with the step; what it returns is the step's metric."""
-    result = fn(pruned)
-    if result is not None and pruned.metrics is None:
-        pruned.report(result)

@@ -22,7 +22,7 @@ from .. import distributed
 from ..cost.counting import CostReport, count
 from ..cost.latency_table import LatencyTable
 from ..cost.runtimes import runtime_named
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.overrides import Overrides
 from ..graph.traversal import traversal_of
@@ -41,10 +41,11 @@ from ..training.trainer import Trainer
 from .components import Objects, build_loggers, check, example_input, start_weights, with_task_criterion
 from .config import Config, load_config
 from .guard import Guard
-from .loop import pruning_steps, retrain_with
+from .loop import pruning_steps
 from .pruned_step import PrunedStep
 from .reporting.report import kept_layers, write_report
 from .reporting.run_log import Console, RunLog
+from .retraining import OwnLoop, retraining_for
 from .speed import compared, measure_speed, slower
 from .state import Result, RunState
 from .storage import checkpoints, run_dir
@@ -122,7 +123,8 @@ class Pruner:
         the loop ends the model is exported and reported; :attr:`result` holds the summary."""
         state = self.prepare(resume)
         try:
-            yield from pruning_steps(state, functools.partial(self._count, state), self.progress, distil=True)
+            own = OwnLoop(self.config, state.trainer, state.distil_from)
+            yield from pruning_steps(state, functools.partial(self._count, state), own, self.progress)
             self.result = Result(state.model, state.plan, state.steps, self._finish(state), state)
         finally:
             state.log.close()
@@ -269,24 +271,14 @@ class Pruner:
     def _loop(self, state: RunState) -> None:
         """The steps, each retrained by prunekit's trainer or the config's ``retrain.function``."""
         retrain = self.config.retrain
-        own = (
+        function = (
             import_callable(retrain.function, "retrain.function", self.config.plugins.search)
-            if (retrain != "none" and retrain.function)
+            if retrain != "none" and retrain.function
             else None
         )
-        count = functools.partial(self._count, state)
-        for pruned in pruning_steps(state, count, self.progress, distil=own is not None):
-            if own is not None:
-                retrain_with(own, pruned)
-            elif retrain != "none" and pruned.epochs:
-                if not state.data.has_train:
-                    raise ConfigError("retraining needs training data (train=); or train in your own loop with steps()")
-                seed = step_seed(self.config.seed, pruned.step)
-                metrics = state.trainer.fit(
-                    state.model, "retrain", retrain, pruned.epochs, seed, pruned.step, teacher=state.distil_from
-                )
-                if metrics:
-                    pruned.report(metrics)
+        retraining = retraining_for(self.config, state.trainer, state.distil_from, function)
+        for step in pruning_steps(state, functools.partial(self._count, state), retraining, self.progress):
+            retraining.retrain(step)
 
     def _finetune(self, state: RunState) -> None:
         ft = self.config.finetune
