@@ -56,8 +56,10 @@ from .run import config
 from .run.config import load_config
 from .run.pruned_step import PrunedStep
 from .run.pruner import Pruner
+from .run.state import Result
 from .run.storage.export import load
 from .run.storage.onnx_export import export_onnx
+from .run_records import StepRecord
 from .seam import use_by_default
 
 use_by_default(manager)  # a call without plugins= gets the process-wide manager; a run passes its own
@@ -95,8 +97,10 @@ __all__ = [
     "Pruner",
     "PruningStep",
     "ResourceBudget",
+    "Result",
     "ScoredLayer",
     "Spec",
+    "StepRecord",
     "StorageError",
     "TrainingError",
     "Traversal",

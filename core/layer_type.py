@@ -132,6 +132,7 @@ class LayerType:
 
 
 def numel(size: tuple[int, ...]) -> int:
+    """The number of elements of a tensor of ``size`` (a shape record's ``input`` or ``output``)."""
     return math.prod(size)
 
 

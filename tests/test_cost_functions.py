@@ -242,12 +242,9 @@ def test_a_run_removes_the_requested_percent_of_your_cost(tmp_path, tiny_config)
     assert len(priced.steps) >= 2
     for step in priced.steps:
         assert (step.predicted_macs, step.predicted_params) == (step.macs, step.params)
-    recount = pk.count(priced.model, priced.state.example, overrides={"Conv2d": traffic})
+    recount = pk.count(priced.model, priced.example_input, overrides={"Conv2d": traffic})
     assert recount.macs == priced.summary["macs"] <= 0.6 * priced.summary["original_macs"]
-    assert (
-        priced.summary["original_macs"]
-        == pk.count(priced.state.teacher, priced.state.example, {"Conv2d": traffic}).macs
-    )
+    assert priced.summary["original_macs"] == pk.count(priced.teacher, priced.example_input, {"Conv2d": traffic}).macs
     assert priced.plan.keep != plain.plan.keep
 
 

@@ -70,7 +70,7 @@ def test_the_classification_example_is_scored_by_its_task(tmp_path):
     cfg = shrunk(EXAMPLES / "classification.yaml", tmp_path / "run", n_train=32, n_val=16)
     cfg["pruning"]["max_steps"] = 1
     result = Pruner.from_config(cfg, progress=False).run()
-    assert result.state.task.name == "classification"
+    assert result.task.name == "classification"
     assert {"top1", "acc_0"} <= set(result.summary["metrics"]) and "top5" not in result.summary["metrics"]
     assert "top-1" in (tmp_path / "run" / "report.md").read_text()
 

@@ -25,3 +25,18 @@ def test_every_hook_has_an_example():
                           "prunekit_unavailable"}  # fmt: skip
     assert {n for n in dir(prunekit.plugin.events) if n.startswith("prunekit_")} == {f"prunekit_{e}" for e in EVENTS}
     assert all(">>>" in hook.__doc__ for hook in hooks.values())
+
+
+def test_event_hooks_receive_frozen_public_records_only():
+    import dataclasses
+    import typing
+    from collections.abc import Mapping
+
+    from prunekit.plugin import EpochRecord, RunInfo, StepRecord
+
+    public = {RunInfo, StepRecord, EpochRecord, Mapping[str, typing.Any]}
+    for event in EVENTS:
+        hints = typing.get_type_hints(getattr(prunekit.plugin.events, f"prunekit_{event}"))
+        assert set(hints.values()) <= public | {type(None)}, (event, hints)
+    for record in (RunInfo, StepRecord, EpochRecord):
+        assert dataclasses.is_dataclass(record) and record.__dataclass_params__.frozen

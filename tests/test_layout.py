@@ -70,3 +70,20 @@ def test_one_loop_proposes_and_cuts_for_every_door():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "propose":
                 proposing.add(str(path.relative_to(CORE)))
     assert proposing == {"pruning/session.py", "pruning/step.py"}  # (a step cut without a proposal makes one)
+
+
+PLUGIN_SOURCES = sorted(
+    [*(CORE.parent / "plugins").rglob("*.py"), *(CORE.parent / "examples" / "plugin-template" / "src").rglob("*.py")]
+)
+
+
+@pytest.mark.parametrize("path", PLUGIN_SOURCES, ids=lambda p: str(p.relative_to(CORE.parent)))
+def test_plugins_import_prunekit_through_its_plugin_face_only(path):
+    """Built-in plugins are registered like third-party ones, and written like them too."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    assert {m for m in found if m.split(".")[0] == "prunekit"} <= {"prunekit.plugin", "prunekit.testing"}, path

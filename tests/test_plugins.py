@@ -10,6 +10,7 @@ import pytest
 from torch import nn
 
 import prunekit as pk
+from prunekit.plugin import StepRecord
 from prunekit.plugin.manager import Manager
 
 
@@ -200,10 +201,11 @@ def test_lifecycle_events_are_broadcast():
     class Listener:
         @pk.hookimpl
         def prunekit_step_done(self, run, record):
-            seen.append(record["step"])
+            seen.append(record.step)
 
+    record = StepRecord(3, 10.0, 2.0, 50.0, 50.0, 4, 0, 0.1)
     with pk.registered(Listener()), pk.registered(type("Second", (Listener,), {})()):
-        pk.manager().notify("step_done", run=None, record={"step": 3})
+        pk.manager().notify("step_done", run=None, record=record)
     assert seen == [3, 3]
     with pytest.raises(pk.PluginError, match="did you mean 'step_done'"):
         pk.manager().notify("step_dne")

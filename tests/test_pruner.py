@@ -43,7 +43,7 @@ def test_one_shot_unet_to_74_percent_of_macs_removed(tmp_path, config):
     result = pruner.prune()
     assert len(result.steps) == 1
     assert result.summary["macs_percent"] <= 26.0
-    recount = pk.count(result.model, result.state.example)
+    recount = pk.count(result.model, result.example_input)
     assert recount.macs == result.steps[-1].macs
     last = checkpoints.load_last(tmp_path / "run")
     assert last.step == 1 and last.plan.keep == result.plan.keep

@@ -189,3 +189,41 @@ def test_a_speedup_is_told_with_its_interval_as_slower_or_not_at_all_when_the_ro
     former = {"baseline_batch1": 0.02, "pruned_batch1": 0.01, "speedup_batch1": 2.0, "spread_batch1": 0.1}
     rows = summary_rows({**summary, "latency": former}, None)  # a run summarised before runtimes were named
     assert rows[2] == ["latency, eager, batch 1", "20.0 ms", "10.0 ms", "2.00× (2.00–2.00) faster"]
+
+
+def test_event_hooks_see_the_run_through_frozen_records(tmp_path, tiny_config):
+    import dataclasses
+
+    from prunekit.plugin import EpochRecord, RunInfo, StepRecord
+
+    seen = []
+
+    class Listener:
+        @pk.hookimpl
+        def prunekit_run_started(self, run):
+            seen.append(("started", run))
+
+        @pk.hookimpl
+        def prunekit_step_done(self, run, record):
+            seen.append(("step", record))
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                record.macs = 0
+
+        @pk.hookimpl
+        def prunekit_epoch_done(self, run, record):
+            seen.append(("epoch", record))
+
+        @pk.hookimpl
+        def prunekit_run_finished(self, run, summary):
+            seen.append(("finished", summary))
+
+    with pk.registered(Listener()):
+        result = Pruner(tiny_config(tmp_path / "run", finetune={"epochs": 1}), progress=False).run()
+    (_, info), *_ = seen
+    assert isinstance(info, RunInfo) and info.task == "segmentation" and info.run_dir == tmp_path / "run"
+    assert info.config["pruning"]["prune_away_percent"] == 50 and info.macs == result.summary["original_macs"]
+    steps = [r for kind, r in seen if kind == "step"]
+    assert [r.step for r in steps] == [s.step for s in result.steps] and all(isinstance(r, StepRecord) for r in steps)
+    epochs = [r for kind, r in seen if kind == "epoch"]
+    assert {e.phase for e in epochs} == {"retrain", "finetune"} and all(isinstance(e, EpochRecord) for e in epochs)
+    assert all("miou" in e.metrics and e.terms for e in epochs) and seen[-1][1]["steps"] == len(result.steps)

@@ -116,6 +116,10 @@ class LayerNode:
 
 @dataclass
 class ChannelGraph:
+    """What :func:`trace` finds: the ``groups`` of channels removed together (each with its members
+    in every layer it touches), every ``layers`` node with the shapes its calls saw, and the
+    traversal's blocks and protected layers."""
+
     groups: list[Group]
     layers: dict[str, LayerNode]
     params: float  # in the user's units where cost functions price parameters

@@ -13,6 +13,7 @@ from ..layer_type import Flow, LayerShape, LayerType, cut_parameter, numel
 from ..onnx_graph import onnx_bytes
 from ..records import DataSplits, NoArgs, Outputs, ScoredLayer, Spec, Traversal
 from ..run_files import check_name, open_to_append, run_file
+from ..run_records import EpochRecord, RunInfo, StepRecord
 from ..schema import field
 from ..seam import Runtime
 from .hookspecs import HOOK_VERSION, hookimpl
@@ -26,6 +27,7 @@ __all__ = [
     "DataError",
     "DataSplits",
     "DistillationLoss",
+    "EpochRecord",
     "Flow",
     "LayerShape",
     "LayerType",
@@ -35,9 +37,11 @@ __all__ = [
     "Outputs",
     "PluginError",
     "PruneError",
+    "RunInfo",
     "Runtime",
     "ScoredLayer",
     "Spec",
+    "StepRecord",
     "Task",
     "Traversal",
     "alignment",

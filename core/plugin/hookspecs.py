@@ -25,7 +25,7 @@ hookimpl = pluggy.HookimplMarker("prunekit")
 #: The version of this contract. It grows by one when a hook changes incompatibly (a removed or
 #: renamed hook or argument, a changed meaning); additions leave it as it is. A plugin can check
 #: ``prunekit.HOOK_VERSION`` and refuse to load against a version it does not know.
-HOOK_VERSION = 1
+HOOK_VERSION = 2
 
 
 @hookspec

@@ -31,6 +31,10 @@ from ..graph.constraints import removal_units
 
 @dataclass(frozen=True)
 class Limits:
+    """What a selection may take: at most ``layer_percent`` of any layer's and ``block_percent``
+    of any block's original parameters, leaving every group ``min_channels``, its count a multiple
+    of ``round_to`` where given."""
+
     layer_percent: float = 100.0
     block_percent: float = 100.0
     min_channels: int = 1

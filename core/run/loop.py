@@ -19,9 +19,10 @@ from .. import distributed
 from ..cost.counting import CostReport
 from ..errors import CheckpointError
 from ..pruning.session import Cut, PruningSession, StepFactory, step_factory
+from ..run_records import StepRecord
 from .pruned_step import PrunedStep
 from .retraining import Retraining
-from .state import RunState, Step
+from .state import RunState
 from .storage import checkpoints
 from .storage.weights import weights_hash
 
@@ -111,7 +112,7 @@ def _rolled_back(state: RunState, cut: Cut, reason: str, failures: int) -> None:
 def _record(state: RunState, cut: Cut, metrics: dict[str, float]) -> None:
     """Check, keep, checkpoint and log a step that holds."""
     after, selection = cut.cost, cut.proposal.selection
-    record = Step(
+    record = StepRecord(
         cut.step,
         after.macs,
         after.params,
@@ -119,7 +120,7 @@ def _record(state: RunState, cut: Cut, metrics: dict[str, float]) -> None:
         selection.filters,
         len(selection.at_limit),
         time.perf_counter() - cut.began,
-        metrics,
+        {**metrics, **_ranks_agree(state, cut.step)},
         cut.plan.deviation,
         **state.budget.record(),
         predicted_macs=selection.macs,
@@ -127,23 +128,23 @@ def _record(state: RunState, cut: Cut, metrics: dict[str, float]) -> None:
     )
     record.check_prediction()
     state.steps.append(record)
-    _check_ranks_agree(state, record)
     if distributed.is_main():
         checkpoints.save(state.run_dir, record.step, state.model, state.plan, state.steps)
     state.log.record(record.record())
-    state.log.notify("step_done", run=state, record=record.record())
+    state.log.notify("step_done", record=record)
     distributed.barrier()
 
 
-def _check_ranks_agree(state: RunState, record: Step) -> None:
-    """Every process must hold the same plan and weights after a step; stop if not."""
+def _ranks_agree(state: RunState, step: int) -> dict[str, float]:
+    """Every process must hold the same plan and weights after a step; stop if not (under torchrun
+    the step's metrics say so: ``ranks_identical``)."""
     if not distributed.active():
-        return
+        return {}
     digest = hashlib.sha256((state.plan.to_json() + weights_hash(state.model)).encode()).hexdigest()
     digests = distributed.gather(digest)
-    record.metrics["ranks_identical"] = float(len(set(digests)) == 1)
     if len(set(digests)) != 1:
         raise CheckpointError(
-            f"step {record.step}: the processes disagree on the pruned model "
+            f"step {step}: the processes disagree on the pruned model "
             f"({len(set(digests))} different states); the last checkpoint is kept"
         )
+    return {"ranks_identical": 1.0}

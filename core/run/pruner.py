@@ -13,6 +13,7 @@ import copy
 import functools
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -33,6 +34,7 @@ from ..pruning.latency_budget import LatencyBudget
 from ..pruning.plan import apply_plan
 from ..pruning.selection import Reference
 from ..run_files import BASELINE, EXPORT, SUMMARY
+from ..run_records import RunInfo
 from ..seam import Runtime
 from ..training.data import TrainingData
 from ..training.distiller import Teacher
@@ -102,7 +104,7 @@ class Pruner:
             summary = self._finish(state)
         finally:
             state.log.close()
-        return Result(state.model, state.plan, state.steps, summary, state)
+        return Result.of(state, summary)
 
     def prune(self, resume: bool = False) -> Result:
         """Only the pruning loop (with its retraining), for ``prunekit prune``."""
@@ -111,9 +113,7 @@ class Pruner:
             self._loop(state)
         finally:
             state.log.close()
-        return Result(
-            state.model, state.plan, state.steps, self._summary(state, self._count(state, state.model)), state
-        )
+        return Result.of(state, self._summary(state, self._count(state, state.model)))
 
     def steps(self, resume: bool = False) -> Iterator[PrunedStep]:
         """The pruning loop for your own training: after each cut, a :class:`PrunedStep` with the
@@ -125,7 +125,7 @@ class Pruner:
         try:
             own = OwnLoop(self.config, state.trainer, state.distil_from)
             yield from pruning_steps(state, functools.partial(self._count, state), own, self.progress)
-            self.result = Result(state.model, state.plan, state.steps, self._finish(state), state)
+            self.result = Result.of(state, self._finish(state))
         finally:
             state.log.close()
 
@@ -185,8 +185,12 @@ class Pruner:
                 table=timing[0] if timing else None,
                 runtime=runtime,
             )
+            log.info = RunInfo(
+                self.run_dir, task.name, str(device), MappingProxyType(cfg.to_dict()),
+                MappingProxyType(dict(state.baseline_metrics)), original.macs, original.params,
+            )  # fmt: skip
             if last is None:
-                log.notify("run_started", run=state)
+                log.notify("run_started")
             else:
                 self._restore(state, last)
             if not data.has_train:
@@ -329,7 +333,7 @@ class Pruner:
             atomic_write_json(self.run_dir / SUMMARY, summary)
             write_report(self.run_dir, plugins=state.plugins)
         state.log.record({k: v for k, v in summary.items() if not isinstance(v, (list, dict))})
-        state.log.notify("run_finished", run=state, summary=summary)
+        state.log.notify("run_finished", summary=MappingProxyType(summary))
         distributed.barrier()
         return summary
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from ..plugin.protocols import Task
 from ..pruning.budget import ResourceBudget
 from ..pruning.plan import Plan
 from ..pruning.selection import Reference
+from ..run_records import StepRecord
 from ..seam import Runtime
 from ..training.data import TrainingData
 from ..training.distiller import Teacher
@@ -26,53 +26,6 @@ from .config import Config
 from .guard import Guard
 from .reporting.report import summary_table
 from .reporting.run_log import RunLog
-
-
-@dataclass
-class Step:
-    """What one pruning step did; the rows of the progress table and the JSONL log."""
-
-    step: int
-    macs: float
-    params: float
-    macs_percent: float
-    params_percent: float
-    removed: int
-    at_limit: int
-    seconds: float
-    metrics: dict[str, float] = field(default_factory=dict)
-    #: with approximate cuts allowed: how much the step's cut changed the output on the example
-    #: input (‖after − before‖ / ‖before‖), before retraining
-    deviation: float | None = None
-    #: with a latency table: the student's measured milliseconds per forward (batch 1, on the
-    #: run's device), its speed-up over the teacher measured in turns, and the table's prediction
-    #: of that speed-up (a ratio, which the machine's changing load does not move)
-    latency_ms: float | None = None
-    speedup: float | None = None
-    speedup_low: float | None = None  # the interval of the measured speed-up
-    speedup_high: float | None = None
-    predicted_speedup: float | None = None
-    #: the selection's prediction of the cost after the cut (equal to ``macs`` and ``params``, the
-    #: recount, when every cost function depends on the shape it is given only)
-    predicted_macs: float | None = None
-    predicted_params: float | None = None
-
-    def record(self) -> dict[str, Any]:
-        fields = {k: v for k, v in self.__dict__.items() if k != "metrics" and v is not None}
-        return {"event": "step", **fields, **self.metrics}
-
-    def check_prediction(self) -> None:
-        """Warn where the selection's prediction is not the recount: a cost function then depends
-        on more than the shape it is given."""
-        if (self.predicted_macs, self.predicted_params) != (self.macs, self.params):
-            warnings.warn(
-                f"step {self.step}: the selection predicted {self.predicted_macs} MACs and "
-                f"{self.predicted_params} parameters, the pruned model counts {self.macs} and {self.params}; a cost "
-                "function must depend only on its shape argument and the module's static attributes (kernel "
-                "size, stride), not on the module's current channel counts or weights",
-                RuntimeWarning,
-                stacklevel=2,
-            )
 
 
 @dataclass
@@ -106,28 +59,37 @@ class RunState:
     table: LatencyTable | None = None
     baseline_metrics: dict[str, float] = field(default_factory=dict)
     plan: Plan = field(default_factory=Plan)
-    steps: list[Step] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
     start_step: int = 1
 
 
 @dataclass
 class Result:
-    """What a finished run returns; printed, the table of baseline against pruned the CLI prints."""
+    """What a finished run returns: the pruned ``model``, the ``plan`` that rebuilds it, the record
+    of every step, the ``summary`` (as ``summary.json`` holds it), the frozen ``teacher`` it was
+    pruned from, the ``example_input`` it was traced and counted on, and its ``task``. Printed, the
+    table of baseline against pruned the CLI prints."""
 
     model: nn.Module
     plan: Plan
-    steps: list[Step]
+    steps: list[StepRecord]
     summary: dict[str, Any]
-    state: RunState
+    teacher: nn.Module
+    example_input: torch.Tensor
+    task: Task
+
+    @classmethod
+    def of(cls, state: RunState, summary: dict[str, Any]) -> Result:
+        return cls(state.model, state.plan, state.steps, summary, state.teacher, state.example, state.task)
 
     def table(self) -> str:
-        return summary_table(self.summary, self.state.task)
+        return summary_table(self.summary, self.task)
 
     def __str__(self) -> str:
         return self.table()
 
     def __repr__(self) -> str:
-        metric = self.state.task.best_metric
+        metric = self.task.best_metric
         after = self.summary.get("metrics", {}).get(metric)
         shown = f", {metric} {after:.4f}" if after is not None else ""
         return f"<Result: {len(self.steps)} steps, {self.summary['macs_percent']:.1f} % of the MACs{shown}>"

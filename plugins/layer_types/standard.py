@@ -367,8 +367,22 @@ def prunekit_layer_types() -> list[LayerType]:
     types += [ConvTranspose(c) for c in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)]
     types += [Linear(), Upsample(), PReLU()]
     types += [Norm(c) for c in NORMS]
-    types += [GroupNorm(), LayerNorm()]
+    types += [GroupNorm(), LayerNorm(), *zoo_layer_norms()]
     types += [Elementwise(c) for c in ACTIVATIONS]
     types += [Elementwise(c, "other") for c in IDENTITIES]
     types += [Pool(c) for c in POOLS]
     return types
+
+
+def zoo_layer_norms() -> list[LayerType]:
+    """The zoos' channels-first ``LayerNorm2d``: LayerNorm over dim 1, cut only where
+    ``layer_norm`` is allowed; by import path, so no zoo is imported for it."""
+    found: list[LayerType] = []
+    for zoo, path in (
+        ("torchvision", "torchvision.models.convnext.LayerNorm2d"),
+        ("timm", "timm.layers.norm.LayerNorm2d"),
+    ):
+        norm = LayerNorm(path, dim=1)
+        norm.name = f"{zoo}.layernorm2d"
+        found.append(norm)
+    return found

@@ -5,7 +5,7 @@ is downloaded at run time).
 Importing the three zoos takes seconds, so the names each offers are kept in prunekit's cache
 per package and torch version: a process imports a zoo only when it builds one of its models
 (or the first time a version is seen). Their channels-first ``LayerNorm2d`` classes are layer
-types by import path, matched by name without importing anything.
+types of the built-in layer-type plugin, by import path.
 
 Examples: ``model: {name: torchvision.resnet18, args: {num_classes: 10}}``,
 ``{name: timm.efficientnet_b0, args: {num_classes: 4}}``,
@@ -23,8 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit.plugin import ConfigError, LayerType, Spec, cache_dir, hookimpl
-from prunekit.plugins.layer_types.standard import LayerNorm
+from prunekit.plugin import ConfigError, Spec, cache_dir, hookimpl
 
 
 def _offline(model: str, args: dict[str, Any], arg: str, off: Any) -> None:
@@ -144,18 +143,3 @@ def prunekit_models() -> list[Spec]:
 def prunekit_unavailable() -> dict[str, str]:
     """The zoos that are missing or do not import here, and why."""
     return {f"model {prefix}": why for zoo, (_, prefix, _, _) in ZOOS.items() if (why := offered(zoo)[1])}
-
-
-@hookimpl
-def prunekit_layer_types() -> list[LayerType]:
-    """The zoos' channels-first ``LayerNorm2d``: LayerNorm over dim 1, cut only where
-    ``layer_norm`` is allowed; by import path, so no zoo is imported for it."""
-    found: list[LayerType] = []
-    for zoo, path in (
-        ("torchvision", "torchvision.models.convnext.LayerNorm2d"),
-        ("timm", "timm.layers.norm.LayerNorm2d"),
-    ):
-        norm = LayerNorm(path, dim=1)
-        norm.name = f"{zoo}.layernorm2d"
-        found.append(norm)
-    return found

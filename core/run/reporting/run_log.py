@@ -14,6 +14,7 @@ from ... import distributed
 from ...cost.formatting import human
 from ...plugin.manager import Manager
 from ...run_files import LOG, open_to_append
+from ...run_records import EpochRecord, RunInfo
 from ..storage.atomic_files import storage
 
 STEP_COLUMNS = ("step", "MACs %", "params %", "removed", "at limit", "{metric}", "time")
@@ -90,6 +91,7 @@ class RunLog:
         self.lock = lock
         self.path = run_dir / LOG
         self.handle = open_to_append(self.path) if self.main else None
+        self.info: RunInfo | None = None  # the run, for event hooks, once it is prepared
 
     def record(self, record: dict[str, Any]) -> None:
         if self.handle is None:
@@ -103,14 +105,15 @@ class RunLog:
             logger.log(record)
 
     def epoch(self, trainer: Any, record: dict[str, Any]) -> None:
-        """An epoch's record, and the ``epoch_done`` event with the trainer as ``run``."""
+        """An epoch's record, and the ``epoch_done`` event."""
         self.record(record)
-        self.notify("epoch_done", run=trainer, record=record)
+        self.notify("epoch_done", record=EpochRecord.of(record))
 
-    def notify(self, event: str, **kwargs: Any) -> None:
-        """A lifecycle event for the plugins (main process only)."""
-        if self.main:
-            self.plugins.notify(event, **kwargs)
+    def notify(self, event: str, **records: Any) -> None:
+        """A lifecycle event for the plugins, with the run's :class:`RunInfo` (main process only;
+        none before the run has one: the baseline's training is no event)."""
+        if self.main and self.info is not None:
+            self.plugins.notify(event, run=self.info, **records)
 
     def close(self) -> None:
         for logger in self.loggers:

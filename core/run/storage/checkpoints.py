@@ -4,7 +4,7 @@ from it; loading verifies every file."""
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -13,7 +13,7 @@ from torch import nn
 from ...errors import CheckpointError, PruneError
 from ...pruning.plan import Plan
 from ...run_files import CHECKPOINTS
-from ..state import Step
+from ...run_records import StepRecord
 from .atomic_files import atomic_write_json, read_json, staged_dir, verify_manifest, write_manifest
 from .weights import load_weights, save_weights
 
@@ -25,16 +25,16 @@ class Checkpoint:
     step: int
     plan: Plan
     weights: dict[str, torch.Tensor]
-    steps: list[Step]
+    steps: list[StepRecord]
 
 
-def save(run_dir: Path, step: int, model: nn.Module, plan: Plan, steps: list[Step]) -> Path:
+def save(run_dir: Path, step: int, model: nn.Module, plan: Plan, steps: list[StepRecord]) -> Path:
     root = Path(run_dir) / CHECKPOINTS
     final = root / f"step_{step:04d}"
     with staged_dir(final) as tmp:
         save_weights(tmp / "weights.safetensors", model)
         atomic_write_json(tmp / "plan.json", plan.to_dict())
-        atomic_write_json(tmp / "state.json", {"step": step, "steps": [s.__dict__ for s in steps]})
+        atomic_write_json(tmp / "state.json", {"step": step, "steps": [asdict(s) for s in steps]})
         write_manifest(tmp)
     atomic_write_json(root / LAST, {"step": step, "dir": final.name})
     return final
@@ -62,14 +62,14 @@ def load_last(run_dir: Path) -> Checkpoint | None:
     return Checkpoint(last["step"], plan, load_weights(folder / "weights.safetensors"), _steps(folder / "state.json"))
 
 
-def _steps(path: Path) -> list[Step]:
+def _steps(path: Path) -> list[StepRecord]:
     state = read_json(path, "checkpoint state")
     records = state.get("steps") if isinstance(state, dict) else None
-    names = {f.name for f in fields(Step)}
-    required = {f.name for f in fields(Step) if f.default is MISSING and f.default_factory is MISSING}
+    names = {f.name for f in fields(StepRecord)}
+    required = {f.name for f in fields(StepRecord) if f.default is MISSING and f.default_factory is MISSING}
     if not isinstance(records, list) or not all(isinstance(r, dict) and required <= set(r) <= names for r in records):
         raise CheckpointError(f"checkpoint state {str(path)!r} does not hold the step records of a run")
     try:
-        return [Step(**r) for r in records]
+        return [StepRecord(**r) for r in records]
     except TypeError as exc:
         raise CheckpointError(f"checkpoint state {str(path)!r}: {exc}") from None

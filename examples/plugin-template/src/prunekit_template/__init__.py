@@ -4,11 +4,11 @@ Every module is one plugin, registered through the ``prunekit`` entry-point grou
 ``pyproject.toml``. Each refuses to load against a hook contract it was not written for.
 """
 
-import prunekit
+from prunekit.plugin import HOOK_VERSION
 
-SUPPORTED_HOOK_VERSION = 1
-if prunekit.HOOK_VERSION != SUPPORTED_HOOK_VERSION:
+SUPPORTED_HOOK_VERSION = 2
+if HOOK_VERSION != SUPPORTED_HOOK_VERSION:
     raise ImportError(
         f"prunekit-plugin-template was written for prunekit's hook contract {SUPPORTED_HOOK_VERSION}, "
-        f"this prunekit has {prunekit.HOOK_VERSION}"
+        f"this prunekit has {HOOK_VERSION}"
     )
