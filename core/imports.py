@@ -1,4 +1,4 @@
-"""Objects a config names by import path: model factories, cost functions, layer classes."""
+"""GivenObjects a config names by import path: model factories, cost functions, layer classes."""
 
 from __future__ import annotations
 

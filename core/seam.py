@@ -2,7 +2,7 @@
 
 ``graph/``, ``cost/`` and ``pruning/`` see only these protocols, never the plugin manager. The
 manager offers both; a run resolves it once and passes it down, and a call of the public API
-without ``plugins=`` gets the process-wide one at the package's face (``prunekit.api``).
+without ``plugins=`` gets the process-wide one, set by the package's face (``prunekit/__init__``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import prunekit as pk
 from prunekit.distributed import resolve_device
-from prunekit.run.components import check
+from prunekit.run.components import checked_trainer
 
 VALID = {
     "run_dir": "runs/fuzz",
@@ -90,7 +90,7 @@ def test_every_mutated_config_loads_or_fails_in_one_line(cfg):
     try:
         config = pk.load_config(cfg)
         resolve_device(config.device)
-        check(config, pk.manager())
+        checked_trainer(config, pk.manager())
     except pk.PrunekitError as exc:
         assert "\n" not in str(exc), str(exc)
     else:  # accepted: then no number in it is NaN or infinite (a NaN passes every range check)

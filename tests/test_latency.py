@@ -22,7 +22,7 @@ from prunekit.cost.latency_table import (
     calibrate_table,
     layer_sum,
 )
-from prunekit.pruning import Budget, LatencyBudget, Limits, Reference, remove, select, thinned_copy
+from prunekit.pruning import LatencyBudget, Limits, Reference, StepBudget, remove, select, thinned_copy
 from prunekit.run.pruner import Pruner
 
 from .conftest import NO_GUARD
@@ -155,7 +155,7 @@ def test_a_latency_budget_removes_its_seconds_in_aligned_units():
     graph = pk.trace(model, x)
     cost = CostModel(graph, latency=linear_table(graph))
     scores = {g.id: torch.rand(g.channels, generator=torch.Generator().manual_seed(g.id)) for g in graph.groups}
-    budget = Budget("latency", 0.3 * cost.seconds)
+    budget = StepBudget("latency", 0.3 * cost.seconds)
     selection = select(graph, scores, cost, Reference.of(graph), Limits(round_to=8, free_below=True), budget)
     assert cost.seconds - selection.seconds >= 0.3 * cost.seconds and not selection.exhausted
     for gid, removed in selection.removal.items():

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import prunekit as pk
 from prunekit.cost.cost_model import CostModel
 from prunekit.pruning.scoring import group_scores
-from prunekit.pruning.selection import Budget, Limits, Reference, per_cost, select, tiered_units, units
+from prunekit.pruning.selection import Limits, Reference, StepBudget, per_cost, select, tiered_units, units
 from prunekit.pruning.surgery import remove
 
 X = torch.zeros(1, 1, 32, 32)
@@ -40,7 +40,7 @@ def test_limits_hold_for_random_configs(models, name, layer, block, min_channels
     scores = group_scores(graph, {criterion: (pk.get("criterion", criterion), 1.0)})
     total = {"macs": cost.macs, "params": cost.params, "filters": sum(len(g.prunable) for g in graph.groups)}[kind]
     limits = Limits(layer, block, min_channels, round_to)
-    selection = select(graph, scores, cost, ref, limits, Budget(kind, fraction * total))
+    selection = select(graph, scores, cost, ref, limits, StepBudget(kind, fraction * total))
     remove(model, graph, selection.removal)
 
     after = Reference.of(pk.trace(model, X))
@@ -72,7 +72,7 @@ def test_floor_stops_the_step_at_the_overall_target():
     cost = CostModel(graph)
     scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm"), 1.0)})
     selection = select(
-        graph, scores, cost, Reference.of(graph), Limits(), Budget("macs", cost.macs, floor_macs=0.6 * cost.macs)
+        graph, scores, cost, Reference.of(graph), Limits(), StepBudget("macs", cost.macs, floor_macs=0.6 * cost.macs)
     )
     assert 0.5 * cost.macs < selection.macs <= 0.6 * cost.macs
 
@@ -82,7 +82,7 @@ def test_nothing_selectable_returns_an_empty_exhausted_selection():
     graph = pk.trace(model, X)
     cost = CostModel(graph)
     scores = group_scores(graph, {"weight_norm": (pk.get("criterion", "weight_norm"), 1.0)})
-    selection = select(graph, scores, cost, Reference.of(graph), Limits(layer_percent=0.0), Budget("filters", 10))
+    selection = select(graph, scores, cost, Reference.of(graph), Limits(layer_percent=0.0), StepBudget("filters", 10))
     assert selection.removal == {} and selection.exhausted and selection.at_limit
 
 
@@ -117,7 +117,7 @@ def test_latency_ranking_thins_the_full_resolution_layers_first():
     cost = CostModel(graph)
     flat = {g.id: torch.ones(g.channels, dtype=torch.float64) for g in graph.groups}
     selection = select(
-        graph, per_cost(flat, cost, "latency"), cost, Reference.of(graph), Limits(), Budget("macs", 0.2 * cost.macs)
+        graph, per_cost(flat, cost, "latency"), cost, Reference.of(graph), Limits(), StepBudget("macs", 0.2 * cost.macs)
     )
     thinned = {n for g in graph.groups for n in g.producers if g.id in selection.removal}
     assert thinned and thinned <= {"inc.conv1", "inc.conv2", "up4.conv.conv1", "up4.conv.conv2"}

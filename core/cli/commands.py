@@ -57,7 +57,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     import torch
 
     from ..cost.counting import count
-    from ..run.components import Objects, build_model, build_trainer, example_input
+    from ..run.components import GivenObjects, build_model, build_trainer, example_input
     from ..run.config import ModelConfig
 
     include: Any = args.include.split(",") if args.include else None
@@ -69,7 +69,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
         builder = ModelConfig(cfg.model.name, cfg.model.factory, {**cfg.model.args, **parse_pairs(args.arg, "--arg")})
         if size is None:  # the config's input size, or one item of its data
             size = cfg.input_size or list(
-                example_input(cfg, Objects(), build_trainer(cfg, plugins, torch.device("cpu")).data).shape
+                example_input(cfg, GivenObjects(), build_trainer(cfg, plugins, torch.device("cpu")).data).shape
             )
         include = include or cfg.cost.include or None
         overrides = cfg.pricing()

@@ -98,6 +98,9 @@ class CostReport:
         out["flops"] = self.flops
         return out
 
+    def __str__(self) -> str:
+        return f"{human(self.macs)} MACs, {human(self.params)} parameters (per layer: .table())"
+
     def table(self, depth: int | None = None) -> str:
         """Aligned per-layer (or per-module at ``depth``) table, then blocks and totals."""
         rows = self.layers if depth is None else _by_depth(self.layers, depth)

@@ -13,14 +13,13 @@ from .plan import Plan, apply_plan
 from .prune_to import Pruned, prune_to
 from .ranking import CriterionConfig, build_criteria
 from .scoring import NORMALIZATIONS, group_scores, scored_layers
-from .selection import COST_MEASURES, Budget, Limits, Reference, Selection, per_cost, select
+from .selection import COST_MEASURES, Limits, Reference, Selection, StepBudget, per_cost, select
 from .step import Proposal, PruningStep
 from .surgery import prune, remove
 
 __all__ = [
     "COST_MEASURES",
     "NORMALIZATIONS",
-    "Budget",
     "CriterionConfig",
     "LatencyBudget",
     "Limits",
@@ -31,6 +30,7 @@ __all__ = [
     "Reference",
     "ResourceBudget",
     "Selection",
+    "StepBudget",
     "apply_plan",
     "build_criteria",
     "calibrate",

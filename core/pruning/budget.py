@@ -20,7 +20,7 @@ from ..cost.counting import CostReport
 from ..cost.latency_table import LatencyTable
 from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph
-from .selection import Budget, Limits, Selection
+from .selection import Limits, Selection, StepBudget
 
 RESOURCES = ("macs", "params")
 STEP_KINDS = ("macs", "params", "filters", "percent")
@@ -66,17 +66,17 @@ class ResourceBudget:
         floor_macs, floor_params = self.floors()
         return now.macs <= floor_macs or now.params <= floor_params
 
-    def step_budget(self, cost: CostModel) -> Budget:
+    def step_budget(self, cost: CostModel) -> StepBudget:
         """What the next step removes, never going below the floors."""
         kind, amount = self.step
         floor_macs, floor_params = self.floors()
         if kind == "percent":
             total = self.original.macs if self.resource == "macs" else self.original.params
-            return Budget(self.resource, self.step_scale * amount / 100.0 * total, floor_macs, floor_params)
-        return Budget(kind, self.step_scale * amount, floor_macs, floor_params)
+            return StepBudget(self.resource, self.step_scale * amount / 100.0 * total, floor_macs, floor_params)
+        return StepBudget(kind, self.step_scale * amount, floor_macs, floor_params)
 
     def choose(
-        self, select: Callable[[Budget], Selection], cost: CostModel, student: tuple[nn.Module, ChannelGraph]
+        self, select: Callable[[StepBudget], Selection], cost: CostModel, student: tuple[nn.Module, ChannelGraph]
     ) -> Selection:
         """The step's selection: ``select`` called with this step's budget."""
         return select(self.step_budget(cost))

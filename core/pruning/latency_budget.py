@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph
 from ..seam import Runtime
 from .budget import RESOURCES, ResourceBudget
-from .selection import Budget, Limits, Selection, units
+from .selection import Limits, Selection, StepBudget, units
 from .surgery import remove
 
 
@@ -110,19 +110,19 @@ class LatencyBudget(ResourceBudget):
         speedup = self.speedup()
         return super().done(now) or (speedup is not None and speedup.low >= self.target * (1 - 1e-9))
 
-    def step_budget(self, cost: CostModel) -> Budget:
+    def step_budget(self, cost: CostModel) -> StepBudget:
         if self.resource != "latency":
             return super().step_budget(cost)
         floor = self.floor(self.timing.network_seconds(cost.seconds), self._reached())
         kind, amount = self.step
         if kind != "percent":
-            return Budget(kind, self.step_scale * amount, *self.floors(), floor)
+            return StepBudget(kind, self.step_scale * amount, *self.floors(), floor)
         if self.original_seconds is None:  # an uncalibrated table: the teacher is the first model stepped
             self.original_seconds = cost.seconds
-        return Budget("latency", self.step_scale * amount / 100.0 * self.original_seconds, *self.floors(), floor)
+        return StepBudget("latency", self.step_scale * amount / 100.0 * self.original_seconds, *self.floors(), floor)
 
     def choose(
-        self, select: Callable[[Budget], Selection], cost: CostModel, student: tuple[nn.Module, ChannelGraph]
+        self, select: Callable[[StepBudget], Selection], cost: CostModel, student: tuple[nn.Module, ChannelGraph]
     ) -> Selection:
         """The step's selection; with ``resource="latency"``, measured on a cut copy of the
         ``student`` when it is predicted to reach the target, and while the measurement falls

@@ -52,7 +52,7 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Budget:
+class StepBudget:
     """Remove ``amount`` of ``kind`` (macs, params, filters, or latency: seconds of the latency
     table) this step, never going below the floors (the overall target)."""
 
@@ -94,11 +94,10 @@ class Reference:
         return cls({n: c.params for n, c in base.items()}, dict(totals), owner)
 
 
-# The latency estimate's price of one activation element read or written, in MACs. Elementwise
-# layers alone suggest ~10–40 (2 CPU cores: ~40 GMAC/s in a wide convolution, ~1 G elements/s in
-# BN + ReLU), but thin high-resolution convolutions also run far below peak (1 input channel:
-# ~1.4 GMAC/s); 256 is the value that made the estimate rank pruned U-Nets by measured CPU
-# latency (benchmarks/prune_speed.py, 64–1024 tried).
+#: The latency estimate's price of one activation element read or written, in MACs: memory-bound
+#: work — element-wise layers, and thin high-resolution convolutions that run far below the
+#: arithmetic peak — costs more time per MAC than a wide convolution. The value is the one that
+#: ranked pruned U-Nets by their measured latency (docs/benchmarks.md, "Speed of the engine").
 ELEMENT_MACS = 256.0
 COST_MEASURES = ("macs", "params", "latency")
 
@@ -227,7 +226,7 @@ def select(
     cost: CostModel,
     reference: Reference,
     limits: Limits,
-    budget: Budget,
+    budget: StepBudget,
 ) -> Selection:
     tracker = CostTracker(cost)
     blocks_now: dict[str, float] = defaultdict(float)

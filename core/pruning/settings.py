@@ -27,7 +27,7 @@ from .selection import Limits
 
 
 @dataclass
-class StepConfig:
+class StepSize:
     """How much one step removes: exactly one of macs, params, filters, percent."""
 
     macs: int | None = field(None, min=1, doc="MACs to remove per step")
@@ -84,7 +84,7 @@ class PruningConfig:
     )
     min_macs: int | None = field(None, min=0, doc="also stop at this many MACs")
     min_params: int | None = field(None, min=0, doc="also stop at this many parameters")
-    step: StepConfig = field(StepConfig(percent=10.0))
+    step: StepSize = field(StepSize(percent=10.0))
     criterion: CriterionConfig = field(CriterionConfig())
     layer_limit_percent: float = field(75.0, min=0, max=100, doc="at most this % of a layer's parameters")
     block_limit_percent: float = field(75.0, min=0, max=100, doc="at most this % of a block's parameters")

@@ -70,7 +70,8 @@ class Proposal:
         return out
 
     def without(self, *vetoed: str | int) -> Proposal:
-        """This proposal without the groups of the named layers (or group ids)."""
+        """This proposal without the groups that would change the named layers — those of their
+        outputs and those feeding their inputs — or without the groups of the given ids."""
         drop = set()
         for item in vetoed:
             if isinstance(item, int):

@@ -29,7 +29,7 @@ from ..training.trainer import Objective, Trainer
 from .config import Config, LossTerm, ModelConfig
 from .config_source import shorthand
 from .fingerprint import data_print, loss_print, model_print
-from .preflight import Sides, check_model, classes_of, preflight, sides_of
+from .preflight import Naming, check_model, classes_of, naming_of, preflight
 from .storage.weights import load_into, load_weights
 
 
@@ -123,7 +123,7 @@ def build_objective(config: Config, task: Task, plugins: Manager) -> Objective:
 
 
 @dataclass
-class Objects:
+class GivenObjects:
     """What a Python caller hands over instead of the config's names: a model, data (any
     iterables of batches, such as DataLoaders), a loss ``loss(logits, target)`` and an example
     input. Each one given replaces what the config would build."""
@@ -191,7 +191,7 @@ def _reusable(data: Any, what: str) -> None:
         )
 
 
-def sides(config: Config, plugins: Manager, objects: Objects) -> Sides:
+def naming(config: Config, plugins: Manager, objects: GivenObjects) -> Naming:
     """How the preflight names the run's data, and the config settings it suggests."""
 
     def arg_names(kind: str, name: str | None) -> set[str]:
@@ -201,16 +201,16 @@ def sides(config: Config, plugins: Manager, objects: Objects) -> Sides:
     model = arg_names("model", config.model.name) if objects.model is None and not config.model.factory else set()
     given = objects.train is not None or objects.val is not None
     dataset = arg_names("dataset", config.data.name) if not (given or config.data.factory) else set()
-    return sides_of(config.data.name, config.data.factory, given, {"model": model, "dataset": dataset})
+    return naming_of(config.data.name, config.data.factory, given, {"model": model, "dataset": dataset})
 
 
 def build_trainer(
-    config: Config, plugins: Manager, device: torch.device, progress: bool = True, objects: Objects | None = None
+    config: Config, plugins: Manager, device: torch.device, progress: bool = True, objects: GivenObjects | None = None
 ) -> Trainer:
     """A trainer (without a teacher) for the run's data, task and losses — the config's, or the
     objects given: what a baseline is trained with, and what benchmarks retrain other tools'
     models with."""
-    objects = objects or Objects()
+    objects = objects or GivenObjects()
     data: SplitData | LoaderData
     built = build_data(config, plugins) if objects.train is None and objects.val is None else None
     if isinstance(built, SplitData):
@@ -232,20 +232,20 @@ def build_trainer(
     return Trainer(objective, data, task, device, progress=progress)
 
 
-def _classes(objects: Objects, config: Config, plugins: Manager, data: LoaderData) -> int:
+def _classes(objects: GivenObjects, config: Config, plugins: Manager, data: LoaderData) -> int:
     """The model's number of classes: the size of dim 1 of its output on one batch."""
     model = objects.model_builder(config, plugins)()
     example = objects.example_input
     if example is None:
         example = data.example()
-    return classes_of(model, example, sides(config, plugins, objects))
+    return classes_of(model, example, naming(config, plugins, objects))
 
 
 def build_loggers(config: Config, run_dir: Path, plugins: Manager) -> list[Any]:
     return [plugins.create("logger", name, (run_dir,), args, f"logging.{name}") for name, args in config.loggers()]
 
 
-def example_input(config: Config, objects: Objects, data: TrainingData) -> torch.Tensor:
+def example_input(config: Config, objects: GivenObjects, data: TrainingData) -> torch.Tensor:
     """The input a run traces and counts on: the one given, the config's size, or one batch item."""
     if objects.example_input is not None:
         return objects.example_input
@@ -270,19 +270,19 @@ def with_task_criterion(config: Config, task: Task) -> Config:
     return dataclasses.replace(config, pruning=dataclasses.replace(config.pruning, criterion=criterion))
 
 
-def check(
+def checked_trainer(
     config: Config,
     plugins: Manager,
     device: torch.device | None = None,
     progress: bool = False,
-    objects: Objects | None = None,
+    objects: GivenObjects | None = None,
     pricing: Pricing | None = None,
 ) -> Trainer:
     """Build everything the run needs — model, data, task, losses, distillation, criteria — count
     the model with the config's cost functions and look up its loggers and runtimes, so that a bad
     name, argument or function, or a runtime that cannot run here, fails before anything is
     written or trained. Returns the trainer, which a run goes on to use."""
-    objects = objects or Objects()
+    objects = objects or GivenObjects()
     device = device or torch.device("cpu")
     with torch.random.fork_rng(devices=[]):  # building to check must not change what the run draws
         trainer = build_trainer(config, plugins, device, progress, objects)
@@ -292,7 +292,13 @@ def check(
         data = trainer.data
         train = data.train_batches(None) if data.has_train else None
         preflight(
-            model, train, data.val_batches(), trainer.objective, data.n_classes, device, sides(config, plugins, objects)
+            model,
+            train,
+            data.val_batches(),
+            trainer.objective,
+            data.n_classes,
+            device,
+            naming(config, plugins, objects),
         )
         check_costs(
             config, pricing or objects.pricing(config), plugins, model, example_input(config, objects, trainer.data)

@@ -19,7 +19,7 @@ from ..training.trainer import Objective
 
 
 @dataclass
-class Sides:
+class Naming:
     """How to name the two sides in a message: where the data comes from, and what to change
     ("set data.args.channels: 3") where the config has such a setting."""
 
@@ -65,7 +65,7 @@ def preflight(
     objective: Objective,
     n_classes: int,
     device: torch.device,
-    sides: Sides,
+    sides: Naming,
 ) -> None:
     """Run the first batch of ``train`` (forward and task loss) and of ``val`` (forward) through a
     copy of ``model`` on ``device``; raise :class:`DataError` / :class:`ConfigError` on the first
@@ -95,7 +95,7 @@ def _first(batches: Iterable[Any], what: str) -> dict[str, Any]:
     return batch
 
 
-def _check_image(model: nn.Module, image: Any, sides: Sides) -> None:
+def _check_image(model: nn.Module, image: Any, sides: Naming) -> None:
     if not torch.is_tensor(image):
         raise DataError(f"{sides.data} yields images of type {type(image).__name__}, not tensors")
     weight = next((p for p in model.parameters() if p.is_floating_point()), None)
@@ -150,7 +150,7 @@ def _forward(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return logits_of(output)
 
 
-def _check_targets(logits: torch.Tensor, target: Any, n_classes: int, sides: Sides) -> None:
+def _check_targets(logits: torch.Tensor, target: Any, n_classes: int, sides: Naming) -> None:
     if not torch.is_tensor(target):
         raise DataError(f"{sides.data} yields targets of type {type(target).__name__}, not tensors")
     if logits.dim() >= 2 and logits.shape[1] != n_classes:
@@ -200,7 +200,7 @@ def _name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def classes_of(model: nn.Module, example: torch.Tensor, sides: Sides) -> int:
+def classes_of(model: nn.Module, example: torch.Tensor, sides: Naming) -> int:
     """The number of classes ``model`` outputs for ``example`` (the size of the output's dim 1)."""
     _check_image(model, example, sides)
     with torch.no_grad(), eval_mode(model):
@@ -210,14 +210,14 @@ def classes_of(model: nn.Module, example: torch.Tensor, sides: Sides) -> int:
     return int(logits.shape[1])
 
 
-def sides_of(data_name: str | None, data_factory: str | None, given: bool, arg_names: dict[str, set[str]]) -> Sides:
+def naming_of(data_name: str | None, data_factory: str | None, given: bool, arg_names: dict[str, set[str]]) -> Naming:
     """How messages name the data and what they suggest: ``arg_names`` holds the argument names
     of the config's registered ``model`` and ``dataset`` (empty where there is none)."""
     if given:
-        return Sides("the data given (train=, val=)")
+        return Naming("the data given (train=, val=)")
     data = f"data.factory {data_factory!r}" if data_factory else f"data {data_name!r}"
     fixes = ["set data.args.channels: {model}"] * ("channels" in arg_names.get("dataset", set()))
     fixes += ["set model.args.in_channels: {data}"] * ("in_channels" in arg_names.get("model", set()))
     channels = " — " + " or ".join(fixes) if fixes else ""
     classes = " — set model.args.n_classes: {data}" if "n_classes" in arg_names.get("model", set()) else ""
-    return Sides(data, channels, classes)
+    return Naming(data, channels, classes)

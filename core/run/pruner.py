@@ -40,7 +40,7 @@ from ..training.data import TrainingData
 from ..training.distiller import Teacher
 from ..training.seeds import seed_everything, step_seed
 from ..training.trainer import Trainer
-from .components import Objects, build_loggers, check, example_input, start_weights, with_task_criterion
+from .components import GivenObjects, build_loggers, checked_trainer, example_input, start_weights, with_task_criterion
 from .config import Config, load_config
 from .guard import Guard
 from .loop import pruning_steps
@@ -86,7 +86,7 @@ class Pruner:
         self.config = config if isinstance(config, Config) else load_config(config, plugins)
         self.progress = progress
         self.plugins = plugins
-        self.objects = Objects(model, train, val, loss, example_input, overrides, param_overrides)
+        self.objects = GivenObjects(model, train, val, loss, example_input, overrides, param_overrides)
         self.run_dir = Path(self.config.run_dir)
         self.pricing = self.objects.pricing(self.config)
 
@@ -139,7 +139,8 @@ class Pruner:
             run_dir.refuse_if_held(self.run_dir)
         device = distributed.device_for(distributed.resolve_device(cfg.device))
         seed_everything(cfg.seed)
-        trainer = check(cfg, plugins, device, self.progress, self.objects, self.pricing)  # all exists: only now write
+        # everything is built and checked before the run directory is claimed: only then write
+        trainer = checked_trainer(cfg, plugins, device, self.progress, self.objects, self.pricing)
         data, task = trainer.data, trainer.task
         cfg = self.config = with_task_criterion(cfg, task)
         lock = run_dir.claim(self.run_dir, cfg, resume, self.objects.fingerprint())
@@ -263,9 +264,6 @@ class Pruner:
 
     def _count_with(self, plugins: Manager, model: nn.Module, example: Any) -> CostReport:
         return count(model, example, self.pricing, self.config.cost.include or None, plugins=plugins)
-
-    def _trace(self, state: RunState, model: nn.Module) -> ChannelGraph:
-        return self._trace_with(state.plugins, model, state.example)
 
     def _trace_with(self, plugins: Manager, model: nn.Module, example: Any) -> ChannelGraph:
         p = self.config.pruning

@@ -50,8 +50,8 @@ class Classification:
     best_label = "top-1"
     class_metric = "acc_"
     default_loss: ClassVar[dict[str, Any]] = {"cross_entropy": {"weight": 1.0, "args": {"label_smoothing": 0.1}}}
-    # Taylor alone kept 2–4 more points of top-1 than the mix with filter norms on the quality
-    # benchmark's classifiers (docs/benchmarks.md, "Which pruning keeps the most accuracy")
+    # the filter-norm half of the default mix ranks by size, which a classifier's accuracy depends on
+    # less than the loss does (docs/benchmarks.md, "Which pruning keeps the most accuracy")
     default_criterion: ClassVar[dict[str, float]] = {"taylor": 1.0}
 
     def metric(self, n_classes: int, device: torch.device | str) -> Accuracy:
