@@ -72,7 +72,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
                 example_input(cfg, GivenObjects(), build_trainer(cfg, plugins, torch.device("cpu")).data).shape
             )
         include = include or cfg.cost.include or None
-        overrides = cfg.pricing()
+        overrides = cfg.cost_functions()
     elif args.model:
         by_path = ":" in args.model
         builder = ModelConfig(

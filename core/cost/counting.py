@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ConfigError, PruneError, suggest
-from ..graph.overrides import Overrides, Pricing
+from ..graph.overrides import CostFunctions, Overrides
 from ..graph.recording import Call, record
 from ..graph.rules import Rule, Rules, counted, custom, priced_params, shape_of
 from ..graph.traversal import traversal_of
@@ -212,7 +212,7 @@ def uncounted_layers(
 def count(
     model: nn.Module,
     example_input: Any,
-    overrides: Overrides | Pricing | None = None,
+    overrides: Overrides | CostFunctions | None = None,
     include: str | Iterable[str] | None = None,
     traversal: Traversal | None = None,
     plugins: Factories | None = None,

@@ -5,6 +5,6 @@ The public names are the ones listed here; the modules behind them may move.
 
 from .channel_graph import ChannelGraph, Group, LayerNode, Member, trace
 from .constraints import sample
-from .overrides import Overrides, Pricing
+from .overrides import CostFunctions, Overrides
 
-__all__ = ["ChannelGraph", "Group", "LayerNode", "Member", "Overrides", "Pricing", "sample", "trace"]
+__all__ = ["ChannelGraph", "CostFunctions", "Group", "LayerNode", "Member", "Overrides", "sample", "trace"]

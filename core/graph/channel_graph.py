@@ -23,7 +23,7 @@ from ..records import Traversal
 from ..seam import Factories, LayerTypes, resolve
 from .atoms import Atoms, Constraint
 from .constraints import GroupConstraint, settle
-from .overrides import Overrides, Pricing
+from .overrides import CostFunctions, Overrides
 from .recording import Call, record, tensor_sizes
 from .rules import Rule, Rules, channels, layer_type_of, priced_params, shape_of
 from .tracer import OUTPUT, ChannelTracer
@@ -151,7 +151,7 @@ def trace(
     model: nn.Module,
     example_input: Any,
     protected: Iterable[str] = (),
-    overrides: Overrides | Pricing | None = None,
+    overrides: Overrides | CostFunctions | None = None,
     traversal: Traversal | None = None,
     plugins: Factories | None = None,
     approximate: Iterable[str] = (),

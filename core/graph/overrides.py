@@ -63,7 +63,7 @@ def _shape_text(shape: LayerShape) -> str:
 
 
 @dataclass(frozen=True)
-class Prices:
+class LayerCostFunctions:
     """The functions that price one layer: its MACs, its parameters (``None``: the layer type's)."""
 
     macs: CostFunction | None = None
@@ -74,7 +74,7 @@ class Prices:
 
 
 @dataclass
-class CostFunctions:
+class KeyedFunctions:
     """One setting's overrides, the functions imported; the keys are resolved against a model by
     :meth:`bind`, since a key may be one of its module names."""
 
@@ -83,7 +83,7 @@ class CostFunctions:
     search: tuple[str, ...] = ()
 
     @classmethod
-    def parse(cls, overrides: Overrides | None, setting: str, search: Iterable[str] = ()) -> CostFunctions:
+    def parse(cls, overrides: Overrides | None, setting: str, search: Iterable[str] = ()) -> KeyedFunctions:
         """Import the functions named by path and check every key's type (no model needed)."""
         if overrides is not None and not isinstance(overrides, Mapping):
             raise ConfigError(
@@ -110,12 +110,12 @@ class CostFunctions:
         """The keys as given (classes by name), for reports."""
         return [fn.key for _, fn in self.entries]
 
-    def bind(self, model: nn.Module) -> BoundFunctions:
+    def bind(self, model: nn.Module) -> ResolvedFunctions:
         """The keys resolved against ``model``'s module names and classes; a key that matches no
         module is a ConfigError naming the closest names."""
         modules = {name: m for name, m in model.named_modules() if name}
         classes = {c for m in model.modules() for c in type(m).__mro__ if issubclass(c, nn.Module)}
-        bound = BoundFunctions()
+        bound = ResolvedFunctions()
         for key, fn in self.entries:
             if isinstance(key, str) and key in modules:
                 bound.names[key] = fn
@@ -157,7 +157,7 @@ class CostFunctions:
 
 
 @dataclass
-class BoundFunctions:
+class ResolvedFunctions:
     """One setting's functions by module name, by glob (longest first) and by class."""
 
     names: dict[str, CostFunction] = field(default_factory=dict)
@@ -180,41 +180,41 @@ class BoundFunctions:
 
 
 @dataclass
-class Pricing:
+class CostFunctions:
     """The user's MACs and parameter functions (``cost.overrides``, ``cost.param_overrides``)."""
 
-    macs: CostFunctions = field(default_factory=lambda: CostFunctions("cost.overrides"))
-    params: CostFunctions = field(default_factory=lambda: CostFunctions("cost.param_overrides"))
+    macs: KeyedFunctions = field(default_factory=lambda: KeyedFunctions("cost.overrides"))
+    params: KeyedFunctions = field(default_factory=lambda: KeyedFunctions("cost.param_overrides"))
 
     @classmethod
     def of(
         cls,
-        overrides: Overrides | Pricing | None = None,
+        overrides: Overrides | CostFunctions | None = None,
         param_overrides: Overrides | None = None,
         search: Iterable[str] = (),
-    ) -> Pricing:
-        if isinstance(overrides, Pricing):
+    ) -> CostFunctions:
+        if isinstance(overrides, CostFunctions):
             return overrides
         return cls(
-            CostFunctions.parse(overrides, "cost.overrides", search),
-            CostFunctions.parse(param_overrides, "cost.param_overrides", search),
+            KeyedFunctions.parse(overrides, "cost.overrides", search),
+            KeyedFunctions.parse(param_overrides, "cost.param_overrides", search),
         )
 
     def __bool__(self) -> bool:
         return bool(self.macs.entries or self.params.entries)
 
-    def bind(self, model: nn.Module) -> BoundPricing:
-        return BoundPricing(self.macs.bind(model), self.params.bind(model))
+    def bind(self, model: nn.Module) -> ResolvedCostFunctions:
+        return ResolvedCostFunctions(self.macs.bind(model), self.params.bind(model))
 
 
 @dataclass
-class BoundPricing:
-    macs: BoundFunctions
-    params: BoundFunctions
+class ResolvedCostFunctions:
+    macs: ResolvedFunctions
+    params: ResolvedFunctions
 
-    def prices(self, name: str, module: nn.Module, typed: bool) -> Prices:
+    def prices(self, name: str, module: nn.Module, typed: bool) -> LayerCostFunctions:
         """What prices layer ``name``. A module without a layer type (``typed`` false) is priced
         only by a key naming it or its class: a glob never makes a container a layer."""
         find = self.macs.lookup if typed else self.macs.exact
         find_params = self.params.lookup if typed else self.params.exact
-        return Prices(find(name, module), find_params(name, module))
+        return LayerCostFunctions(find(name, module), find_params(name, module))

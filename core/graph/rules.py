@@ -16,18 +16,18 @@ from torch import nn
 from ..errors import PruneError
 from ..layer_type import LayerShape, LayerType
 from ..seam import LayerTypes
-from .overrides import BoundPricing, Overrides, Prices, Pricing
+from .overrides import CostFunctions, LayerCostFunctions, Overrides, ResolvedCostFunctions
 from .recording import Call, leaves
 
 
 @dataclass(frozen=True)
-class Priced:
+class WithCostFunctions:
     """A layer some cost function prices: counted by the function, cut as its layer type says.
     Without a layer type (``layer_type`` None) it is a custom layer: counted whole, never cut."""
 
     layer: str
     layer_type: LayerType | None
-    prices: Prices
+    prices: LayerCostFunctions
 
     @property
     def name(self) -> str:
@@ -62,22 +62,22 @@ class Priced:
         return sum(p.numel() for p in module.parameters())
 
 
-Rule = LayerType | Priced
+Rule = LayerType | WithCostFunctions
 
 
 def counted(rule: Rule, include: Iterable[str]) -> bool:
     """Whether the rule's MACs count: a layer a function prices always does."""
-    return rule.kind in include or (isinstance(rule, Priced) and rule.prices.macs is not None)
+    return rule.kind in include or (isinstance(rule, WithCostFunctions) and rule.prices.macs is not None)
 
 
 def layer_type_of(rule: Rule) -> LayerType | None:
     """The layer type that cuts a layer (``None``: a custom layer, never cut)."""
-    return rule.layer_type if isinstance(rule, Priced) else rule
+    return rule.layer_type if isinstance(rule, WithCostFunctions) else rule
 
 
 def custom(rule: Rule) -> str:
     """What the user's functions price of a layer: ``""``, ``macs``, ``params`` or ``macs, params``."""
-    if not isinstance(rule, Priced):
+    if not isinstance(rule, WithCostFunctions):
         return ""
     return ", ".join(r for r in ("macs", "params") if getattr(rule.prices, r) is not None)
 
@@ -87,18 +87,21 @@ class Rules:
     functions where their keys name it."""
 
     def __init__(
-        self, overrides: Overrides | Pricing | None, layer_types: LayerTypes, param_overrides: Overrides | None = None
+        self,
+        overrides: Overrides | CostFunctions | None,
+        layer_types: LayerTypes,
+        param_overrides: Overrides | None = None,
     ) -> None:
-        self.pricing = Pricing.of(overrides, param_overrides)
+        self.cost_functions = CostFunctions.of(overrides, param_overrides)
         self.layer_types = layer_types
-        self.bound: BoundPricing | None = None
+        self.bound: ResolvedCostFunctions | None = None
 
     def leaves(self, model: nn.Module) -> dict[str, tuple[nn.Module, Rule]]:
         """The outermost modules of ``model`` that have a layer type or a cost function, by name,
         with their rule; the cost functions' keys are resolved against ``model`` here."""
         if not isinstance(model, nn.Module):
             raise PruneError(f"expected a torch.nn.Module to count or trace, got {type(model).__name__}")
-        self.bound = self.pricing.bind(model) if self.pricing else None
+        self.bound = self.cost_functions.bind(model) if self.cost_functions else None
         rules: dict[str, Rule] = {}
 
         def is_leaf(name: str, module: nn.Module) -> bool:
@@ -113,10 +116,10 @@ class Rules:
     def rule(self, name: str, module: nn.Module) -> Rule | None:
         """The rule of module ``name`` of the model last given to :meth:`leaves`."""
         layer_type = self.layer_types.layer_type(type(module))
-        prices = self.bound.prices(name, module, typed=layer_type is not None) if self.bound else Prices()
+        prices = self.bound.prices(name, module, typed=layer_type is not None) if self.bound else LayerCostFunctions()
         if not prices:
             return layer_type
-        return Priced(name, layer_type, prices)
+        return WithCostFunctions(name, layer_type, prices)
 
 
 def shape_of(call: Call, rule: Rule) -> LayerShape:
@@ -130,7 +133,7 @@ def priced_params(model: nn.Module, layers: Iterable[tuple[nn.Module, Rule, Laye
     what prunekit counts for the layers they price."""
     total: float = sum(p.numel() for p in model.parameters())
     for module, rule, shape in layers:
-        if isinstance(rule, Priced) and rule.prices.params is not None:
+        if isinstance(rule, WithCostFunctions) and rule.prices.params is not None:
             total += rule.params(module, shape) - rule.builtin_params(module, shape)
     return total
 

@@ -20,7 +20,7 @@ from ..cost.latency_table import LatencyTable
 from ..cost.runtimes import runtime_named
 from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph, trace
-from ..graph.overrides import Overrides, Pricing
+from ..graph.overrides import CostFunctions, Overrides
 from ..records import as_batch
 from ..schema import build, to_dict
 from ..seam import Factories, Runtime, resolve
@@ -119,20 +119,20 @@ def prune_to(
         plugins, percent, resource, target_speedup, align, criteria, steps, limits, protected, approximate
     )
     pruned = copy.deepcopy(model)
-    pricing = Pricing.of(overrides, param_overrides)
-    recount = functools.partial(count, example_input=example_input, overrides=pricing, include=include, plugins=plugins)
+    costs = CostFunctions.of(overrides, param_overrides)
+    recount = functools.partial(count, example_input=example_input, overrides=costs, include=include, plugins=plugins)
     before = recount(pruned)
     batches = [as_batch(b) for b in data] if data is not None else None
     device = next((p.device for p in pruned.parameters()), torch.device("cpu"))
     deployed = runtime_named(runtime, plugins, device)
-    graph = trace(pruned, example_input, config.protected, pricing, plugins=plugins, approximate=config.approximate)
+    graph = trace(pruned, example_input, config.protected, costs, plugins=plugins, approximate=config.approximate)
     teacher, timing = (
-        _timing(model, graph, config, device, (pricing, plugins), deployed) if config.measures() else (model, None)
+        _timing(model, graph, config, device, (costs, plugins), deployed) if config.measures() else (model, None)
     )
     budget = config.policy(before, teacher, timing, deployed, clock)
     make_step = step_factory(
         config, example_input, batches=lambda step: batches, loss=loss or _cross_entropy, device=device,
-        plugins=plugins, align=config.alignment(deployed, device), pricing=pricing, include=include,
+        plugins=plugins, align=config.alignment(deployed, device), cost_functions=costs, include=include,
         reference=Reference.of(graph), progress=progress,
     )  # fmt: skip
     session = PruningSession(pruned, budget, make_step, recount, max_steps=config.max_steps).run()
@@ -185,15 +185,15 @@ def _timing(
     graph: ChannelGraph,
     config: PruningConfig,
     device: torch.device,
-    tracing: tuple[Pricing, Factories],
+    tracing: tuple[CostFunctions, Factories],
     runtime: Runtime,
 ) -> tuple[nn.Module, tuple[LatencyTable, torch.Tensor]]:
     """The original as the teacher a latency budget measures against, and its latency table in
     ``runtime`` with the batch of one it was calibrated with."""
     teacher = copy.deepcopy(model).eval()
-    pricing, plugins = tracing
+    cost_functions, plugins = tracing
     retrace = functools.partial(
-        trace, example_input=graph.example, protected=config.protected, overrides=pricing, plugins=plugins
+        trace, example_input=graph.example, protected=config.protected, overrides=cost_functions, plugins=plugins
     )
     return teacher, LatencyBudget.measure_table(teacher, graph, retrace, device, runtime=runtime)
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..cost.counting import CostReport
 from ..cost.latency_table import LatencyTable
-from ..graph.overrides import Pricing
+from ..graph.overrides import CostFunctions
 from ..seam import Factories
 from .budget import ResourceBudget
 from .plan import Plan
@@ -41,7 +41,7 @@ def step_factory(
     device: torch.device,
     plugins: Factories,
     align: int | None,
-    pricing: Pricing | None = None,
+    cost_functions: CostFunctions | None = None,
     include: str | Iterable[str] | None = None,
     reference: Reference | None = None,
     table: LatencyTable | None = None,
@@ -61,7 +61,7 @@ def step_factory(
             limits=settings.limits(),
             protected=settings.protected,
             approximate=settings.approximate,
-            overrides=pricing,
+            overrides=cost_functions,
             include=include,
             batches=calibration,
             loss=loss,

@@ -25,7 +25,7 @@ from ..cost.latency_table import LatencyTable
 from ..eager import alignment
 from ..errors import ConfigError, PruneError, suggest
 from ..graph.channel_graph import ChannelGraph, trace
-from ..graph.overrides import Overrides, Pricing
+from ..graph.overrides import CostFunctions, Overrides
 from ..schema import build
 from ..seam import Factories, resolve
 from .budget import ResourceBudget
@@ -141,7 +141,7 @@ class PruningStep:
         limits: Limits | None = None,
         protected: Iterable[str] = (),
         approximate: Iterable[str] = (),
-        overrides: Overrides | Pricing | None = None,
+        overrides: Overrides | CostFunctions | None = None,
         include: str | Iterable[str] | None = None,
         batches: Iterable[dict[str, Any]] | None = None,
         loss: Callable[[torch.Tensor, dict[str, Any]], torch.Tensor] | None = None,
@@ -157,7 +157,7 @@ class PruningStep:
         self.criteria, tap = resolve_criteria(criteria, batches is not None, plugins)
         self.activations_at = activations_at or tap
         self.protected, self.approximate = tuple(protected), tuple(approximate)
-        self.pricing = Pricing.of(overrides)
+        self.cost_functions = CostFunctions.of(overrides)
         self.include, self.batches, self.loss = include, batches, loss
         self.device, self.plugins, self.reference = torch.device(device), plugins, reference
         self.table = table or budget.table
@@ -170,7 +170,7 @@ class PruningStep:
             self.model if model is None else model,
             self.example,
             self.protected,
-            self.pricing,
+            self.cost_functions,
             plugins=self.plugins,
             approximate=self.approximate,
         )

@@ -17,7 +17,7 @@ from torch import nn
 from ..cost.counting import count
 from ..cost.runtimes import runtime_named
 from ..errors import ConfigError, DataError, PluginError, PrunekitError, one_line, suggest
-from ..graph.overrides import Overrides, Pricing
+from ..graph.overrides import CostFunctions, Overrides
 from ..imports import import_callable
 from ..plugin.manager import Manager
 from ..plugin.protocols import Task
@@ -144,13 +144,13 @@ class GivenObjects:
         if self.loss is not None and not callable(self.loss):
             raise ConfigError(f"loss=: a function loss(logits, target) is needed, not {type(self.loss).__name__}")
 
-    def pricing(self, config: Config) -> Pricing:
+    def cost_functions(self, config: Config) -> CostFunctions:
         """The cost functions: those given, else the config's (MACs and parameters each)."""
-        given = Pricing.of(self.overrides, self.param_overrides)
+        given = CostFunctions.of(self.overrides, self.param_overrides)
         if self.overrides is not None and self.param_overrides is not None:
             return given
-        own = config.pricing()
-        return Pricing(
+        own = config.cost_functions()
+        return CostFunctions(
             given.macs if self.overrides is not None else own.macs,
             given.params if self.param_overrides is not None else own.params,
         )
@@ -252,11 +252,13 @@ def example_input(config: Config, objects: GivenObjects, data: TrainingData) -> 
     return torch.zeros(config.input_size) if config.input_size else data.example()
 
 
-def check_costs(config: Config, pricing: Pricing, plugins: Manager, model: nn.Module, example: Any) -> None:
+def check_costs(
+    config: Config, cost_functions: CostFunctions, plugins: Manager, model: nn.Module, example: Any
+) -> None:
     """Count the untrained model: a cost function that fails, or a budget in a resource the model
     does not have, stops the run before anything is written or trained."""
     p = config.pruning
-    original = count(model, example, pricing, config.cost.include or None, plugins=plugins)
+    original = count(model, example, cost_functions, config.cost.include or None, plugins=plugins)
     if p.target_speedup is None and p.resource in ("macs", "params") and not getattr(original, p.resource):
         raise ConfigError(
             f"pruning.resource: the model costs 0 {p.resource} as counted (cost.include, cost.overrides), "
@@ -276,7 +278,7 @@ def checked_trainer(
     device: torch.device | None = None,
     progress: bool = False,
     objects: GivenObjects | None = None,
-    pricing: Pricing | None = None,
+    cost_functions: CostFunctions | None = None,
 ) -> Trainer:
     """Build everything the run needs — model, data, task, losses, distillation, criteria — count
     the model with the config's cost functions and look up its loggers and runtimes, so that a bad
@@ -301,7 +303,11 @@ def checked_trainer(
             naming(config, plugins, objects),
         )
         check_costs(
-            config, pricing or objects.pricing(config), plugins, model, example_input(config, objects, trainer.data)
+            config,
+            cost_functions or objects.cost_functions(config),
+            plugins,
+            model,
+            example_input(config, objects, trainer.data),
         )
         build_criteria(default_mix(config.pruning.criterion, trainer.task), plugins)
         trainer.objective.distillation()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError, PluginError, suggest
-from ..graph.overrides import Pricing
+from ..graph.overrides import CostFunctions
 from ..plugin.manager import Manager, for_settings
 from ..pruning.settings import PruningConfig, beneath
 from ..schema import build, field, to_dict
@@ -157,9 +157,9 @@ class Config:
         """``logging`` as (logger name, arguments) pairs."""
         return [(e, {}) if isinstance(e, str) else next(iter(e.items())) for e in self.logging]
 
-    def pricing(self) -> Pricing:
+    def cost_functions(self) -> CostFunctions:
         """The config's cost functions, imported (found also beside the config file)."""
-        return Pricing.of(self.cost.overrides, self.cost.param_overrides, self.plugins.search)
+        return CostFunctions.of(self.cost.overrides, self.cost.param_overrides, self.plugins.search)
 
     def manager(self) -> Manager:
         """The plugin manager for this config's ``plugins`` section."""
@@ -223,7 +223,7 @@ def check_names(config: Config, plugins: Manager) -> None:
         except PluginError as exc:
             raise PluginError(f"{path}: {exc}") from None
         plugins.arguments(kind, name, args, path if kind == "logger" else f"{path}.args")
-    config.pricing()
+    config.cost_functions()
     known = plugins.approximations()
     for name in config.pruning.approximate:
         if name not in known:

@@ -41,7 +41,7 @@ def steps_of(state: RunState, retraining: Retraining, progress: bool) -> StepFac
         device=state.device,
         plugins=state.plugins,
         align=p.alignment(state.runtime, state.device),
-        pricing=state.pricing,
+        cost_functions=state.cost_functions,
         include=cfg.cost.include or None,
         reference=state.reference,
         table=state.table,

@@ -88,7 +88,7 @@ class Pruner:
         self.plugins = plugins
         self.objects = GivenObjects(model, train, val, loss, example_input, overrides, param_overrides)
         self.run_dir = Path(self.config.run_dir)
-        self.pricing = self.objects.pricing(self.config)
+        self.cost_functions = self.objects.cost_functions(self.config)
 
     @classmethod
     def from_config(cls, source: str | Path | dict | Config, progress: bool = True) -> Pruner:
@@ -140,7 +140,7 @@ class Pruner:
         device = distributed.device_for(distributed.resolve_device(cfg.device))
         seed_everything(cfg.seed)
         # everything is built and checked before the run directory is claimed: only then write
-        trainer = checked_trainer(cfg, plugins, device, self.progress, self.objects, self.pricing)
+        trainer = checked_trainer(cfg, plugins, device, self.progress, self.objects, self.cost_functions)
         data, task = trainer.data, trainer.task
         cfg = self.config = with_task_criterion(cfg, task)
         lock = run_dir.claim(self.run_dir, cfg, resume, self.objects.fingerprint())
@@ -182,7 +182,7 @@ class Pruner:
                 budget=cfg.pruning.policy(original, teacher, timing, runtime),
                 guard=self._guard(task),
                 baseline_metrics=trainer.evaluate(teacher),
-                pricing=self.pricing,
+                cost_functions=self.cost_functions,
                 table=timing[0] if timing else None,
                 runtime=runtime,
             )
@@ -263,11 +263,11 @@ class Pruner:
         return self._count_with(state.plugins, model, state.example)
 
     def _count_with(self, plugins: Manager, model: nn.Module, example: Any) -> CostReport:
-        return count(model, example, self.pricing, self.config.cost.include or None, plugins=plugins)
+        return count(model, example, self.cost_functions, self.config.cost.include or None, plugins=plugins)
 
     def _trace_with(self, plugins: Manager, model: nn.Module, example: Any) -> ChannelGraph:
         p = self.config.pruning
-        return trace(model, example, p.protected, self.pricing, plugins=plugins, approximate=p.approximate)
+        return trace(model, example, p.protected, self.cost_functions, plugins=plugins, approximate=p.approximate)
 
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self, state: RunState) -> None:
@@ -304,7 +304,7 @@ class Pruner:
             "macs_percent": final.percent_of(original)[0],
             "params_percent": final.percent_of(original)[1],
             "steps": len(state.steps),
-            "custom_cost": {"macs": self.pricing.macs.keys(), "params": self.pricing.params.keys()},
+            "custom_cost": {"macs": self.cost_functions.macs.keys(), "params": self.cost_functions.params.keys()},
             "filters_removed": state.plan.removed,
             "teacher_hash_before": state.teacher_hash,
             "teacher_hash_after": teacher_after,

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..cost.counting import CostReport
 from ..cost.latency_table import LatencyTable
-from ..graph.overrides import Pricing
+from ..graph.overrides import CostFunctions
 from ..plugin.manager import Manager
 from ..plugin.protocols import Task
 from ..pruning.budget import ResourceBudget
@@ -54,7 +54,7 @@ class RunState:
     guard: Guard
     #: where the model is deployed: the runtime its speed is measured in
     runtime: Runtime
-    pricing: Pricing = field(default_factory=Pricing)
+    cost_functions: CostFunctions = field(default_factory=CostFunctions)
     #: the teacher's latency table, where the run times its layers
     table: LatencyTable | None = None
     baseline_metrics: dict[str, float] = field(default_factory=dict)
