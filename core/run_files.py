@@ -1,10 +1,15 @@
-"""The files a run directory holds by its own name, and the one way a logger or plugin places a
-file of its own there: a plain name below the run directory, never one of the run's, never
-through a link (a link would carry the run's writes somewhere else)."""
+"""The files a run directory holds by its own name, the one way a logger or plugin places a file
+of its own there — a plain name below the run directory, never one of the run's, never through a
+link (a link would carry the run's writes somewhere else) — and the one way every file is
+written: beside its place, then renamed into it, so nothing is half-written and a link planted
+at the place is replaced, never written through."""
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -57,3 +62,49 @@ def open_to_append(path: Path, newline: str | None = None) -> IO[str]:
             raise StorageError(f"{str(path)!r} is a link; a run writes its files in its own folder") from None
         raise StorageError(f"cannot open {str(path)!r} to append: {exc.strerror or exc}") from None
     return os.fdopen(fd, "a", newline=newline)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: permissions of the files written: what ``open`` would give, not mkstemp's owner-only 0600
+FILE_MODE = 0o666 & ~_umask()
+
+
+@contextmanager
+def storage(path: Path, action: str) -> Iterator[None]:
+    """Turn an OS error inside the block into a one-line :class:`StorageError` naming ``path``."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except OSError as exc:
+        raise StorageError(f"cannot {action} {str(path)!r}: {exc.strerror or exc}") from None
+
+
+@contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed over it when the block ends without error."""
+    with storage(path, "write"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(fd)
+        os.chmod(name, FILE_MODE)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with storage(path, "write"):
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``."""
+    with staged(path) as tmp, storage(path, "write"), open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -8,11 +8,11 @@ A plugin needs nothing from prunekit but these names::
 
 from ..cache import cache_dir
 from ..eager import alignment, eager
-from ..errors import ConfigError, DataError, PluginError, PruneError, suggest
+from ..errors import ConfigError, DataError, PluginError, PruneError, StorageError, suggest
 from ..layer_type import Flow, LayerShape, LayerType, cut_parameter, numel
 from ..onnx_graph import onnx_bytes
 from ..records import DataSplits, NoArgs, Outputs, ScoredLayer, Spec, Traversal
-from ..run_files import check_name, open_to_append, run_file
+from ..run_files import atomic_write_text, check_name, open_to_append, run_file
 from ..run_records import EpochRecord, RunInfo, StepRecord
 from ..schema import field
 from ..seam import Runtime
@@ -42,9 +42,11 @@ __all__ = [
     "ScoredLayer",
     "Spec",
     "StepRecord",
+    "StorageError",
     "Task",
     "Traversal",
     "alignment",
+    "atomic_write_text",
     "cache_dir",
     "check_name",
     "cut_parameter",

@@ -157,7 +157,8 @@ class LoaderData:
 
     @property
     def batch_size(self) -> int:
-        return int(getattr(self.train or self.val, "batch_size", None) or 1)
+        source = self.train if self.train is not None else self.val  # (an unsized loader has no truth value)
+        return int(getattr(source, "batch_size", None) or 1)
 
     def train_batches(self, seed: int | None) -> Iterable[dict[str, Any]]:
         if self.train is None:
@@ -178,7 +179,7 @@ class LoaderData:
 
     def example(self) -> torch.Tensor:
         source = self.train if self.train is not None else self.val
-        batch = next(iter(Batches(source or [])), None)
+        batch = next(iter(Batches(source if source is not None else [])), None)
         if batch is None:
             raise DataError("the data yields no batch to take an example input from; give example_input=")
         return batch["image"][:1].clone()

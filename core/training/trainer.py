@@ -171,7 +171,7 @@ class Trainer:
         distiller = Distiller(teacher.model, losses, taps, Taps(model, paths), Taps(teacher.model, paths))
         try:
             source = self.data.train_batches(seed) if self.data.has_train else self.data.val_batches()
-            batches = itertools.islice(source or (), BALANCE_BATCHES)
+            batches = itertools.islice(source if source is not None else (), BALANCE_BATCHES)
             first = next(batches, None)
             if first is None:
                 raise ConfigError("distillation needs a batch to set its losses up; give training or validation data")

@@ -14,6 +14,7 @@ Examples: ``model: {name: torchvision.resnet18, args: {num_classes: 10}}``,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit.plugin import ConfigError, Spec, cache_dir, hookimpl
+from prunekit.plugin import ConfigError, Spec, StorageError, atomic_write_text, cache_dir, hookimpl
 
 
 def _offline(model: str, args: dict[str, Any], arg: str, off: Any) -> None:
@@ -120,11 +121,8 @@ def offered(zoo: str) -> tuple[tuple[str, ...], str]:
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         names, why = (), f"package {zoo!r} does not import ({type(exc).__name__}: {first})"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"names": names, "why": why}))
-    except OSError:
-        pass  # an unwritable cache: the zoo is imported again next time
+    with contextlib.suppress(StorageError):  # an unwritable cache: the zoo is imported again next time
+        atomic_write_text(path, json.dumps({"names": names, "why": why}))
     return names, why
 
 

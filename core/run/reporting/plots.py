@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
+from ...run_files import staged
 
 
 def plot(
@@ -52,8 +53,7 @@ def _steps_plot(
         twin.legend(loc="lower left", fontsize=9)
     ax.set_title(f"MACs and {label} per pruning step")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _channels_plot(plt: Any, path: Path, kept: list[dict[str, Any]]) -> None:
@@ -67,8 +67,7 @@ def _channels_plot(plt: Any, path: Path, kept: list[dict[str, Any]]) -> None:
     ax.set_title("Channels kept per layer")
     ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _blocks_plot(plt: Any, path: Path, blocks: dict[str, dict[str, float]]) -> None:
@@ -85,7 +84,14 @@ def _blocks_plot(plt: Any, path: Path, blocks: dict[str, dict[str, float]]) -> N
     ax.set_title("MACs per block")
     ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(plt, fig, path)
+
+
+def _save(plt: Any, fig: Any, path: Path) -> None:
+    """Write the figure beside ``path`` and rename it into place: a link planted at ``path`` is
+    replaced, never written through."""
+    with staged(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
 
 

@@ -13,7 +13,8 @@ from ...cost.formatting import human, render_table
 from ...cost.latency import Speedup
 from ...plugin.manager import Manager, manager
 from ...plugin.protocols import Task
-from ..storage.atomic_files import atomic_write_text, read_json, storage
+from ...run_files import atomic_write_text, storage
+from ..storage.atomic_files import read_json
 from .plots import plot
 from .run_log import read_records, read_steps
 

@@ -13,9 +13,8 @@ from tqdm.auto import tqdm
 from ... import distributed
 from ...cost.formatting import human
 from ...plugin.manager import Manager
-from ...run_files import LOG, open_to_append
+from ...run_files import LOG, open_to_append, storage
 from ...run_records import EpochRecord, RunInfo
-from ..storage.atomic_files import storage
 
 STEP_COLUMNS = ("step", "MACs %", "params %", "removed", "at limit", "{metric}", "time")
 

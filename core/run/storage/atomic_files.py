@@ -7,53 +7,15 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ...errors import CheckpointError, StorageError
+from ...run_files import atomic_write_text, storage
 
 MANIFEST = "manifest.json"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: permissions of the files written: what ``open`` would give, not mkstemp's owner-only 0600
-FILE_MODE = 0o666 & ~_umask()
-
-
-@contextmanager
-def storage(path: Path, action: str) -> Iterator[None]:
-    """Turn an OS error inside the block into a one-line :class:`StorageError` naming ``path``."""
-    try:
-        yield
-    except StorageError:
-        raise
-    except OSError as exc:
-        raise StorageError(f"cannot {action} {str(path)!r}: {exc.strerror or exc}") from None
-
-
-@contextmanager
-def staged(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed over it when the block ends without error."""
-    with storage(path, "write"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(fd)
-        os.chmod(name, FILE_MODE)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with storage(path, "write"):
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -73,14 +35,6 @@ def staged_dir(folder: Path) -> Iterator[Path]:
             os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    with staged(path) as tmp, storage(path, "write"), open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

@@ -10,7 +10,8 @@ from torch import nn
 
 from ...errors import CheckpointError, ConfigError
 from ...onnx_graph import onnx_bytes
-from .atomic_files import read_json, staged, storage
+from ...run_files import staged, storage
+from .atomic_files import read_json
 
 
 def example_for(run: Path) -> torch.Tensor:

@@ -13,9 +13,9 @@ import yaml
 
 from ... import distributed
 from ...errors import CheckpointError, ConfigError, StorageError
-from ...run_files import CONFIG, LOCK, MARKER
+from ...run_files import CONFIG, LOCK, MARKER, atomic_write_text, storage
 from ..config import Config
-from .atomic_files import atomic_write_json, atomic_write_text, read_json, sha256, storage
+from .atomic_files import atomic_write_json, read_json, sha256
 
 
 def is_run(folder: Path) -> bool:

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ...errors import CheckpointError, StorageError, TrainingError
-from .atomic_files import staged, storage
+from ...run_files import staged, storage
 
 
 def non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
