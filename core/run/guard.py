@@ -20,7 +20,10 @@ class Guard:
     class_prefix: str | None = None
 
     def broken(self, baseline: dict[str, float], now: dict[str, float]) -> str | None:
-        """Why the metrics ``now`` break the guard against ``baseline``, or ``None``."""
+        """Why the metrics ``now`` break the guard against ``baseline``, or ``None``. A metric the
+        baseline has that is no finite number now breaks it (a model whose output diverged)."""
+        if self.metric in now and not math.isfinite(now[self.metric]) and self.metric in baseline:
+            return f"{self.metric} is {now[self.metric]} (a model whose output is no longer finite?)"
         if self.max_drop is not None and self.metric in baseline and self.metric in now:
             drop = 100.0 * (baseline[self.metric] - now[self.metric])
             if drop > self.max_drop:

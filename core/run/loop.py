@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import distributed
 from ..cost.counting import CostReport
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..pruning.session import Cut, PruningSession, StepFactory, step_factory
 from ..run_records import StepRecord
 from .pruned_step import PrunedStep
@@ -86,12 +86,27 @@ def _epochs(state: RunState) -> int:
 
 
 def _metrics(state: RunState, pruned: PrunedStep, retraining: Retraining) -> dict[str, float]:
-    """What the step's trainer reported (a bare number as the task's metric), else validation's."""
+    """What the step's trainer reported (a bare number as the task's metric), else validation's;
+    per-class metrics from validation where the guard's ``class_floor`` needs them and the report
+    gave none."""
     if pruned.metrics is None:
         return retraining.evaluate(pruned.model)
-    reported = dict(pruned.metrics)
+    task, reported = state.task, dict(pruned.metrics)
     if "metric" in reported:
-        reported[state.task.best_metric] = reported.pop("metric")
+        reported[task.best_metric] = reported.pop("metric")
+    if task.best_metric not in reported and task.best_metric in state.baseline_metrics:
+        raise ConfigError(
+            f"step {pruned.step} reported {', '.join(sorted(reported)) or 'nothing'}, but not {task.best_metric!r}, "
+            f"the metric of task {task.name!r} the guard compares: report it (step.report({task.best_metric}=…) or "
+            "a bare number), or report nothing and let prunekit validate"
+        )
+    prefix = state.guard.class_prefix
+    if state.guard.class_floor is not None and prefix and not any(k.startswith(prefix) for k in reported):
+        per_class = {k: v for k, v in retraining.evaluate(pruned.model).items() if k.startswith(prefix)}
+        if not per_class and pruned.step == state.start_step:
+            why = f"the steps report no per-class metrics ({prefix}0, …) and there is no validation data to measure"
+            state.log.record({"event": "note", "message": f"class_floor is not applied: {why}"})
+        reported = {**per_class, **reported}
     return reported
 
 

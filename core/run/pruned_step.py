@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,12 +54,21 @@ class PrunedStep:
         extra = self.distiller.parameters() if self.distiller else []
         return [*self.model.parameters(), *extra]
 
-    def report(self, metric: float | dict[str, float] | None = None, **metrics: float) -> None:
+    def report(self, metric: float | Mapping[str, float] | None = None, **metrics: float) -> None:
         """Your validation result for this step: the task's metric as a number, or metrics by
-        name (``miou=0.87``). The guard and the step record use it."""
-        given: dict[str, float] = dict(metric) if isinstance(metric, dict) else {}
-        if isinstance(metric, numbers.Real):
-            given["metric"] = float(metric)
-        elif metric is not None and not isinstance(metric, dict):
+        name (``miou=0.87``). The guard and the step record use it; a metric that is not a finite
+        number rolls the step back."""
+        given: dict[Any, Any] = dict(metric) if isinstance(metric, Mapping) else {}
+        if _number(metric):
+            given["metric"] = metric
+        elif metric is not None and not isinstance(metric, Mapping):
             raise ConfigError(f"step.report: {metric!r} is neither a number nor a mapping of metrics")
-        self.metrics = {**given, **{k: float(v) for k, v in metrics.items()}}
+        given.update(metrics)
+        for name, value in given.items():
+            if not isinstance(name, str) or not _number(value):
+                raise ConfigError(f"step.report: {name!r}: {value!r} is not a metric; report numbers by name")
+        self.metrics = {name: float(value) for name, value in given.items()}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
