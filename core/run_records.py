@@ -9,7 +9,6 @@ plugin reading them depends on these fields only, not on how a run is put togeth
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,19 +63,6 @@ class StepRecord:
         """The step as one flat log record: ``event: step``, its fields and its metrics."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "metrics"}
         return {"event": "step", **{k: v for k, v in fields.items() if v is not None}, **self.metrics}
-
-    def check_prediction(self) -> None:
-        """Warn where the selection's prediction is not the recount: a cost function then depends
-        on more than the shape it is given."""
-        if (self.predicted_macs, self.predicted_params) != (self.macs, self.params):
-            warnings.warn(
-                f"step {self.step}: the selection predicted {self.predicted_macs} MACs and "
-                f"{self.predicted_params} parameters, the pruned model counts {self.macs} and {self.params}; a cost "
-                "function must depend only on its shape argument and the module's static attributes (kernel "
-                "size, stride), not on the module's current channel counts or weights",
-                RuntimeWarning,
-                stacklevel=2,
-            )
 
 
 #: prefixes of an epoch record's loss terms (each weighted as it entered the loss) and scales

@@ -104,7 +104,9 @@ def test_resume_reaches_the_same_result(tmp_path, config):
 def test_existing_run_is_not_overwritten(tmp_path, config):
     Pruner.from_config(config(tmp_path), progress=False).prune()
     before = (tmp_path / "run" / "checkpoints" / "last.json").read_text()
-    with pytest.raises(pk.ConfigError, match="already holds a run; pass --resume"):
+    with pytest.raises(
+        pk.ConfigError, match=r"already holds a run; continue it with --resume \(from Python: run\(resume=True\)"
+    ):
         Pruner.from_config(config(tmp_path), progress=False).prune()
     assert (tmp_path / "run" / "checkpoints" / "last.json").read_text() == before
 

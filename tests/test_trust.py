@@ -268,7 +268,7 @@ def test_a_file_in_the_way_of_the_run_dir_is_a_one_line_error(tmp_path, capsys):
     [
         (["cost", "--model", "unet", "--input", ""], "--input: '' must be positive integers"),
         (["cost", "--model", "unet", "--input", "1,1,²,4"], "must be positive integers"),
-        (["cost", "--model", "unet", "--arg", "width=["], "is not a YAML value"),
+        (["cost", "--model", "unet", "--arg", "width=["], "not valid YAML"),
         (["cost", "--model", "unet", "--arg", "=3"], "must look like key=value"),
         (["cost", "--model", "unet", "--arg", "width=-2"], "unet.width: -2 is out of range; it must be >= 1"),
         (["cost", "--model", "unet", "--input", "1,1,8,8"], "too small for a window"),

@@ -114,6 +114,12 @@ def _with_settings(p: Parser) -> None:
                    help="change one config setting (YAML value); repeat for more")  # fmt: skip
 
 
+def _allow_unpruned(p: Parser) -> None:
+    exit_code = commands.NOTHING_PRUNED
+    p.add_argument("--allow-unpruned", action="store_true",
+                   help=f"exit 0 when nothing was pruned (default: exit {exit_code}, saying why)")  # fmt: skip
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="prunekit",
@@ -131,6 +137,7 @@ def build_parser() -> Parser:
     p.add_argument("config", help="run config (YAML)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.add_argument("--nproc", type=int, default=1, help="processes on this machine, launched with torchrun (DDP)")
+    _allow_unpruned(p)
     _with_settings(p)
     p.set_defaults(func=commands.cmd_run)
 
@@ -138,10 +145,12 @@ def build_parser() -> Parser:
     p.add_argument("config", help="run config (YAML)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     _with_settings(p)
+    _allow_unpruned(p)
     p.set_defaults(func=commands.cmd_prune)
 
     p = _add(sub, "demo", common)
     p.add_argument("--config-only", action="store_true", help="print the demo config and stop")
+    _allow_unpruned(p)
     _with_settings(p)
     p.set_defaults(func=commands.cmd_demo)
 

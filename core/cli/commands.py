@@ -22,7 +22,7 @@ from .options import parse_ints, parse_pairs
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The config settings the flags give: ``--set`` pairs, and ``--device``."""
     given = parse_pairs(getattr(args, "set", []), "--set", dotted=True)
-    if getattr(args, "device", None):
+    if getattr(args, "device", None) is not None:
         given["device"] = args.device
     return given
 
@@ -108,7 +108,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     print()
     print(result.table())
     print(f"\ncheckpoints: {pruner.run_dir / 'checkpoints'}")
-    return 0
+    return pruned_something(result.summary, args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -135,12 +135,28 @@ def finish_run(config: Any, args: argparse.Namespace) -> int:
 
     pruner = _pruner(config, args)
     result = pruner.run(resume=getattr(args, "resume", False))
+    code = 0
     if distributed.is_main():
         print()
         print(result.table())
         print(f"\nrun directory: {pruner.run_dir} (export/, report.md, log.jsonl, checkpoints/)")
+        code = pruned_something(result.summary, args)
     distributed.shutdown()
-    return 0
+    return code
+
+
+#: the exit code of a run that finished without removing anything (see docs/runs.md)
+NOTHING_PRUNED = 3
+
+
+def pruned_something(summary: dict[str, Any], args: argparse.Namespace) -> int:
+    """0, or :data:`NOTHING_PRUNED` with the reason on stderr where the run's ``summary`` says it
+    removed nothing (unless ``--allow-unpruned``)."""
+    if summary["filters_removed"]:
+        return 0
+    why = summary.get("stopped") or "no step was kept"
+    print(f"prunekit: nothing was pruned: {why}", file=sys.stderr)
+    return 0 if getattr(args, "allow_unpruned", False) else NOTHING_PRUNED
 
 
 def launch(args: argparse.Namespace) -> int:
@@ -150,8 +166,12 @@ def launch(args: argparse.Namespace) -> int:
     from ..distributed import torchrun_command
 
     flags = [*(["--resume"] if args.resume else []), *(["--quiet"] if args.quiet else [])]
-    flags += [f"--set={item}" for item in args.set] + ([f"--device={args.device}"] if args.device else [])
+    flags += [f"--set={item}" for item in args.set] + ([f"--device={args.device}"] if args.device is not None else [])
+    flags.append("--allow-unpruned")  # a worker's exit code 3 would be a failure to torchrun: judged here
     code = subprocess.call(torchrun_command(args.nproc, "-m", "prunekit", "run", args.config, *flags))
+    if not code:
+        run_dir = Path(config_mod.load_config(args.config, settings=settings(args)).run_dir)
+        return pruned_something(json.loads((run_dir / "summary.json").read_text()), args)
     if code:
         print(
             f"prunekit: error: a worker process failed (exit code {code}); the last complete checkpoint of the "
@@ -191,11 +211,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..run.reporting.report import read_run, summary_table, task_of, write_report
+    from ..run.reporting.report import as_a_run_wrote, read_run, summary_table, task_of, write_report
 
     path = write_report(Path(args.run), plots=True)
-    summary = read_run(Path(args.run))[0]
-    print(summary_table(summary, task_of(summary)))
+    with as_a_run_wrote(Path(args.run)):
+        summary = read_run(Path(args.run))[0]
+        print(summary_table(summary, task_of(summary)))
     print(f"\nwrote {path} and its plots")
     return 0
 

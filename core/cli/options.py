@@ -6,9 +6,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError
+from ..run.config_source import yaml_value
 
 
 def parse_ints(text: str, what: str) -> list[int]:
@@ -28,10 +27,5 @@ def parse_pairs(items: Sequence[str], flag: str, dotted: bool = False) -> dict[s
         if not sep or not valid:
             form = "section.key=value, e.g. pruning.prune_away_percent=30" if dotted else "key=value, the key a name"
             raise ConfigError(f"{flag}: {item!r} must look like {form}")
-        try:
-            out[key] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ConfigError(
-                f"{flag}: the value of {item!r} is not a YAML value ({str(exc).splitlines()[0]})"
-            ) from None
+        out[key] = yaml_value(value, f"{flag} {key}")
     return out

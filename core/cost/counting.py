@@ -8,6 +8,7 @@ once however many modules share it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -241,9 +242,16 @@ def count(
     first: dict[str, Call] = {}
     for call in recording.calls:
         first.setdefault(call.name, call)
+    macs = sum(r.macs for r in rows)
+    params = priced_params(model, ((c.module, ruled[n][1], shape_of(c, ruled[n][1])) for n, c in first.items()))
+    if not math.isfinite(macs) or not math.isfinite(params):
+        raise ConfigError(
+            f"the model's cost sums to {macs} MACs and {params} parameters: your cost functions' values are too "
+            "large to add up (keep them far below 1e300; a unit such as MMACs helps)"
+        )
     return CostReport(
-        macs=sum(r.macs for r in rows),
-        params=priced_params(model, ((c.module, ruled[n][1], shape_of(c, ruled[n][1])) for n, c in first.items())),
+        macs=macs,
+        params=params,
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
         layers=rows,
         blocks=[BlockCost(name, b.macs, b.params, b.layers) for name, b in blocks.items()],

@@ -52,6 +52,8 @@ def read_cache(path: Path) -> dict[str, Any]:
         return {}
     except (OSError, ValueError) as exc:
         return _unusable(path, str(exc))
+    except RecursionError:
+        return _unusable(path, "nested too deeply")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return {} if isinstance(data, dict) else _unusable(path, "not a JSON object")
     entries = data.get("entries")

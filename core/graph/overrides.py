@@ -212,6 +212,19 @@ class ResolvedCostFunctions:
     macs: ResolvedFunctions
     params: ResolvedFunctions
 
+    def check_globs(self, layers: Iterable[str]) -> None:
+        """A glob matching modules but none of the model's ``layers`` (only containers) prices
+        nothing: say so rather than count without it."""
+        layers = list(layers)
+        for functions in (self.macs, self.params):
+            for pattern, fn in functions.globs:
+                if not any(fnmatch.fnmatchcase(name, pattern) for name in layers):
+                    raise ConfigError(
+                        f"{fn.setting}: glob {pattern!r} matches only modules that hold layers, not layers, so it "
+                        f"prices nothing; match the layers inside ({pattern + '.*'!r}) or name one module to price "
+                        "it as one layer"
+                    )
+
     def prices(self, name: str, module: nn.Module, typed: bool) -> LayerCostFunctions:
         """What prices layer ``name``. A module without a layer type (``typed`` false) is priced
         only by a key naming it or its class: a glob never makes a container a layer."""

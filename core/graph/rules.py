@@ -111,6 +111,8 @@ class Rules:
             return rule is not None
 
         found = leaves(model, is_leaf)
+        if self.bound is not None:
+            self.bound.check_globs(found)
         return {name: (m, rules[name]) for name, m in found.items()}
 
     def rule(self, name: str, module: nn.Module) -> Rule | None:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
 from ..failures import failing_as, numbered
 from ..graph.channel_graph import ChannelGraph, Group, Member
 from ..modes import eval_mode
@@ -61,13 +61,25 @@ def calibrate(
                 with torch.set_grad_enabled(with_grad), failing_as(f"calibrate, batch {index}"):
                     logits = model(image)
                     if backward_of is not None:
-                        backward_of(logits, to_device(batch, device)).backward()
+                        _finite(backward_of(logits, to_device(batch, device)), index).backward()
                 seen += image.shape[0]
     finally:
         for h in handles:
             h.remove()
         model.zero_grad(set_to_none=True)
+    if not seen:
+        raise ConfigError("the calibration data held no batch: criteria observing activations cannot rank on nothing")
     return seen
+
+
+def _finite(loss: Any, index: int) -> Any:
+    """The calibration loss, refused where it is no finite number: its gradients would rank channels by NaN."""
+    if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all()):
+        raise TrainingError(
+            f"calibrate, batch {index}: the loss is {loss.detach().sum().item()}; gradient criteria (taylor) rank by "
+            "its gradients — check the loss function and the batch, or rank by a criterion without gradients"
+        )
+    return loss
 
 
 def tapped(graph: ChannelGraph, tap: str) -> dict[str, str]:

@@ -82,6 +82,8 @@ class Plan:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
             raise PruneError(f"plan is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise PruneError("plan is not valid JSON (nested too deeply)") from None
 
 
 def current_size(module: nn.Module, role: str) -> int | None:

@@ -30,6 +30,7 @@ from .ranking import CriterionConfig, default_mix
 from .selection import Limits, Reference
 from .session import PruningSession, step_factory
 from .settings import PruningConfig, beneath
+from .step import names
 
 #: the most steps one call takes toward a target speed-up
 MAX_LATENCY_STEPS = 20
@@ -67,11 +68,27 @@ class Pruned:
         return f"<Pruned: {self.after.percent_of(self.before)[0]:.1f} % of the MACs in {self.steps} step(s)>"
 
 
-def _check_numbers(required: dict[str, Any], optional: dict[str, Any]) -> None:
-    """The numeric arguments of :func:`prune_to` are numbers (ranges are the budget's to judge)."""
-    for name, value in {**required, **{k: v for k, v in optional.items() if v is not None}}.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+def _check_arguments(percent: Any, steps: Any, target_speedup: Any, limits: Any) -> None:
+    """The arguments of :func:`prune_to` that its settings cannot judge (ranges are the schema's)."""
+    for name, value in {"percent": percent, "target_speedup": target_speedup}.items():
+        if (value is not None or name == "percent") and (
+            isinstance(value, bool) or not isinstance(value, (int, float))
+        ):
             raise ConfigError(f"prune_to: {name} must be a number, not {type(value).__name__}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"prune_to: steps must be a whole number >= 1, not {steps!r}")
+    if limits is not None and not isinstance(limits, Limits):
+        raise ConfigError(f"prune_to: limits must be a prunekit.Limits, not {type(limits).__name__}")
+
+
+def _batches(data: Iterable[Any] | None) -> list[dict[str, Any]] | None:
+    """``data`` as batches, checked to hold one at least (a ranking calibrated on nothing is none)."""
+    if data is None:
+        return None
+    batches = [as_batch(b) for b in data]
+    if not batches:
+        raise ConfigError("prune_to: data holds no batch; give one batch at least, or none to rank by weight norm")
+    return batches
 
 
 def prune_to(
@@ -113,7 +130,7 @@ def prune_to(
     round; :func:`prunekit.cost.measure_rounds` in ``runtime`` by default, a model of the device
     in a test).
     """
-    _check_numbers({"percent": percent, "steps": steps}, {"target_speedup": target_speedup})
+    _check_arguments(percent, steps, target_speedup, limits)
     plugins = resolve(plugins)
     config = settings(
         plugins, percent, resource, target_speedup, align, criteria, steps, limits, protected, approximate
@@ -122,7 +139,7 @@ def prune_to(
     costs = CostFunctions.of(overrides, param_overrides)
     recount = functools.partial(count, example_input=example_input, overrides=costs, include=include, plugins=plugins)
     before = recount(pruned)
-    batches = [as_batch(b) for b in data] if data is not None else None
+    batches = _batches(data)
     device = next((p.device for p in pruned.parameters()), torch.device("cpu"))
     deployed = runtime_named(runtime, plugins, device)
     graph = trace(pruned, example_input, config.protected, costs, plugins=plugins, approximate=config.approximate)
@@ -164,10 +181,10 @@ def settings(
         "resource": "latency" if measuring else resource,
         "target_speedup": target_speedup,
         "align": "none" if align is None else align,
-        "step": {"percent": 100.0 if measuring else percent / max(1, steps)},
-        "max_steps": MAX_LATENCY_STEPS if measuring else max(1, steps),
-        "protected": list(protected),
-        "approximate": list(approximate),
+        "step": {"percent": 100.0 if measuring else percent / steps},
+        "max_steps": MAX_LATENCY_STEPS if measuring else steps,
+        "protected": names(protected),
+        "approximate": names(approximate),
     }
     if limits is not None:
         given.update(layer_limit_percent=limits.layer_percent, block_limit_percent=limits.block_percent,

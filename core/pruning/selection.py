@@ -25,6 +25,7 @@ import torch
 
 from ..cost.cost_model import CostModel, CostTracker
 from ..cost.counting import block_of
+from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph, Group
 from ..graph.constraints import removal_units
 
@@ -42,6 +43,18 @@ class Limits:
     #: counts below one multiple of ``round_to`` are allowed too (any count >= min_channels), taken
     #: after every unit that keeps a multiple: what alignment (``align``) asks of the selection
     free_below: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("layer_percent", "block_percent"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+                raise ConfigError(f"Limits: {name} {value!r} is out of range; it must be a number from 0 to 100")
+        for name, value in (
+            ("min_channels", self.min_channels),
+            ("round_to", 1 if self.round_to is None else self.round_to),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"Limits: {name} {value!r} is out of range; it must be a whole number >= 1")
 
     def aligned(self, align: int | None) -> Limits:
         """These limits keeping counts at multiples of ``align`` (or below one multiple, last),

@@ -11,8 +11,11 @@ before ``cut(proposal)`` removes its channels (like Torch-Pruning's interactive 
 from __future__ import annotations
 
 import functools
+import math
+import operator
+import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -20,6 +23,7 @@ from torch import nn
 
 from .. import distributed
 from ..cost.cost_model import Cost, CostModel
+from ..cost.counting import count
 from ..cost.formatting import human, render_table
 from ..cost.latency_table import LatencyTable
 from ..eager import alignment
@@ -34,6 +38,7 @@ from .plan import Plan
 from .ranking import DATA_FREE, ActivationsAt, CriterionConfig, build_criteria, default_mix, preset_criteria
 from .scoring import group_scores
 from .selection import Limits, Reference, Selection, per_cost, select
+from .structure import Structure, first_change, structure
 from .surgery import remove
 
 
@@ -47,6 +52,7 @@ class Proposal:
     cost: CostModel
     scores: dict[int, torch.Tensor]
     selection: Selection
+    made_for: Structure = field(default_factory=dict, repr=False)  # the model's structure when proposed
 
     @property
     def removal(self) -> dict[int, list[int]]:
@@ -74,23 +80,52 @@ class Proposal:
         outputs and those feeding their inputs — or without the groups of the given ids."""
         drop = set()
         for item in vetoed:
-            if isinstance(item, int):
-                drop.add(item)
+            if isinstance(item, int) and not isinstance(item, bool):
+                drop.add(self._group(item, "without"))
                 continue
+            if not isinstance(item, str):
+                raise PruneError(f"Proposal.without: {item!r} is neither a layer name nor a group id")
+            if item not in self.graph.layers:
+                raise PruneError(
+                    f"Proposal.without: no layer {item!r} in the model; {suggest(item, self.graph.layers)}"
+                )
             found = {g.id for g, _ in self.graph.members_of(item, ("out", "dw", "norm", "in"))}
-            if not found:
-                raise PruneError(f"no layer {item!r} in the model; {suggest(item, self.graph.layers)}")
             drop |= found
         return self.edited({gid: chans for gid, chans in self.removal.items() if gid not in drop})
 
     def edited(self, removal: Mapping[int, Iterable[int]]) -> Proposal:
-        """This proposal with ``removal`` instead (checked when cut), its cost predicted anew."""
-        chosen = {int(g): sorted({int(c) for c in chans}) for g, chans in removal.items()}
+        """This proposal with ``removal`` (group id -> channel indices) instead, its cost predicted
+        anew; a group or channel the graph does not have is a PruneError."""
+        if not isinstance(removal, Mapping):
+            raise PruneError(
+                f"Proposal.edited: expected a mapping of group id to channels, not {type(removal).__name__}"
+            )
+        chosen = {self._group(g, "edited"): self._channels(g, chans) for g, chans in removal.items()}
         chosen = {g: chans for g, chans in chosen.items() if chans}
         after = self.cost.predict(chosen)
         filters = sum(len(c) for c in chosen.values())
         selection = Selection(chosen, after.macs, after.params, filters, set(), seconds=after.seconds)
         return replace(self, selection=selection)
+
+    def _group(self, gid: Any, where: str) -> int:
+        if isinstance(gid, bool) or not isinstance(gid, int) or not 0 <= gid < len(self.graph.groups):
+            valid = f"0 to {len(self.graph.groups) - 1}" if self.graph.groups else "none"
+            raise PruneError(f"Proposal.{where}: {gid!r} is no group of the model (group ids: {valid})")
+        return gid
+
+    def _channels(self, gid: int, channels: Any) -> list[int]:
+        """Channel indices of group ``gid``: whole numbers in range, leaving one channel at least."""
+        group = self.graph.groups[gid]
+        size = group.channels
+        if isinstance(channels, (str, torch.Tensor)) or not isinstance(channels, Iterable):
+            raise PruneError(f"Proposal.edited: group {gid}: expected a list of channel indices, not {channels!r}")
+        chosen = sorted({_index(c, gid, size) for c in channels})
+        for c in chosen:
+            if c in group.pinned:
+                raise PruneError(f"Proposal.edited: group {gid}: channel {c} is kept ({', '.join(group.pinned[c])})")
+        if len(chosen) >= size:
+            raise PruneError(f"Proposal.edited: group {gid} would lose all its {size} channels; leave one at least")
+        return chosen
 
     def table(self) -> str:
         rows = []
@@ -110,6 +145,18 @@ class Proposal:
 
     def __str__(self) -> str:
         return self.table()
+
+
+def _index(channel: Any, gid: int, size: int) -> int:
+    """A channel index of a group of ``size`` channels: a whole number (an int, a NumPy or 0-d
+    tensor integer — never a bool or a float) in range."""
+    try:
+        index = None if isinstance(channel, bool) else operator.index(channel)
+    except TypeError:
+        index = None
+    if index is None or not 0 <= index < size:
+        raise PruneError(f"Proposal.edited: group {gid}: {channel!r} is no channel index (0 to {size - 1})")
+    return index
 
 
 class PruningStep:
@@ -156,7 +203,7 @@ class PruningStep:
         plugins = resolve(plugins)
         self.criteria, tap = resolve_criteria(criteria, batches is not None, plugins)
         self.activations_at = activations_at or tap
-        self.protected, self.approximate = tuple(protected), tuple(approximate)
+        self.protected, self.approximate = tuple(names(protected)), tuple(names(approximate))
         self.cost_functions = CostFunctions.of(overrides)
         self.include, self.batches, self.loss = include, batches, loss
         self.device, self.plugins, self.reference = torch.device(device), plugins, reference
@@ -181,23 +228,48 @@ class PruningStep:
         criteria = build_criteria(self.criteria, self.plugins)
         self._calibrate(graph, {name: criterion for name, (criterion, _) in criteria.items()})
         cost = CostModel(graph, self.include, self.table)
+        made_for = structure(self.model)
         if not distributed.is_main():  # rank 0 selects; everyone cuts the same channels
-            return Proposal(graph, cost, {}, distributed.broadcast(None))
+            return Proposal(graph, cost, {}, distributed.broadcast(None), made_for)
         scores = group_scores(graph, criteria, self.criteria.normalize, self.criteria.reduce)
         if self.criteria.per_cost != "none":
             scores = per_cost(scores, cost, self.criteria.per_cost, self.criteria.element_macs)
         reference = self.reference or Reference.of(graph)
         choose = functools.partial(select, graph, scores, cost, reference, self.budget.limits(self.limits))
         selection = self.budget.choose(choose, cost, (self.model, graph))
-        return Proposal(graph, cost, scores, distributed.broadcast(selection))
+        return Proposal(graph, cost, scores, distributed.broadcast(selection), made_for)
 
     def cut(self, proposal: Proposal | None = None) -> Plan:
         """Remove the proposal's channels (a fresh proposal's when none is given) from the model,
         physically, and let the budget measure the result; returns the plan of this cut."""
         proposal = proposal or self.propose()
+        if not isinstance(proposal, Proposal):
+            raise PruneError(f"PruningStep.cut: expected a Proposal (from propose()), not {type(proposal).__name__}")
+        change = first_change(proposal.made_for, structure(self.model)) if proposal.made_for else None
+        if change is not None:
+            raise PruneError(f"this proposal no longer fits the model ({change} since it was made); propose again")
+        predicted = proposal.predicted if self.cost_functions else None  # priced on the model before the cut
         plan = remove(self.model, proposal.graph, proposal.removal)
         self.budget.after_cut(self.model, proposal.selection)
+        if predicted is not None:
+            self._check_prediction(predicted)
         return plan
+
+    def _check_prediction(self, predicted: Cost) -> None:
+        """Warn where your cost functions' prediction for the cut is not what they count after it:
+        a function then depends on more than the shape it is given."""
+        now = count(self.model, self.example, self.cost_functions, self.include, plugins=self.plugins)
+        if not all(
+            math.isclose(a, b, rel_tol=1e-9) for a, b in ((predicted.macs, now.macs), (predicted.params, now.params))
+        ):
+            warnings.warn(
+                f"the selection predicted {human(predicted.macs)} MACs and {human(predicted.params)} parameters, the "
+                f"pruned model counts {human(now.macs)} and {human(now.params)}: a cost function must depend only on "
+                "its shape argument and the module's static attributes (kernel size, stride), not on the module's "
+                "current channel counts or weights",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _calibrate(self, graph: ChannelGraph, observers: dict[str, Any]) -> None:
         wanted = needs(observers) & {"activations", "gradients"}
@@ -222,6 +294,11 @@ class PruningStep:
         for criterion in observers.values():
             if distributed.active() and hasattr(criterion, "all_reduce"):
                 criterion.all_reduce(distributed.all_reduce_sum)
+
+
+def names(given: str | Iterable[str]) -> list[str]:
+    """Layer names given as one name or many (a string is one name, never its letters)."""
+    return [given] if isinstance(given, str) else list(given)
 
 
 def resolve_align(align: int | str | None, table: LatencyTable | None, device: torch.device) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -14,9 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..cost.cost_model import CostModel
 from ..cost.counting import count
 from ..cost.runtimes import runtime_named
 from ..errors import ConfigError, DataError, PluginError, PrunekitError, one_line, suggest
+from ..graph.channel_graph import Group, trace
 from ..graph.overrides import CostFunctions, Overrides
 from ..imports import import_callable
 from ..plugin.manager import Manager
@@ -38,6 +41,7 @@ def build_model(cfg: ModelConfig, plugins: Manager, search: Iterable[str] = ()) 
     the ``search`` folders)."""
     if cfg.factory is not None:
         factory = import_callable(cfg.factory, "model.factory", search)
+        _offline(factory, cfg.args, f"model.factory {cfg.factory!r}")
         model = _built(factory, cfg.args, f"model.factory {cfg.factory!r}")
     elif cfg.name is not None:
         model = plugins.get("model", cfg.name, **cfg.args)
@@ -55,6 +59,24 @@ def start_weights(model: nn.Module, cfg: ModelConfig) -> str:
         return ""
     source = f"model.checkpoint {cfg.checkpoint!r}"
     return load_into(model, load_weights(Path(cfg.checkpoint)), source, cfg.strict)
+
+
+def _offline(factory: Any, args: dict[str, Any], what: str) -> None:
+    """Refuse a factory argument that would load weights — ``weights*`` or ``pretrained*``, given or
+    by default, neither null nor false: prunekit downloads nothing (a zoo's default ImageNet
+    backbone included); weights come from a local ``model.checkpoint``."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: nothing to check
+        return
+    for p in parameters:
+        value = args.get(p.name, p.default)
+        if p.name.startswith(("weights", "pretrained")) and value not in (None, False, inspect.Parameter.empty):
+            raise ConfigError(
+                f"{what}: {p.name} is {value!r}{' by default' if p.name not in args else ''}, which loads weights, "
+                f"and prunekit downloads nothing at run time; set model.args.{p.name}: null (false) and start from "
+                "a local file: model.checkpoint: path/to/weights"
+            )
 
 
 def _built(factory: Any, args: dict[str, Any], what: str) -> Any:
@@ -255,15 +277,47 @@ def example_input(config: Config, objects: GivenObjects, data: TrainingData) -> 
 def check_costs(
     config: Config, cost_functions: CostFunctions, plugins: Manager, model: nn.Module, example: Any
 ) -> None:
-    """Count the untrained model: a cost function that fails, or a budget in a resource the model
-    does not have, stops the run before anything is written or trained."""
+    """Count the untrained model, and with your cost functions predict it with half and with all
+    but one of every group's channels removed: a cost function that fails (at once, or only at
+    the smaller counts pruning reaches), or a budget in a resource the model does not have, stops
+    the run before anything is written or trained."""
     p = config.pruning
-    original = count(model, example, cost_functions, config.cost.include or None, plugins=plugins)
+    include = config.cost.include or None
+    original = count(model, example, cost_functions, include, plugins=plugins)
+    if cost_functions:
+        graph = trace(model, example, p.protected, cost_functions, plugins=plugins, approximate=p.approximate)
+        cost = CostModel(graph, include)
+        for share in (0.5, 1.0):
+            cost.predict({g.id: _smaller(g, share) for g in graph.groups})
     if p.target_speedup is None and p.resource in ("macs", "params") and not getattr(original, p.resource):
         raise ConfigError(
             f"pruning.resource: the model costs 0 {p.resource} as counted (cost.include, cost.overrides), "
             "so a budget in them removes nothing; count another resource or give a target_speedup"
         )
+
+
+def retrain_function(config: Config) -> Callable[[Any], Any] | None:
+    """``retrain.function`` imported and checked to take the step as its one argument, or ``None``."""
+    retrain = config.retrain
+    if retrain == "none" or not retrain.function:
+        return None
+    function = import_callable(retrain.function, "retrain.function", config.plugins.search)
+    try:
+        inspect.signature(function).bind(object())
+    except TypeError as exc:
+        raise ConfigError(
+            f"retrain.function {retrain.function!r} cannot be called with the step alone ({exc}); it must take "
+            "one argument, the PrunedStep"
+        ) from None
+    except ValueError:  # a builtin without a signature: it will say so when called
+        pass
+    return function
+
+
+def _smaller(group: Group, share: float) -> list[int]:
+    """``share`` of the group's prunable channels, leaving it one channel at least."""
+    room = group.prunable if len(group.prunable) < group.channels else group.prunable[1:]
+    return room[: int(len(room) * share)]
 
 
 def with_task_criterion(config: Config, task: Task) -> Config:
@@ -311,6 +365,7 @@ def checked_trainer(
         )
         build_criteria(default_mix(config.pruning.criterion, trainer.task), plugins)
         trainer.objective.distillation()
+        retrain_function(config)
     for name, _ in config.loggers():
         plugins.spec("logger", name)
     compared = config.pruning.compare_runtimes

@@ -6,6 +6,7 @@ Settings that name plugins (the criterion mix, say) have no defaults here: they 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -145,6 +146,12 @@ class Config:
     )
 
     def check(self, path: str) -> None:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(
+                f"device: {self.device!r} is not a device prunekit runs on; valid: auto, cpu, cuda, cuda:N"
+            )
+        if not -(2**63) <= self.seed < 2**63:
+            raise ConfigError(f"seed: {self.seed} does not fit in 64 bits; give a seed from -2**63 to 2**63 - 1")
         if not self.run_dir.strip():
             raise ConfigError("run_dir: an empty path names no folder; give one, e.g. runs/my-run")
         for i, entry in enumerate(self.logging):

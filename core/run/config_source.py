@@ -22,11 +22,9 @@ def read_source(source: str | Path | dict[str, Any] | None) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml_value(path.read_text(encoding="utf-8"), str(path))
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (a binary file?)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     except OSError as exc:
         raise ConfigError(f"config file {str(path)!r} cannot be read ({exc.strerror or exc})") from None
     if data is None:
@@ -34,6 +32,34 @@ def read_source(source: str | Path | dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config is a mapping of sections, not {type(data).__name__}")
     return data
+
+
+def yaml_value(text: str, what: str) -> Any:
+    """The YAML value of ``text`` — a tree: nothing nested beyond Python's limits, no alias that
+    contains itself, no number too long to read — or a ConfigError naming ``what``."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{what}: not valid YAML (nested too deeply)") from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise ConfigError(f"{what}: not a value prunekit reads ({str(exc).split(';')[0]})") from None
+    _check_tree(value, what)
+    return value
+
+
+def _check_tree(value: Any, what: str) -> None:
+    """Refuse a value that contains itself (``&a [*a]``): every reader of it would never end."""
+    stack: list[tuple[Any, frozenset[int]]] = [(value, frozenset())]
+    while stack:
+        node, above = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        if id(node) in above:
+            raise ConfigError(f"{what}: a YAML alias refers to a value that contains it; write the value out")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, above | {id(node)}) for child in children)
 
 
 def with_settings(data: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -66,6 +66,7 @@ def pruning_steps(state: RunState, count: Count, retraining: Retraining, progres
             )
             with retraining.training(pruned):
                 yield pruned
+            pruned.check_structure(cut.model)
             metrics = _metrics(state, pruned, retraining)
             broken = state.guard.broken(state.baseline_metrics, metrics)
             if broken is not None:
@@ -76,6 +77,7 @@ def pruning_steps(state: RunState, count: Count, retraining: Retraining, progres
             _record(state, cut, metrics)
     finally:
         state.model, state.budget, state.plan = session.model, session.budget, session.plan
+    state.stopped = session.stopped
     if session.stopped:
         state.log.record({"event": "stop", "step": session.step, "message": session.stopped})
 
@@ -141,7 +143,6 @@ def _record(state: RunState, cut: Cut, metrics: dict[str, float]) -> None:
         predicted_macs=selection.macs,
         predicted_params=selection.params,
     )
-    record.check_prediction()
     state.steps.append(record)
     if distributed.is_main():
         checkpoints.save(state.run_dir, record.step, state.model, state.plan, state.steps)

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from ..cost.counting import CostReport
-from ..errors import ConfigError
+from ..errors import ConfigError, PruneError
 from ..pruning.step import Proposal
+from ..pruning.structure import Structure, first_change, structure
 from ..training.distiller import Distiller
 
 
@@ -37,6 +38,20 @@ class PrunedStep:
     train: Iterable[Any] | None = None
     distiller: Distiller | None = None
     metrics: dict[str, float] | None = field(default=None, init=False)
+    cut_as: Structure = field(default_factory=dict, init=False, repr=False)  # the model as the cut left it
+
+    def __post_init__(self) -> None:
+        self.cut_as = structure(self.model)
+
+    def check_structure(self, model: nn.Module) -> None:
+        """Refuse a step whose model your loop replaced or changed the structure of: the run's plan
+        would not rebuild it, and its export would not load."""
+        change = "step.model was replaced" if model is not self.model else first_change(self.cut_as, structure(model))
+        if change is not None:
+            raise PruneError(
+                f"step {self.step}: your loop changed the model's structure ({change}); the run's plan cannot "
+                "rebuild it — train the step's weights only, and let the steps cut (vetoes: pruning.protected)"
+            )
 
     def distillation(self, images: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """The distillation losses (``distillation`` in the config), weighted and summed, for the
@@ -67,6 +82,7 @@ class PrunedStep:
         for name, value in given.items():
             if not isinstance(name, str) or not _number(value):
                 raise ConfigError(f"step.report: {name!r}: {value!r} is not a metric; report numbers by name")
+        self.check_structure(self.model)
         self.metrics = {name: float(value) for name, value in given.items()}
 
 

@@ -27,7 +27,6 @@ from ..errors import CheckpointError
 from ..graph.channel_graph import ChannelGraph, trace
 from ..graph.overrides import Overrides
 from ..graph.traversal import traversal_of
-from ..imports import import_callable
 from ..plugin.manager import Manager
 from ..progress import bar
 from ..pruning.latency_budget import LatencyBudget
@@ -40,7 +39,15 @@ from ..training.data import TrainingData
 from ..training.distiller import Teacher
 from ..training.seeds import seed_everything, step_seed
 from ..training.trainer import Trainer
-from .components import GivenObjects, build_loggers, checked_trainer, example_input, start_weights, with_task_criterion
+from .components import (
+    GivenObjects,
+    build_loggers,
+    checked_trainer,
+    example_input,
+    retrain_function,
+    start_weights,
+    with_task_criterion,
+)
 from .config import Config, load_config
 from .guard import Guard
 from .loop import pruning_steps
@@ -272,13 +279,7 @@ class Pruner:
     # -- the loop ----------------------------------------------------------------------------
     def _loop(self, state: RunState) -> None:
         """The steps, each retrained by prunekit's trainer or the config's ``retrain.function``."""
-        retrain = self.config.retrain
-        function = (
-            import_callable(retrain.function, "retrain.function", self.config.plugins.search)
-            if retrain != "none" and retrain.function
-            else None
-        )
-        retraining = retraining_for(self.config, state.trainer, state.distil_from, function)
+        retraining = retraining_for(self.config, state.trainer, state.distil_from, retrain_function(self.config))
         for step in pruning_steps(state, functools.partial(self._count, state), retraining, self.progress):
             retraining.retrain(step)
 
@@ -304,6 +305,7 @@ class Pruner:
             "macs_percent": final.percent_of(original)[0],
             "params_percent": final.percent_of(original)[1],
             "steps": len(state.steps),
+            "stopped": state.stopped,
             "custom_cost": {"macs": self.cost_functions.macs.keys(), "params": self.cost_functions.params.keys()},
             "filters_removed": state.plan.removed,
             "teacher_hash_before": state.teacher_hash,

@@ -61,6 +61,8 @@ class RunState:
     plan: Plan = field(default_factory=Plan)
     steps: list[StepRecord] = field(default_factory=list)
     start_step: int = 1
+    #: why pruning ended before the budget was met, if it did
+    stopped: str | None = None
 
 
 @dataclass

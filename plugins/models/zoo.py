@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 from collections.abc import Callable
 from importlib import metadata
@@ -39,10 +40,15 @@ def _offline(model: str, args: dict[str, Any], arg: str, off: Any) -> None:
 
 
 def _torchvision(name: str, **args: Any) -> nn.Module:
-    _offline(f"torchvision.{name}", args, "weights", None)
     from torchvision import models
 
-    return models.get_model(name, **args)
+    builder = models.get_model_builder(name)
+    # every argument that loads weights, the backbone's too (segmentation and detection models
+    # default weights_backbone to ImageNet weights)
+    loading = [p for p in inspect.signature(builder).parameters if p.startswith(("weights", "pretrained"))]
+    for arg in dict.fromkeys(["weights", *loading]):
+        _offline(f"torchvision.{name}", args, arg, False if arg.startswith("pretrained") else None)
+    return builder(**args)
 
 
 def _timm(name: str, **args: Any) -> nn.Module:

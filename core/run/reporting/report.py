@@ -3,7 +3,9 @@ plots (matplotlib, an optional extra)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from ...cost.counting import CostReport, block_of
 from ...cost.formatting import human, render_table
 from ...cost.latency import Speedup
+from ...errors import CheckpointError, PrunekitError, one_line
 from ...plugin.manager import Manager, manager
 from ...plugin.protocols import Task
 from ...run_files import atomic_write_text, storage
@@ -131,13 +134,36 @@ def _latency_cells(step: dict[str, Any]) -> list[str]:
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The run's summary and its step records."""
-    return read_json(Path(run_dir) / "summary.json", "run summary (is the run finished?)"), read_steps(run_dir)
+    summary = read_json(Path(run_dir) / "summary.json", "run summary (is the run finished?)")
+    if not isinstance(summary, dict):
+        raise CheckpointError(f"{str(Path(run_dir) / 'summary.json')!r} is not a run summary (a JSON object)")
+    return summary, read_steps(run_dir)
+
+
+@contextlib.contextmanager
+def as_a_run_wrote(run_dir: Path) -> Iterator[None]:
+    """Reading a run's files inside: a summary or log record whose fields are not what a run
+    writes (a key missing, a number that is text) is one CheckpointError, not a traceback."""
+    try:
+        yield
+    except PrunekitError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise CheckpointError(
+            f"{str(run_dir)!r}: summary.json or log.jsonl does not hold what a prunekit run writes "
+            f"({type(exc).__name__}: {one_line(exc)}); restore them, or run the config again"
+        ) from None
 
 
 def write_report(run_dir: Path, plots: bool | None = None, plugins: Manager | None = None) -> Path:
     """``report.md`` beside the run's files, with PNG plots when matplotlib is installed
     (``plots=True`` requires it)."""
     run_dir = Path(run_dir)
+    with as_a_run_wrote(run_dir):
+        return _write_report(run_dir, plots, plugins)
+
+
+def _write_report(run_dir: Path, plots: bool | None, plugins: Manager | None) -> Path:
     summary, steps = read_run(run_dir)
     task = task_of(summary, plugins)
     metric, label = (task.best_metric, task.best_label) if task else ("", "")

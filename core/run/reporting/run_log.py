@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ... import distributed
 from ...cost.formatting import human
+from ...errors import CheckpointError
 from ...plugin.manager import Manager
 from ...run_files import LOG, open_to_append, storage
 from ...run_records import EpochRecord, RunInfo
@@ -131,8 +132,29 @@ def read_records(run_dir: Path, event: str) -> list[dict[str, Any]]:
     path = Path(run_dir) / LOG
     if not path.is_file():
         return []
-    records = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return [r for r in records if r.get("event") == event]
+    with storage(path, "read"):
+        text = path.read_text(errors="replace")
+    return [r for r in _records(path, text) if r.get("event") == event]
+
+
+def _records(path: Path, text: str) -> list[dict[str, Any]]:
+    """The log's records; a last line cut short (a write the disk or a kill interrupted) is left
+    out, any other line that is no JSON object is a CheckpointError naming it."""
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            if number == len(lines):  # no newline after it: the write never finished
+                break
+            record = None
+        if not isinstance(record, dict):
+            raise CheckpointError(f"{str(path)!r}, line {number}: not a log record (a JSON object); restore the log")
+        records.append(record)
+    return records
 
 
 def read_steps(run_dir: Path) -> list[dict[str, Any]]:

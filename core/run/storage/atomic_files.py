@@ -48,6 +48,8 @@ def read_json(path: Path, what: str) -> Any:
         raise CheckpointError(f"{what} {str(path)!r} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{what} {str(path)!r} is corrupt ({exc})") from None
+    except RecursionError:
+        raise CheckpointError(f"{what} {str(path)!r} is corrupt (nested too deeply)") from None
     except OSError as exc:
         raise StorageError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from ...errors import CheckpointError, PruneError
+from ...errors import CheckpointError, PruneError, PrunekitError
 from ...plugin.manager import Manager, manager
 from ...pruning.plan import Plan, apply_plan
 from ..components import build_model
@@ -79,8 +82,12 @@ def load(
                 f"{str(folder)!r} was exported from a model object ({builder}); load it with "
                 "pk.load(path, model=...) and a fresh instance built as the original was"
             )
-        if f"{type(model).__module__}:{type(model).__qualname__}" != builder:
-            raise CheckpointError(f"{str(folder)!r} holds a {builder}, not a {type(model).__qualname__}")
+        if not _same_class(builder, type(model)):
+            raise CheckpointError(
+                f"{str(folder)!r} holds a {builder}, not a {type(model).__module__}:{type(model).__qualname__}; pass "
+                f"model= a fresh {builder.partition(':')[2]} built as the original was (a class defined in a script, "
+                "__main__, is matched by its name wherever it is imported from)"
+            )
         plugins = plugins or manager()
     elif model is None:
         code = [f"factory {builder.factory!r}"] * bool(builder.factory) + [f"plugin {p!r}" for p in needed["load"]]
@@ -91,16 +98,55 @@ def load(
                 "--trust-code), or pk.load(path, model=...) with a fresh instance of the model"
             )
         plugins = plugins or (Manager(load=needed["load"], search=needed["search"]) if needed["load"] else manager())
+        plan = _plan(folder)
+        _check_size(folder, builder, plan, plugins, needed["search"])
         model = build_model(builder, plugins, needed["search"])
     else:
         plugins = plugins or manager()
-    try:
-        plan = Plan.from_dict(read_json(folder / "plan.json", "export plan"))
-    except PruneError as exc:
-        raise CheckpointError(f"export plan {str(folder / 'plan.json')!r}: {exc}") from None
+    plan = _plan(folder)
     apply_plan(model, plan, plugins)
     load_into(model, load_weights(folder / "weights.safetensors"), f"export {str(folder)!r}")
     return model.eval()
+
+
+def _plan(folder: Path) -> Plan:
+    try:
+        return Plan.from_dict(read_json(folder / "plan.json", "export plan"))
+    except PruneError as exc:
+        raise CheckpointError(f"export plan {str(folder / 'plan.json')!r}: {exc}") from None
+
+
+def _check_size(folder: Path, builder: ModelConfig, plan: Plan, plugins: Manager, search: tuple[str, ...]) -> None:
+    """Build the model an export describes on the meta device (shapes, no memory) and cut it by
+    its plan: an export whose arguments ask for more numbers than its weights file holds (a
+    crafted ``width: 1000000``) is refused before anything is allocated."""
+    try:
+        with torch.device("meta"):
+            shell = build_model(builder, plugins, search)
+    except PrunekitError:
+        raise
+    except Exception:  # a builder that cannot build without memory: checked by loading below
+        return
+    apply_plan(shell, plan, plugins)
+    wanted = sum(t.numel() for t in shell.state_dict().values())
+    try:
+        with safe_open(str(folder / "weights.safetensors"), "pt") as weights:
+            held = sum(math.prod(weights.get_slice(k).get_shape()) for k in weights.keys())  # noqa: SIM118
+    except (SafetensorError, OSError):
+        return  # loading the weights says what is wrong with them
+    if wanted != held:
+        raise CheckpointError(
+            f"{str(folder)!r}: the model its model.json describes, cut by its plan, holds {wanted:,} numbers, its "
+            f"weights {held:,}; the export is not one prunekit wrote"
+        )
+
+
+def _same_class(exported: str, cls: type) -> bool:
+    """Whether ``cls`` is the class an export names (``module:QualName``): by module and name, or
+    by name alone where either side was defined in a script (``__main__``), since the same class
+    is ``__main__:Net`` in the script that defines it and ``train:Net`` where another imports it."""
+    module, _, name = exported.partition(":")
+    return name == cls.__qualname__ and (module == cls.__module__ or "__main__" in (module, cls.__module__))
 
 
 def _builder(path: Path) -> tuple[ModelConfig | str, dict[str, tuple[str, ...]]]:

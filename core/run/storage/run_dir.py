@@ -13,9 +13,12 @@ import yaml
 
 from ... import distributed
 from ...errors import CheckpointError, ConfigError, StorageError
-from ...run_files import CONFIG, LOCK, MARKER, atomic_write_text, storage
+from ...run_files import BASELINE, CHECKPOINTS, CONFIG, EXPORT, LOCK, MARKER, SUMMARY, atomic_write_text, storage
 from ..config import Config
 from .atomic_files import atomic_write_json, read_json, sha256
+
+#: the config sections a baseline is trained from
+BASELINE_FROM = ("model", "data", "task", "train", "seed", "loss", "loss_schedule", "plugins")
 
 
 def is_run(folder: Path) -> bool:
@@ -79,7 +82,8 @@ def claim(run_dir: Path, config: Config, resume: bool, objects: dict[str, Any] |
         run_dir.mkdir(parents=True, exist_ok=True)
     lock = Lock(run_dir)  # first: a second process is told who holds the run
     try:
-        _check_config(run_dir, resolved, resume)
+        if _check_config(run_dir, resolved, resume):
+            _start_again(run_dir, config)
         _mark(run_dir, resume, objects)
         atomic_write_text(run_dir / CONFIG, resolved)
     except BaseException:
@@ -117,19 +121,46 @@ def _check_place(run_dir: Path) -> None:
             )
 
 
-def _check_config(run_dir: Path, resolved: str, resume: bool) -> None:
+def _check_config(run_dir: Path, resolved: str, resume: bool) -> bool:
+    """Whether this run may write here with config ``resolved``; True where a resume brings a new
+    config to a run that stopped before its first step (which then starts again with it)."""
     saved = run_dir / CONFIG
     if resume:
         if saved.is_file() and saved.read_text() != resolved:
+            if not _began_pruning(run_dir):
+                return True
             raise ConfigError(
-                f"the config differs from the one {str(run_dir)!r} was started with; "
-                "resume with the same config or start a new run_dir"
+                f"the config differs from the one {str(run_dir)!r} was started with, and the run has pruned "
+                "since; resume with the same config or start a new run_dir"
             )
     elif saved.exists():
         raise ConfigError(
-            f"run directory {str(run_dir)!r} already holds a run; "
-            "pass --resume to continue it, or choose another run_dir"
+            f"run directory {str(run_dir)!r} already holds a run; continue it with --resume (from Python: "
+            "run(resume=True), steps(resume=True)) — with a corrected config, if it stopped before its first "
+            "step — or choose another run_dir"
         )
+    return False
+
+
+def _began_pruning(run_dir: Path) -> bool:
+    """Whether the run took a step (or finished): its config is then what its results mean."""
+    steps = run_dir / CHECKPOINTS
+    return (run_dir / SUMMARY).exists() or (run_dir / EXPORT).exists() or (steps.is_dir() and any(steps.iterdir()))
+
+
+def _start_again(run_dir: Path, config: Config) -> None:
+    """A run that stopped before its first step, started again with another config: its baseline
+    is kept where what it was trained from (model, data, task, training, seed) is unchanged."""
+    with storage(run_dir / CONFIG, "read"):
+        saved = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
+    now = config.to_dict()
+    if all(saved.get(key) == now.get(key) for key in BASELINE_FROM) or not recorded(run_dir, BASELINE):
+        return
+    marker = _marker(run_dir)
+    del marker["files"][BASELINE]
+    atomic_write_json(run_dir / MARKER, marker)
+    with storage(run_dir / BASELINE, "remove"):
+        (run_dir / BASELINE).unlink(missing_ok=True)
 
 
 def _check_nesting(run_dir: Path) -> None:

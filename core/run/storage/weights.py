@@ -89,7 +89,8 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str, st
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if not (missing or unexpected or wrong):
+    kinds = sorted(k for k in set(own) & set(state) if k not in wrong and _kind(own[k]) != _kind(state[k]))
+    if not (missing or unexpected or wrong or kinds):
         module.load_state_dict(state)
         return ""
     parts = [
@@ -99,13 +100,25 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str, st
         f"{tuple(own[wrong[0]].shape)}"
         if wrong
         else "",
+        f"other kinds of number {len(kinds)}, first {kinds[0]}: {_kind(state[kinds[0]])} vs model "
+        f"{_kind(own[kinds[0]])}"
+        if kinds
+        else "",
     ]
     found = "; ".join(p for p in parts if p)
     if strict:
         raise CheckpointError(f"{source} does not match the model ({found})")
-    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and k not in kinds}
     module.load_state_dict(matching, strict=False)
     return f"{source}: loaded {len(matching)} of the model's {len(own)} tensors ({found})"
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    """What a tensor's numbers are — loading casts within a kind (float16 into float32), never
+    across (integers or booleans into weights)."""
+    if tensor.dtype == torch.bool:
+        return "bool"
+    return "float" if tensor.is_floating_point() else "complex" if tensor.is_complex() else "integer"
 
 
 def weights_hash(model: nn.Module) -> str:
