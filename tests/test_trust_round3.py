@@ -370,7 +370,7 @@ def test_an_edited_proposal_holds_group_channels_or_is_one_line(group, channels)
     groups = proposal.graph.groups
     valid = (
         type(group) is int and 0 <= group < len(groups) and isinstance(channels, list)
-        and all(type(c) is int and 0 <= c < groups[group].channels and c not in groups[group].pinned for c in channels)
+        and all(type(c) is int and c in groups[group].prunable for c in channels)
         and len(set(channels)) < groups[group].channels
     )  # fmt: skip
     if not valid:

@@ -120,9 +120,11 @@ class Proposal:
         if isinstance(channels, (str, torch.Tensor)) or not isinstance(channels, Iterable):
             raise PruneError(f"Proposal.edited: group {gid}: expected a list of channel indices, not {channels!r}")
         chosen = sorted({_index(c, gid, size) for c in channels})
+        removable = set(group.prunable)
         for c in chosen:
-            if c in group.pinned:
-                raise PruneError(f"Proposal.edited: group {gid}: channel {c} is kept ({', '.join(group.pinned[c])})")
+            if c not in removable:
+                why = ", ".join(group.pinned.get(c, ())) or "no layer of the group produces it"
+                raise PruneError(f"Proposal.edited: group {gid}: channel {c} is kept ({why})")
         if len(chosen) >= size:
             raise PruneError(f"Proposal.edited: group {gid} would lose all its {size} channels; leave one at least")
         return chosen
