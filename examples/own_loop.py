@@ -97,7 +97,9 @@ def main() -> None:
         "run_dir": args.run_dir,
         "task": "segmentation",
         "pruning": {"prune_away_percent": 60, "step": {"percent": 20}, "layer_limit_percent": 85,
-                    "block_limit_percent": 85, "calibration_batches": 4},
+                    "block_limit_percent": 85, "calibration_batches": 4,
+                    # a net trained one epoch swings from step to step: the quick check runs unguarded
+                    **({"max_drop": None, "class_floor": None} if args.tiny else {})},
         "retrain": {"epochs_per_step": 1},
         "distillation": {"hinton": {"weight": 1.0, "args": {"T": 1.0}}},
     }  # fmt: skip
