@@ -163,6 +163,22 @@ def test_a_latency_budget_removes_its_seconds_in_aligned_units():
         assert left % 8 == 0 or left < 8, (gid, left)
 
 
+@pytest.mark.parametrize("align", ["auto", None])
+def test_a_latency_budget_aligns_as_align_says_and_not_otherwise(align):
+    model, x = small(), torch.randn(1, 1, 16, 16)
+    graph = pk.trace(model, x)
+    table = linear_table(graph)
+    table.align = 16  # as measured on a CPU
+
+    def clock(models, x, repeats):
+        return [[1.0] * repeats for _ in models]
+
+    budget = LatencyBudget(pk.count(model, x), table, model, x, 1.6, "latency", ("percent", 37), checks=0, clock=clock)
+    removal = pk.PruningStep(model, x, budget, align=align, limits=Limits(100.0, 100.0)).propose().removal
+    left = [graph.groups[gid].channels - len(removed) for gid, removed in removal.items()]
+    assert all(n % 16 == 0 for n in left) == (align == "auto"), left
+
+
 class UnseenWork(nn.Module):
     """Two convolutions and a matrix product at least as slow as they are, which no latency table
     sees (it is no layer): halving the convolutions' time makes the forward at most 1.33× faster."""

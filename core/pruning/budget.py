@@ -20,7 +20,7 @@ from ..cost.counting import CostReport
 from ..cost.latency_table import LatencyTable
 from ..errors import ConfigError
 from ..graph.channel_graph import ChannelGraph
-from .selection import Limits, Selection, StepBudget
+from .selection import Selection, StepBudget
 
 RESOURCES = ("macs", "params")
 STEP_KINDS = ("macs", "params", "filters", "percent")
@@ -93,10 +93,6 @@ class ResourceBudget:
     def table(self) -> LatencyTable | None:
         """The latency table the cost model predicts seconds with (none: nothing is timed)."""
         return None
-
-    def limits(self, limits: Limits) -> Limits:
-        """``limits`` as this budget needs them (a latency budget aligns channel counts)."""
-        return limits
 
     def halve_step(self) -> None:
         self.step_scale /= 2

@@ -185,12 +185,6 @@ class LatencyBudget(ResourceBudget):
     def table(self) -> LatencyTable:
         return self.timing
 
-    def limits(self, limits: Limits) -> Limits:
-        """A latency budget without ``round_to`` keeps channel counts at the device's multiple."""
-        if self.resource != "latency" or limits.round_to is not None:
-            return limits
-        return dataclasses.replace(limits, round_to=self.timing.align, free_below=True)
-
     def floor(self, predicted: float, reached: float) -> float:
         """The layer seconds a step's selection may go down to: the student's ``predicted`` time
         shrunk by the speed-up still missing after the last measured one (``reached``, its lower

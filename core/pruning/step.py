@@ -237,7 +237,7 @@ class PruningStep:
         if self.criteria.per_cost != "none":
             scores = per_cost(scores, cost, self.criteria.per_cost, self.criteria.element_macs)
         reference = self.reference or Reference.of(graph)
-        choose = functools.partial(select, graph, scores, cost, reference, self.budget.limits(self.limits))
+        choose = functools.partial(select, graph, scores, cost, reference, self.limits)
         selection = self.budget.choose(choose, cost, (self.model, graph))
         return Proposal(graph, cost, scores, distributed.broadcast(selection), made_for)
 
