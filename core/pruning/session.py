@@ -26,7 +26,7 @@ from .budget import ResourceBudget
 from .plan import Plan
 from .selection import Reference, Selection
 from .settings import PruningConfig
-from .step import Proposal, PruningStep
+from .step import Proposal, PruningStep, check_prediction
 
 #: the pruning step of a session's step number, on its model, under its budget
 StepFactory = Callable[[int, nn.Module, ResourceBudget], PruningStep]
@@ -136,10 +136,11 @@ class PruningSession:
             if not proposal.removal:
                 self.stopped = stop_message(proposal.selection)
                 return
-            plan = pruning.cut(proposal)
+            plan = pruning.cut(proposal, check=False)
             if self.device is not None:
                 self.model.to(self.device)
             cost = self.count(self.model)
+            check_prediction(proposal.selection, cost)
             cut = Cut(self.step, self.model, proposal, plan, cost, self.budget.done(cost), began)
             yield cut
             if cut.rolled_back is None:

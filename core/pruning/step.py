@@ -23,7 +23,7 @@ from torch import nn
 
 from .. import distributed
 from ..cost.cost_model import Cost, CostModel
-from ..cost.counting import count
+from ..cost.counting import CostReport, count
 from ..cost.formatting import human, render_table
 from ..cost.latency_table import LatencyTable
 from ..eager import alignment
@@ -149,6 +149,21 @@ class Proposal:
         return self.table()
 
 
+def check_prediction(selection: Selection, after: CostReport) -> None:
+    """Warn where the selection's prediction is not what the model counts after the cut: a cost
+    function then depends on more than the shape it is given."""
+    pairs = ((selection.macs, after.macs), (selection.params, after.params))
+    if not all(math.isclose(predicted, counted, rel_tol=1e-9) for predicted, counted in pairs):
+        warnings.warn(
+            f"the selection predicted {human(selection.macs)} MACs and {human(selection.params)} parameters, the "
+            f"pruned model counts {human(after.macs)} and {human(after.params)}: a cost function must depend only on "
+            "its shape argument and the module's static attributes (kernel size, stride), not on the module's "
+            "current channel counts or weights",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def _index(channel: Any, gid: int, size: int) -> int:
     """A channel index of a group of ``size`` channels: a whole number (an int, a NumPy or 0-d
     tensor integer — never a bool or a float) in range."""
@@ -241,37 +256,25 @@ class PruningStep:
         selection = self.budget.choose(choose, cost, (self.model, graph))
         return Proposal(graph, cost, scores, distributed.broadcast(selection), made_for)
 
-    def cut(self, proposal: Proposal | None = None) -> Plan:
+    def cut(self, proposal: Proposal | None = None, *, check: bool = True) -> Plan:
         """Remove the proposal's channels (a fresh proposal's when none is given) from the model,
-        physically, and let the budget measure the result; returns the plan of this cut."""
+        physically, and let the budget measure the result; returns the plan of this cut. With
+        ``check`` and your cost functions the model is recounted, and a prediction the recount
+        does not match is warned about (:func:`check_prediction`; a session checks its own recount)."""
         proposal = proposal or self.propose()
         if not isinstance(proposal, Proposal):
             raise PruneError(f"PruningStep.cut: expected a Proposal (from propose()), not {type(proposal).__name__}")
         change = first_change(proposal.made_for, structure(self.model)) if proposal.made_for else None
         if change is not None:
             raise PruneError(f"this proposal no longer fits the model ({change} since it was made); propose again")
-        predicted = proposal.predicted if self.cost_functions else None  # priced on the model before the cut
         plan = remove(self.model, proposal.graph, proposal.removal)
         self.budget.after_cut(self.model, proposal.selection)
-        if predicted is not None:
-            self._check_prediction(predicted)
-        return plan
-
-    def _check_prediction(self, predicted: Cost) -> None:
-        """Warn where your cost functions' prediction for the cut is not what they count after it:
-        a function then depends on more than the shape it is given."""
-        now = count(self.model, self.example, self.cost_functions, self.include, plugins=self.plugins)
-        if not all(
-            math.isclose(a, b, rel_tol=1e-9) for a, b in ((predicted.macs, now.macs), (predicted.params, now.params))
-        ):
-            warnings.warn(
-                f"the selection predicted {human(predicted.macs)} MACs and {human(predicted.params)} parameters, the "
-                f"pruned model counts {human(now.macs)} and {human(now.params)}: a cost function must depend only on "
-                "its shape argument and the module's static attributes (kernel size, stride), not on the module's "
-                "current channel counts or weights",
-                RuntimeWarning,
-                stacklevel=3,
+        if check and self.cost_functions:
+            check_prediction(
+                proposal.selection,
+                count(self.model, self.example, self.cost_functions, self.include, plugins=self.plugins),
             )
+        return plan
 
     def _calibrate(self, graph: ChannelGraph, observers: dict[str, Any]) -> None:
         wanted = needs(observers) & {"activations", "gradients"}
