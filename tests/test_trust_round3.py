@@ -545,6 +545,14 @@ def test_settings_no_reader_could_finish_are_one_line(tmp_path, capsys, setting,
     assert len(err) == 1 and message in err[0], err
 
 
+def test_aliases_shared_many_times_over_are_read_once_each():
+    from prunekit.run.config_source import yaml_value
+
+    levels = ["a0: &a0 [1, 2]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 12)]
+    value = yaml_value("\n".join(levels), "laughs.yaml")  # 9^11 paths, 12 lists: a walk of the lists, not the paths
+    assert value["a11"][0] is value["a11"][8] is value["a10"]
+
+
 def test_an_empty_device_flag_is_an_error_not_ignored(tmp_path, capsys):
     from prunekit.cli import main
 

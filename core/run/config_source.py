@@ -50,16 +50,24 @@ def yaml_value(text: str, what: str) -> Any:
 
 
 def _check_tree(value: Any, what: str) -> None:
-    """Refuse a value that contains itself (``&a [*a]``): every reader of it would never end."""
-    stack: list[tuple[Any, frozenset[int]]] = [(value, frozenset())]
+    """Refuse a value that contains itself (``&a [*a]``): every reader of it would never end. A
+    depth-first walk that visits each node once, however many aliases share it."""
+    on_path: set[int] = set()
+    done: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(value, False)]
     while stack:
-        node, above = stack.pop()
-        if not isinstance(node, (dict, list)):
+        node, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(node))
+            done.add(id(node))
             continue
-        if id(node) in above:
+        if not isinstance(node, (dict, list)) or id(node) in done:
+            continue
+        if id(node) in on_path:
             raise ConfigError(f"{what}: a YAML alias refers to a value that contains it; write the value out")
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, above | {id(node)}) for child in children)
+        on_path.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in (node.values() if isinstance(node, dict) else node))
 
 
 def with_settings(data: dict[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
