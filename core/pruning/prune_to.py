@@ -210,9 +210,10 @@ def _timing(
     teacher = copy.deepcopy(model).eval()
     cost_functions, plugins = tracing
     retrace = functools.partial(
-        trace, example_input=graph.example, protected=config.protected, overrides=cost_functions, plugins=plugins
-    )
-    return teacher, LatencyBudget.measure_table(teacher, graph, retrace, device, runtime=runtime)
+        trace, example_input=graph.example, protected=config.protected, overrides=cost_functions, plugins=plugins,
+        approximate=config.approximate,
+    )  # fmt: skip
+    return teacher, config.timing(teacher, graph, retrace, runtime, device)
 
 
 def _cross_entropy(logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:

@@ -8,7 +8,7 @@ Settings that name plugins (the criterion mix) have no defaults here: they come 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,6 +18,7 @@ from torch import nn
 from ..cost.counting import CostReport
 from ..cost.latency_table import LatencyTable
 from ..errors import ConfigError
+from ..graph.channel_graph import ChannelGraph
 from ..schema import field
 from ..seam import Runtime
 from .budget import ResourceBudget
@@ -150,6 +151,20 @@ class PruningConfig:
         if self.align == "auto":
             return runtime.alignment(device)
         return None if self.align == "none" else self.align
+
+    def timing(
+        self,
+        teacher: nn.Module,
+        graph: ChannelGraph,
+        retrace: Callable[[nn.Module], ChannelGraph],
+        runtime: Runtime,
+        device: torch.device,
+        progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    ) -> tuple[LatencyTable, torch.Tensor]:
+        """The teacher's latency table in ``runtime`` as these settings time it — at their channel
+        multiple, with their repeats — and the batch of one it was calibrated with."""
+        align, repeats = self.alignment(runtime, device), self.latency_repeats
+        return LatencyBudget.measure_table(teacher, graph, retrace, device, align, repeats, progress, runtime)
 
     def policy(
         self,

@@ -218,8 +218,7 @@ class Pruner:
             return None
         shown = (lambda calls: bar(list(calls), "latency table")) if self.progress else None
         retrace = functools.partial(self._trace_with, plugins, example=graph.example)
-        align = p.alignment(runtime, device)
-        return LatencyBudget.measure_table(teacher, graph, retrace, device, align, p.latency_repeats, shown, runtime)
+        return p.timing(teacher, graph, retrace, runtime, device, shown)
 
     def _guard(self, task: Any) -> Guard:
         p = self.config.pruning

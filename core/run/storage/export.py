@@ -76,6 +76,7 @@ def load(
     folder = export_folder(path)
     verify_manifest(folder, "export")
     builder, needed = _builder(folder / "model.json")
+    plan = _plan(folder)
     if isinstance(builder, str):
         if model is None:
             raise CheckpointError(
@@ -98,12 +99,10 @@ def load(
                 "--trust-code), or pk.load(path, model=...) with a fresh instance of the model"
             )
         plugins = plugins or (Manager(load=needed["load"], search=needed["search"]) if needed["load"] else manager())
-        plan = _plan(folder)
         _check_size(folder, builder, plan, plugins, needed["search"])
         model = build_model(builder, plugins, needed["search"])
     else:
         plugins = plugins or manager()
-    plan = _plan(folder)
     apply_plan(model, plan, plugins)
     load_into(model, load_weights(folder / "weights.safetensors"), f"export {str(folder)!r}")
     return model.eval()
