@@ -1,8 +1,10 @@
-"""GivenObjects a config names by import path: model factories, cost functions, layer classes."""
+"""Objects a config names by import path — model factories, cost functions, layer classes — and
+what a builder's signature says about them."""
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -37,3 +39,14 @@ def import_callable(path: str, what: str, search: Iterable[str] = ()) -> Any:
     if not callable(obj):
         raise ConfigError(f"{what}: {path!r} is not callable")
     return obj
+
+
+def weight_arguments(builder: Any) -> dict[str, Any]:
+    """The arguments of ``builder`` that load weights (``weights*``, ``pretrained*``, a backbone's
+    too) and their defaults (``inspect.Parameter.empty`` where there is none); none where it has
+    no signature to read."""
+    try:
+        parameters = inspect.signature(builder).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in parameters if p.name.startswith(("weights", "pretrained"))}

@@ -9,6 +9,7 @@ A plugin needs nothing from prunekit but these names::
 from ..cache import cache_dir
 from ..eager import alignment, eager
 from ..errors import ConfigError, DataError, PluginError, PruneError, StorageError, suggest
+from ..imports import weight_arguments
 from ..layer_type import Flow, LayerShape, LayerType, cut_parameter, numel
 from ..onnx_graph import onnx_bytes
 from ..records import DataSplits, NoArgs, Outputs, ScoredLayer, Spec, Traversal
@@ -59,4 +60,5 @@ __all__ = [
     "open_to_append",
     "run_file",
     "suggest",
+    "weight_arguments",
 ]

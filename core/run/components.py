@@ -21,7 +21,7 @@ from ..cost.runtimes import runtime_named
 from ..errors import ConfigError, DataError, PluginError, PrunekitError, one_line, suggest
 from ..graph.channel_graph import Group, trace
 from ..graph.overrides import CostFunctions, Overrides
-from ..imports import import_callable
+from ..imports import import_callable, weight_arguments
 from ..plugin.manager import Manager
 from ..plugin.protocols import Task
 from ..pruning.ranking import build_criteria, default_mix
@@ -65,16 +65,12 @@ def _offline(factory: Any, args: dict[str, Any], what: str) -> None:
     """Refuse a factory argument that would load weights — ``weights*`` or ``pretrained*``, given or
     by default, neither null nor false: prunekit downloads nothing (a zoo's default ImageNet
     backbone included); weights come from a local ``model.checkpoint``."""
-    try:
-        parameters = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):  # no signature to read: nothing to check
-        return
-    for p in parameters:
-        value = args.get(p.name, p.default)
-        if p.name.startswith(("weights", "pretrained")) and value not in (None, False, inspect.Parameter.empty):
+    for name, default in weight_arguments(factory).items():
+        value = args.get(name, default)
+        if value not in (None, False, inspect.Parameter.empty):
             raise ConfigError(
-                f"{what}: {p.name} is {value!r}{' by default' if p.name not in args else ''}, which loads weights, "
-                f"and prunekit downloads nothing at run time; set model.args.{p.name}: null (false) and start from "
+                f"{what}: {name} is {value!r}{' by default' if name not in args else ''}, which loads weights, "
+                f"and prunekit downloads nothing at run time; set model.args.{name}: null (false) and start from "
                 "a local file: model.checkpoint: path/to/weights"
             )
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import json
 from collections.abc import Callable
 from importlib import metadata
@@ -25,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from prunekit.plugin import ConfigError, Spec, StorageError, atomic_write_text, cache_dir, hookimpl
+from prunekit.plugin import ConfigError, Spec, StorageError, atomic_write_text, cache_dir, hookimpl, weight_arguments
 
 
 def _offline(model: str, args: dict[str, Any], arg: str, off: Any) -> None:
@@ -45,8 +44,7 @@ def _torchvision(name: str, **args: Any) -> nn.Module:
     builder = models.get_model_builder(name)
     # every argument that loads weights, the backbone's too (segmentation and detection models
     # default weights_backbone to ImageNet weights)
-    loading = [p for p in inspect.signature(builder).parameters if p.startswith(("weights", "pretrained"))]
-    for arg in dict.fromkeys(["weights", *loading]):
+    for arg in dict.fromkeys(["weights", *weight_arguments(builder)]):
         _offline(f"torchvision.{name}", args, arg, False if arg.startswith("pretrained") else None)
     return builder(**args)
 
