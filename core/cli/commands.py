@@ -164,21 +164,23 @@ def launch(args: argparse.Namespace) -> int:
     import subprocess
 
     from ..distributed import torchrun_command
+    from ..run.storage.atomic_files import read_json
+    from ..run_files import SUMMARY
 
+    run_dir = Path(config_mod.load_config(args.config, settings=settings(args)).run_dir)
     flags = [*(["--resume"] if args.resume else []), *(["--quiet"] if args.quiet else [])]
     flags += [f"--set={item}" for item in args.set] + ([f"--device={args.device}"] if args.device is not None else [])
     flags.append("--allow-unpruned")  # a worker's exit code 3 would be a failure to torchrun: judged here
     code = subprocess.call(torchrun_command(args.nproc, "-m", "prunekit", "run", args.config, *flags))
-    if not code:
-        run_dir = Path(config_mod.load_config(args.config, settings=settings(args)).run_dir)
-        return pruned_something(json.loads((run_dir / "summary.json").read_text()), args)
     if code:
         print(
             f"prunekit: error: a worker process failed (exit code {code}); the last complete checkpoint of the "
             "run is intact and `prunekit run CONFIG --resume` continues from it",
             file=sys.stderr,
         )
-    return code
+        return code
+    removed = read_json(run_dir / SUMMARY, "run summary")["filters_removed"]  # rank 0 has said why, if nothing
+    return 0 if removed or args.allow_unpruned else NOTHING_PRUNED
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
