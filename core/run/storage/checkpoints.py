@@ -55,11 +55,16 @@ def load_last(run_dir: Path) -> Checkpoint | None:
         raise CheckpointError(f"{str(root / LAST)!r} is not a checkpoint index (needs 'step' and 'dir')")
     folder = root / Path(last["dir"]).name
     verify_manifest(folder, "checkpoint")
-    try:
-        plan = Plan.from_dict(read_json(folder / "plan.json", "checkpoint plan"))
-    except PruneError as exc:
-        raise CheckpointError(f"checkpoint plan {str(folder / 'plan.json')!r}: {exc}") from None
+    plan = read_plan(folder / "plan.json", "checkpoint plan")
     return Checkpoint(last["step"], plan, load_weights(folder / "weights.safetensors"), _steps(folder / "state.json"))
+
+
+def read_plan(path: Path, what: str) -> Plan:
+    """The plan a checkpoint or an export holds; a malformed one is a CheckpointError naming it."""
+    try:
+        return Plan.from_dict(read_json(path, what))
+    except PruneError as exc:
+        raise CheckpointError(f"{what} {str(path)!r}: {exc}") from None
 
 
 def _steps(path: Path) -> list[StepRecord]:

@@ -9,12 +9,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from ...errors import CheckpointError, PruneError, PrunekitError
+from ...errors import CheckpointError, PrunekitError
 from ...plugin.manager import Manager, manager
 from ...pruning.plan import Plan, apply_plan
 from ..components import build_model
 from ..config import Config, ModelConfig
 from .atomic_files import atomic_write_json, read_json, staged_dir, verify_manifest, write_manifest
+from .checkpoints import read_plan
 from .weights import load_into, load_weights, save_weights
 
 FORMAT = "prunekit-export"
@@ -76,7 +77,7 @@ def load(
     folder = export_folder(path)
     verify_manifest(folder, "export")
     builder, needed = _builder(folder / "model.json")
-    plan = _plan(folder)
+    plan = read_plan(folder / "plan.json", "export plan")
     if isinstance(builder, str):
         if model is None:
             raise CheckpointError(
@@ -106,13 +107,6 @@ def load(
     apply_plan(model, plan, plugins)
     load_into(model, load_weights(folder / "weights.safetensors"), f"export {str(folder)!r}")
     return model.eval()
-
-
-def _plan(folder: Path) -> Plan:
-    try:
-        return Plan.from_dict(read_json(folder / "plan.json", "export plan"))
-    except PruneError as exc:
-        raise CheckpointError(f"export plan {str(folder / 'plan.json')!r}: {exc}") from None
 
 
 def _check_size(folder: Path, builder: ModelConfig, plan: Plan, plugins: Manager, search: tuple[str, ...]) -> None:
