@@ -348,8 +348,12 @@ def test_prune_to_arguments_that_would_rank_on_nothing_are_one_line(arguments, e
 
 
 def test_a_protected_layer_given_as_one_name_is_one_name():
-    pruned = pk.prune_to(net(), torch.zeros(1, 1, 16, 16), 50, protected="0")
-    assert pruned.model[0].out_channels == 16
+    from collections import OrderedDict
+
+    layers = [("stem", nn.Conv2d(1, 16, 3, padding=1)), ("body", nn.Conv2d(16, 32, 3, padding=1)),
+              ("pool", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()), ("fc", nn.Linear(32, 3))]  # fmt: skip
+    pruned = pk.prune_to(nn.Sequential(OrderedDict(layers)), torch.zeros(1, 1, 16, 16), 50, protected="stem")
+    assert pruned.model.stem.out_channels == 16 and pruned.model.body.out_channels < 32
 
 
 # -- 8. the proposal and its cut ------------------------------------------------------------------------------------
